@@ -1,0 +1,1 @@
+"""The ``haictl`` command line."""

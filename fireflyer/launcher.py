@@ -1,0 +1,167 @@
+"""Starts and stops the real processes of a local cluster; used by ``haictl up`` and by the tests.
+
+Every process runs in its own session (process group) with its output in a log file, so that
+``stop_all`` can kill whole trees and nothing outlives its launcher, even after a failed test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on ``host`` a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(
+    host: str, port: int, timeout_s: float = 30.0, proc: subprocess.Popen | None = None
+) -> None:
+    """Block until ``host:port`` accepts TCP connections; raise if ``proc`` dies or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(
+                f"process {proc.args!r} exited with {proc.returncode} before listening on {port}"
+            )
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on {host}:{port} within {timeout_s:.0f} s")
+
+
+@dataclass
+class ManagedProcess:
+    """One launched process: its name, Popen handle and log file."""
+
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.popen.poll() is None
+
+    def signal(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the whole process group (the process and its children)."""
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def log_text(self) -> str:
+        """Everything the process has written so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+@dataclass
+class Launcher:
+    """Owns a set of processes whose logs go under ``log_dir``; a context manager that stops them all."""
+
+    log_dir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    procs: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.log_dir = Path(self.log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike | None = None,
+        port: tuple[str, int] | None = None,
+        timeout_s: float = 30.0,
+    ) -> ManagedProcess:
+        """Start ``argv`` as ``name``; with ``port`` wait until it listens there."""
+        if name in self.procs and self.procs[name].alive():
+            raise RuntimeError(f"{name} is already running (pid {self.procs[name].pid})")
+        full_env = dict(os.environ)
+        full_env.update(self.env)
+        full_env.update(env or {})
+        full_env.setdefault("PYTHONUNBUFFERED", "1")
+        log_path = self.log_dir / f"{name}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - owned by the child from here on
+        try:
+            popen = subprocess.Popen(
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        proc = ManagedProcess(name, popen, log_path)
+        self.procs[name] = proc
+        if port is not None:
+            try:
+                wait_for_port(port[0], port[1], timeout_s, popen)
+            except Exception as exc:
+                raise RuntimeError(
+                    f"{name} did not start: {exc}\n--- {log_path} ---\n{proc.log_text()[-4000:]}"
+                ) from exc
+        return proc
+
+    def start_python(
+        self, name: str, module: str, args: Sequence[str] = (), **kwargs: object
+    ) -> ManagedProcess:
+        """Start ``python -m module args`` with this interpreter."""
+        return self.start(name, [sys.executable, "-m", module, *args], **kwargs)  # type: ignore[arg-type]
+
+    def stop(self, name: str, grace_s: float = 5.0) -> None:
+        """SIGTERM the process group of ``name``, SIGKILL it after ``grace_s``."""
+        proc = self.procs.get(name)
+        if proc is None:
+            return
+        if proc.alive():
+            proc.signal(signal.SIGTERM)
+            try:
+                proc.popen.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        proc.signal(signal.SIGKILL)  # children that ignored SIGTERM, or outlived their parent
+        try:
+            proc.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def kill(self, name: str) -> None:
+        """SIGKILL ``name`` at once, as a crash would."""
+        proc = self.procs[name]
+        proc.signal(signal.SIGKILL)
+        proc.popen.wait(timeout=10)
+
+    def stop_all(self, grace_s: float = 5.0) -> None:
+        """Stop every process, newest first (clients before the services they use)."""
+        for name in reversed(list(self.procs)):
+            self.stop(name, grace_s)
+
+    def __enter__(self) -> Launcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()

@@ -1,0 +1,1 @@
+"""HAI-Platform: time-sharing job scheduler with node-granular gang allocation and preemption."""
