@@ -59,3 +59,10 @@ def test_readme_starts_with_two_commands_and_ci_runs_the_second():
         text=True,
     )
     assert ci.stdout.strip() == cmds[1]
+
+
+def test_generated_grpc_stubs_are_fresh():
+    out = subprocess.run(
+        [sys.executable, "-m", "fireflyer.protogen", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr

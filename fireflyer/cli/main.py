@@ -15,6 +15,7 @@ import fireflyer
 # (module, attribute) of each click command or group that haictl exposes.
 _GROUPS: list[tuple[str, str]] = [
     ("fireflyer.cli.info", "info"),
+    ("fireflyer.cli.bench", "bench"),
 ]
 
 

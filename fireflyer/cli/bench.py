@@ -1,0 +1,24 @@
+"""``haictl bench``: each component's benchmark, printing a table against a peer measured in the same run."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# (name, module, attribute) of each benchmark's click command.
+_BENCHMARKS: list[tuple[str, str, str]] = []
+
+
+@click.group()
+def bench() -> None:
+    """Run a benchmark and print an nccl-tests-style table.
+
+    \b
+    Example:
+      haictl bench --help
+    """
+
+
+for _name, _module, _attr in _BENCHMARKS:
+    bench.add_command(getattr(importlib.import_module(_module), _attr), _name)
