@@ -1,8 +1,164 @@
-"""HFReduce: allreduce whose reduction runs on the CPU in shared host memory.
+"""HFReduce: allreduce whose reduction runs on the CPU in the node's shared memory (Fire-Flyer §IV).
 
-See docs/ARCHITECTURE.md for the data path of one gradient.
+Ranks of a node put their data in one POSIX shared-memory segment; every local rank sums one slice
+of each chunk with SIMD kernels; one leader per node allreduces the node's partial sums with the
+other leaders over TCP by a double binary tree (or a ring, ``HFREDUCE_ALGO=ring``); the result is
+copied back to every rank. Chunks pipeline through copy-in, reduce, network and copy-out.
+
+Usage (under ``mpirun -np N python x.py`` or with RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set)::
+
+    import hfreduce, numpy as np
+    hfreduce.init()
+    a = np.ones(1 << 20, np.float32)
+    hfreduce.allreduce(a)                         # in place: a == world_size
+    w = hfreduce.allreduce(torch_tensor, async_op=True)
+    ...                                           # overlap compute
+    w.wait()                                      # raises HFReduceError if it failed
+    g = hfreduce.zeros(1 << 20, np.float32)       # lives in the shared segment: zero-copy allreduce
+
+Contract for HaiScale DDP (and any other caller):
+- ``allreduce(tensor, op="sum"|"avg", async_op=True)`` accepts contiguous CPU float32/float16/bfloat16
+  torch tensors or numpy arrays (no copy in Python) and returns a :class:`Work`. Collectives run in
+  issue order on one background C++ thread (GIL released), so several may be in flight; every rank
+  must issue the same sequence. Do not touch the buffer until ``wait()`` returned.
+- ``Work.wait(timeout_s=None)`` blocks and raises the collective's error; ``Work.is_completed()`` polls.
+- Errors (``hfreduce.errors``): :class:`MismatchError` when ranks disagree on count/dtype/op/root
+  (raised on every rank, nothing moved, the communicator stays usable); :class:`TimeoutError` /
+  :class:`PeerLostError` when a rank died or stalled for ``HFREDUCE_TIMEOUT_S`` (default 30): every
+  survivor raises naming the lost rank and the communicator is failed; :class:`UsageError` for bad
+  input detected locally (dtype, non-contiguous, not initialised).
+- Buffers from :func:`empty`/:func:`zeros`/:func:`empty_like` live in the node's shared segment
+  and skip the copy-in (and, on one node, the copy-out).
+
+Settings (env): HFREDUCE_TIMEOUT_S, HFREDUCE_ALGO (tree|ring), HFREDUCE_LOCAL_WORLD_SIZE (ranks per
+"node", to test several nodes on one machine), HFREDUCE_NODE_ID, HFREDUCE_IFADDR (address leaders
+advertise), HFREDUCE_CHUNK_BYTES (1 MiB), HFREDUCE_PIPELINE_DEPTH (4), HFREDUCE_SHM_HEAP_BYTES
+(1 GiB per rank, sparse), HFREDUCE_STREAMING_BYTES (8 MiB: above it, outputs use streaming stores).
 """
 
-from hfreduce._C import cpu_features
+from __future__ import annotations
 
-__all__ = ["cpu_features"]
+import math
+from typing import Any
+
+import numpy as np
+
+from hfreduce._api import Work, finalize, group, init, wait_all
+from hfreduce._api import shm_buffer as _shm_buffer
+from hfreduce._bootstrap import Topology
+from hfreduce._C import cpu_features, kernel_isa
+from hfreduce.errors import HFReduceError, MismatchError, PeerLostError, TimeoutError, UsageError
+
+
+def is_initialized() -> bool:
+    """Whether :func:`init` has run in this process (and :func:`finalize` has not)."""
+    from hfreduce import _api
+
+    return _api._group is not None
+
+
+def get_rank() -> int:
+    """This process's rank in the job."""
+    return group().topo.rank
+
+
+def get_world_size() -> int:
+    """Number of ranks in the job."""
+    return group().topo.world_size
+
+
+def get_local_rank() -> int:
+    """This rank's index on its node."""
+    return group().topo.local_rank
+
+
+def get_local_world_size() -> int:
+    """Number of ranks on this rank's node."""
+    return group().topo.local_size
+
+
+def get_num_nodes() -> int:
+    """Number of nodes (groups of ranks sharing a segment)."""
+    return group().topo.num_nodes
+
+
+def allreduce(buf: Any, op: str = "sum", async_op: bool = False) -> Work | None:  # noqa: ANN401
+    """Sum (or average, ``op="avg"``) ``buf`` in place across all ranks; a :class:`Work` if ``async_op``."""
+    return group().submit("allreduce", buf, op, 0, async_op)
+
+
+def broadcast(buf: Any, root: int = 0, async_op: bool = False) -> Work | None:  # noqa: ANN401
+    """Copy ``root``'s ``buf`` into every rank's ``buf`` (the allreduce machinery with only root contributing)."""
+    return group().submit("broadcast", buf, "sum", root, async_op)
+
+
+def reduce(buf: Any, root: int = 0, op: str = "sum", async_op: bool = False) -> Work | None:  # noqa: ANN401
+    """Sum ``buf`` across ranks into ``root``'s ``buf``; other ranks' buffers are left as they were."""
+    return group().submit("reduce", buf, op, root, async_op)
+
+
+def barrier() -> None:
+    """Block until every rank has called barrier (a one-element allreduce)."""
+    group().submit("allreduce", np.zeros(1, np.float32), "sum", 0, False)
+
+
+def _torch_dtype(dtype: Any) -> Any:  # noqa: ANN401
+    mod = type(dtype).__module__
+    return dtype if mod.startswith("torch") else None
+
+
+def empty(shape: int | tuple[int, ...], dtype: Any = np.float32) -> Any:  # noqa: ANN401
+    """An uninitialised array (numpy, or torch if ``dtype`` is a torch dtype) inside the node's shared segment."""
+    shape_t = (shape,) if isinstance(shape, int) else tuple(shape)
+    n = math.prod(shape_t)
+    tdt = _torch_dtype(dtype)
+    if tdt is not None:
+        import torch
+
+        itemsize = torch.empty((), dtype=tdt).element_size()
+        raw = _shm_buffer(n * itemsize)
+        return torch.from_numpy(raw).view(tdt).view(shape_t)
+    npdt = np.dtype(dtype)
+    raw = _shm_buffer(n * npdt.itemsize)
+    return raw.view(npdt).reshape(shape_t)
+
+
+def zeros(shape: int | tuple[int, ...], dtype: Any = np.float32) -> Any:  # noqa: ANN401
+    """Like :func:`empty`, filled with zeros (which also faults the pages in)."""
+    out = empty(shape, dtype)
+    out[...] = 0
+    return out
+
+
+def empty_like(x: Any) -> Any:  # noqa: ANN401
+    """A shared-segment buffer of ``x``'s shape and dtype (torch tensor for torch input)."""
+    return empty(tuple(x.shape), x.dtype)
+
+
+__all__ = [
+    "HFReduceError",
+    "MismatchError",
+    "PeerLostError",
+    "TimeoutError",
+    "Topology",
+    "UsageError",
+    "Work",
+    "allreduce",
+    "barrier",
+    "broadcast",
+    "cpu_features",
+    "empty",
+    "empty_like",
+    "finalize",
+    "get_local_rank",
+    "get_local_world_size",
+    "get_num_nodes",
+    "get_rank",
+    "get_world_size",
+    "init",
+    "is_initialized",
+    "kernel_isa",
+    "reduce",
+    "wait_all",
+    "zeros",
+]

@@ -1,0 +1,516 @@
+#include "hfreduce/communicator.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace hfreduce {
+
+namespace {
+
+constexpr size_t kSliceAlignElems = 64;
+
+size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+std::string describe(const OpDesc& d) {
+  static const char* kinds[] = {"allreduce", "broadcast", "reduce"};
+  static const char* ops[] = {"sum", "avg"};
+  std::string s = std::string(kinds[d.kind % 3]) + " of " + std::to_string(d.count) + " " +
+                  dtype_name(static_cast<DType>(d.dtype)) + " elements, op=" + ops[d.op % 2];
+  if (d.kind != 0) s += ", root=" + std::to_string(d.root);
+  return s;
+}
+
+bool same_call(const OpDesc& a, const OpDesc& b) {
+  return a.kind == b.kind && a.dtype == b.dtype && a.op == b.op && a.root == b.root && a.count == b.count;
+}
+
+// What leaders exchange over tree 0 before each collective.
+struct Verdict {
+  int32_t ok;
+  int32_t kind;
+  int32_t rank;  // the rank whose call `desc` is
+  int32_t pad;
+  OpDesc desc;
+  char msg[968];
+};
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------- WorkState
+bool WorkState::wait(double timeout_s) {
+  if (done()) return true;
+  std::unique_lock<std::mutex> lk(mu_);
+  if (timeout_s < 0) {
+    cv_.wait(lk, [&] { return done(); });
+    return true;
+  }
+  return cv_.wait_for(lk, std::chrono::duration<double>(timeout_s), [&] { return done(); });
+}
+
+void WorkState::finish(bool failed, ErrorKind kind, std::string msg) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    failed_ = failed;
+    kind_ = kind;
+    msg_ = std::move(msg);
+    done_.store(true, std::memory_order_release);
+  }
+  cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------------- Communicator
+Communicator::Communicator(const Config& cfg) : cfg_(cfg) {
+  if (cfg_.local_ranks.size() != static_cast<size_t>(cfg_.local_size))
+    throw Error(ErrorKind::kUsage, "local_ranks must list local_size ranks");
+  if (cfg_.chunk_bytes < 4096 || cfg_.chunk_bytes % 256 != 0)
+    throw Error(ErrorKind::kUsage, "HFREDUCE_CHUNK_BYTES must be a multiple of 256 and at least 4096");
+  if (cfg_.depth < 2) throw Error(ErrorKind::kUsage, "HFREDUCE_PIPELINE_DEPTH must be at least 2");
+  shm_ = std::make_unique<NodeShm>(cfg_.shm_name, cfg_.local_rank == 0, cfg_.local_rank, cfg_.local_size,
+                                   cfg_.local_ranks.data(), cfg_.chunk_bytes, cfg_.depth, cfg_.heap_bytes,
+                                   cfg_.timeout_s);
+  if (cfg_.num_nodes > 1 && cfg_.local_rank == 0) transport_ = std::make_unique<TcpTransport>(cfg_.node, cfg_.job_id);
+  worker_ = std::thread([this] { worker_loop(); });
+}
+
+Communicator::~Communicator() { shutdown(); }
+
+std::string Communicator::failure() const {
+  try {
+    shm_->check_abort();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+void Communicator::connect(const std::vector<Endpoint>& leaders) {
+  if (!transport_) return;
+  transport_->connect(leaders, links_for(cfg_.algo, cfg_.num_nodes, cfg_.node), Deadline::after_s(cfg_.timeout_s));
+  transport_->set_check([this] { shm_->check_abort(); });
+  if (cfg_.algo == InterAlgo::kDoubleTree) {
+    used_channels_ = {kChanTree0, kChanTree1};
+    for (int ch : used_channels_) {
+      net_threads_.emplace_back([this, ch] { net_thread(ch, true); });
+      net_threads_.emplace_back([this, ch] { net_thread(ch, false); });
+    }
+  } else {
+    used_channels_ = {kChanRing};
+    net_threads_.emplace_back([this] { net_thread(kChanRing, true); });
+  }
+  control_ = std::thread([this] { control_loop(); });
+}
+
+std::shared_ptr<WorkState> Communicator::submit(CollKind kind, ReduceOp op, int root, DType dtype, void* ptr,
+                                                size_t count) {
+  Op o;
+  o.desc.kind = static_cast<int32_t>(kind);
+  o.desc.op = static_cast<int32_t>(op);
+  o.desc.root = root;
+  o.desc.dtype = static_cast<int32_t>(dtype);
+  o.desc.count = count;
+  o.ptr = ptr;
+  o.bytes = count * dtype_size(dtype);
+  uint64_t off = 0;
+  if (o.bytes && shm_->in_own_heap(ptr, o.bytes, &off)) {
+    o.desc.resident = 1;
+    o.desc.heap_offset = off;
+  }
+  o.work = std::make_shared<WorkState>();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stopping_) throw Error(ErrorKind::kUsage, "hfreduce: the communicator was finalized");
+    queue_.push_back(o);
+  }
+  cv_.notify_all();
+  return o.work;
+}
+
+void Communicator::worker_loop() {
+  while (true) {
+    Op op;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      op = queue_.front();
+      queue_.pop_front();
+    }
+    try {
+      shm_->check_abort();
+      run_op(op);
+      op.work->finish(false, ErrorKind::kUsage, "");
+    } catch (const Error& e) {
+      op.work->finish(true, e.kind(), e.what());
+    } catch (const std::exception& e) {
+      shm_->abort(ErrorKind::kAborted, std::string("hfreduce: internal error: ") + e.what());
+      op.work->finish(true, ErrorKind::kAborted, e.what());
+    }
+  }
+}
+
+void Communicator::run_op(Op& op) {
+  const uint64_t s = ++seq_;
+  const int L = cfg_.local_size, me = cfg_.local_rank;
+  auto what = [&](const char* stage) { return [=] { return std::string(stage) + " of collective #" + std::to_string(s); }; };
+  NodeShm& sh = *shm_;
+  sh.wait_all(&RankSlot::completed_ops, s - 1, what("the start"));
+  RankSlot& mine = sh.slot(me);
+  mine.desc = op.desc;
+  mine.posted_seq.store(s, std::memory_order_release);
+  sh.wake();
+  sh.wait_all(&RankSlot::posted_seq, s, what("the argument check"));
+
+  // Agreement among local ranks: every rank must make the same call.
+  std::string msg;
+  ErrorKind kind = ErrorKind::kMismatch;
+  const OpDesc& d0 = sh.slot(0).desc;
+  for (int r = 1; r < L && msg.empty(); ++r) {
+    const OpDesc& dr = sh.slot(r).desc;
+    if (!same_call(d0, dr))
+      msg = "hfreduce: collective #" + std::to_string(s) + " differs across ranks: rank " + std::to_string(sh.global_rank(r)) +
+            " called " + describe(dr) + " but rank " + std::to_string(sh.global_rank(0)) + " called " + describe(d0);
+  }
+  if (msg.empty() && (op.desc.kind != 0) && (op.desc.root < 0 || op.desc.root >= cfg_.world_size))
+    msg = "hfreduce: rank " + std::to_string(cfg_.rank) + ": root " + std::to_string(op.desc.root) + " is not a rank of a " +
+          std::to_string(cfg_.world_size) + "-rank job";
+  if (cfg_.num_nodes > 1) {
+    if (me == 0) {
+      msg = verdict_inter_node(msg, kind, s, &kind);
+      NodeHeader* h = sh.hdr();
+      h->verdict_ok = msg.empty();
+      h->verdict_kind = static_cast<int32_t>(kind);
+      std::snprintf(h->verdict_msg, sizeof(h->verdict_msg), "%s", msg.c_str());
+      h->verdict_seq.store(s, std::memory_order_release);
+      sh.wake();
+    } else {
+      sh.wait([&] { return sh.hdr()->verdict_seq.load(std::memory_order_acquire) >= s ? -1 : 0; },
+              what("the cross-node argument check"));
+      if (!sh.hdr()->verdict_ok) {
+        msg = sh.hdr()->verdict_msg;
+        kind = static_cast<ErrorKind>(sh.hdr()->verdict_kind);
+      }
+    }
+  }
+  if (!msg.empty()) {
+    mine.completed_ops.store(s, std::memory_order_release);
+    sh.wake();
+    throw Error(kind, msg);
+  }
+  data_phase(op, s);
+  mine.completed_ops.store(s, std::memory_order_release);
+  sh.wake();
+  if (op.desc.op == static_cast<int32_t>(ReduceOp::kAvg) && op.bytes &&
+      (op.desc.kind == 0 || (op.desc.kind == 2 && op.desc.root == cfg_.rank)))
+    scale(static_cast<DType>(op.desc.dtype), op.ptr, op.desc.count, 1.0f / cfg_.world_size);
+}
+
+std::string Communicator::verdict_inter_node(const std::string& local_msg, ErrorKind local_kind, uint64_t seq,
+                                             ErrorKind* kind) {
+  Verdict v{};
+  v.ok = local_msg.empty();
+  v.kind = static_cast<int32_t>(local_kind);
+  v.rank = cfg_.rank;
+  v.desc = shm_->slot(0).desc;
+  std::snprintf(v.msg, sizeof(v.msg), "%s", local_msg.c_str());
+  TreeLinks tl = dtree(cfg_.num_nodes, cfg_.node, 0);
+  const double to = cfg_.timeout_s;
+  for (int kid : tl.kids) {
+    if (kid < 0) continue;
+    Verdict k{};
+    transport_->recv(kid, kChanTree0, &k, sizeof(k), Deadline::after_s(to));
+    if (!v.ok) continue;
+    if (!k.ok) {
+      v = k;
+    } else if (!same_call(v.desc, k.desc)) {
+      v.ok = 0;
+      v.kind = static_cast<int32_t>(ErrorKind::kMismatch);
+      std::snprintf(v.msg, sizeof(v.msg), "hfreduce: collective #%llu differs across ranks: rank %d called %s but rank %d called %s",
+                    static_cast<unsigned long long>(seq), k.rank, describe(k.desc).c_str(), v.rank,
+                    describe(v.desc).c_str());
+    }
+  }
+  if (tl.parent >= 0) {
+    transport_->send(tl.parent, kChanTree0, &v, sizeof(v), Deadline::after_s(to));
+    transport_->recv(tl.parent, kChanTree0, &v, sizeof(v), Deadline::after_s(to));
+  }
+  for (int kid : tl.kids)
+    if (kid >= 0) transport_->send(kid, kChanTree0, &v, sizeof(v), Deadline::after_s(to));
+  *kind = static_cast<ErrorKind>(v.kind);
+  return v.ok ? std::string() : std::string(v.msg);
+}
+
+void Communicator::data_phase(Op& op, uint64_t s) {
+  const OpDesc& desc = op.desc;
+  const DType dt = static_cast<DType>(desc.dtype);
+  const size_t esz = dtype_size(dt);
+  const size_t count = desc.count;
+  if (count == 0 || cfg_.world_size == 1) return;
+  NodeShm& sh = *shm_;
+  const int L = cfg_.local_size, me = cfg_.local_rank, M = cfg_.num_nodes;
+  const size_t ce = cfg_.chunk_bytes / esz;
+  const uint64_t n = (count + ce - 1) / ce;
+  const int D = cfg_.depth;
+  const CollKind kind = static_cast<CollKind>(desc.kind);
+  // Who contributes input and who takes output.
+  int root_local = -1;
+  if (kind != CollKind::kAllreduce)
+    for (int r = 0; r < L; ++r)
+      if (sh.global_rank(r) == desc.root) root_local = r;
+  bool resident[kMaxLocalRanks] = {};
+  bool any_private = false, all_resident = true;
+  for (int r = 0; r < L; ++r) {
+    resident[r] = sh.slot(r).desc.resident != 0;
+    any_private |= !resident[r];
+    all_resident &= resident[r];
+  }
+  const bool single = (M == 1);
+  const bool uses_slots = !(single && all_resident);
+  const bool input_direct_me = resident[me] || L == 1;  // nobody else reads my input: no copy-in
+  auto takes_output = [&](int r) { return kind != CollKind::kReduce || sh.global_rank(r) == desc.root; };
+  const bool my_copy_out = takes_output(me) && !(single && resident[me]);
+  const bool streaming = op.bytes >= cfg_.streaming_threshold_bytes;
+  auto chunk_count = [&](uint64_t i) { return std::min(ce, count - i * ce); };
+  auto in_ptr = [&](int r, uint64_t i) -> const char* {
+    if (r == me && input_direct_me) return static_cast<const char*>(op.ptr) + i * ce * esz;
+    if (resident[r]) return sh.heap(r) + sh.slot(r).desc.heap_offset + i * ce * esz;
+    return sh.staging_slot(r, i);
+  };
+  auto what = [&](const char* stage, uint64_t i) {
+    return [=] { return std::string(stage) + " of chunk " + std::to_string(i) + " of collective #" + std::to_string(s); };
+  };
+  if (M > 1 && me == 0) {
+    {
+      std::lock_guard<std::mutex> lk(net_mu_);
+      net_ops_.push_back(NetOp{s, dt, count, n, ce});
+    }
+    net_cv_.notify_all();
+  }
+  RankSlot& mine = sh.slot(me);
+  const std::vector<int> chans = cfg_.algo == InterAlgo::kDoubleTree ? std::vector<int>{kChanTree0, kChanTree1}
+                                                                      : std::vector<int>{kChanRing};
+  auto final_ready = [&](uint64_t j) -> int {
+    const uint64_t want = progress(s, j);
+    if (single) {
+      for (int r = 0; r < L; ++r)
+        if (sh.slot(r).reduced.load(std::memory_order_acquire) < want) return r;
+      return -1;
+    }
+    for (int ch : chans)
+      if (sh.hdr()->net_done[ch].load(std::memory_order_acquire) < want) return 0;  // the leader's network stage
+    return -1;
+  };
+  char* user = static_cast<char*>(op.ptr);
+  auto copy_out = [&](uint64_t j) {
+    sh.wait([&] { return final_ready(j); }, what("the result", j), single ? 0.0 : 5.0);
+    if (my_copy_out) copy_bytes(user + j * ce * esz, sh.result_slot(j), chunk_count(j) * esz, streaming);
+    mine.done.store(progress(s, j), std::memory_order_release);
+    sh.wake();
+  };
+  const bool contributes = kind != CollKind::kBroadcast || me == root_local;
+  uint64_t next_out = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    if (uses_slots && i >= static_cast<uint64_t>(D)) {
+      while (next_out <= i - D) copy_out(next_out++);
+      sh.wait_all(&RankSlot::done, progress(s, i - D), what("the release of a pipeline slot", i));
+    }
+    const size_t c = chunk_count(i);
+    if (!input_direct_me && contributes) copy_bytes(sh.staging_slot(me, i), user + i * ce * esz, c * esz, false);
+    mine.arrived.store(progress(s, i), std::memory_order_release);
+    sh.wake();
+    sh.wait_all(&RankSlot::arrived, progress(s, i), what("the copy-in", i));
+    // Each local rank reduces one slice of the chunk, so every core works.
+    const size_t sl = round_up((c + L - 1) / L, kSliceAlignElems);
+    const size_t a = std::min(c, static_cast<size_t>(me) * sl), b = std::min(c, a + sl);
+    if (b > a) {
+      const void* ins[kMaxLocalRanks];
+      int k = 0;
+      if (kind == CollKind::kBroadcast) {
+        if (root_local >= 0) ins[k++] = in_ptr(root_local, i) + a * esz;
+      } else {
+        for (int r = 0; r < L; ++r) ins[k++] = in_ptr(r, i) + a * esz;
+      }
+      void* outs[kMaxLocalRanks + 1];
+      int no = 0;
+      if (single) {
+        for (int r = 0; r < L; ++r)
+          if (resident[r] && takes_output(r)) outs[no++] = sh.heap(r) + sh.slot(r).desc.heap_offset + (i * ce + a) * esz;
+        if (any_private) outs[no++] = sh.result_slot(i) + a * esz;
+      } else {
+        outs[no++] = sh.result_slot(i) + a * esz;
+      }
+      if (k == 0) {
+        for (int o = 0; o < no; ++o) std::memset(outs[o], 0, (b - a) * esz);
+      } else {
+        reduce_sum_multi(dt, outs, no, ins, k, b - a, streaming && single);
+      }
+    }
+    mine.reduced.store(progress(s, i), std::memory_order_release);
+    sh.wake();
+    while (next_out <= i && final_ready(next_out) == -1) copy_out(next_out++);
+  }
+  while (next_out < n) copy_out(next_out++);
+}
+
+bool Communicator::next_net_op(size_t* index, NetOp* out) {
+  std::unique_lock<std::mutex> lk(net_mu_);
+  net_cv_.wait(lk, [&] { return net_stop_ || net_ops_.size() > *index; });
+  if (net_ops_.size() <= *index) return false;
+  *out = net_ops_[(*index)++];
+  return true;
+}
+
+void Communicator::net_thread(int channel, bool up) {
+  NodeShm& sh = *shm_;
+  const int M = cfg_.num_nodes;
+  const TreeLinks tl = channel <= kChanTree1 ? dtree(M, cfg_.node, channel) : TreeLinks{};
+  std::vector<char> tmp(cfg_.chunk_bytes + 64);
+  char* tmp_p = tmp.data();
+  size_t idx = 0;
+  NetOp op;
+  while (next_net_op(&idx, &op)) {
+    try {
+      const size_t esz = dtype_size(op.dtype);
+      for (uint64_t i = 0; i < op.nchunks; ++i) {
+        const uint64_t want = progress(op.seq, i);
+        const size_t c = std::min(op.chunk_elems, op.count - i * op.chunk_elems);
+        char* slot = sh.result_slot(i);
+        auto what = [&] { return "the inter-node stage of chunk " + std::to_string(i) + " of collective #" + std::to_string(op.seq); };
+        if (channel == kChanRing || up) {
+          sh.wait_all(&RankSlot::reduced, want, what);
+        } else {
+          sh.wait([&] { return sh.hdr()->net_up[channel].load(std::memory_order_acquire) >= want ? -1 : 0; }, what,
+                  2.0 * cfg_.timeout_s);
+        }
+        if (channel == kChanRing) {
+          ring_allreduce(*transport_, M, cfg_.node, op.dtype, slot, c, tmp_p, cfg_.timeout_s);
+          sh.hdr()->net_done[channel].store(want, std::memory_order_release);
+        } else {
+          auto [b, e] = tree_half(c, channel);
+          if (up) {
+            tree_up(*transport_, tl, channel, op.dtype, slot + b * esz, e - b, tmp_p, cfg_.timeout_s);
+            sh.hdr()->net_up[channel].store(want, std::memory_order_release);
+          } else {
+            tree_down(*transport_, tl, channel, slot + b * esz, (e - b) * esz, cfg_.timeout_s);
+            sh.hdr()->net_done[channel].store(want, std::memory_order_release);
+          }
+        }
+        sh.wake();
+      }
+    } catch (const Error& e) {
+      sh.abort(e.kind(), e.what());
+      return;
+    } catch (const std::exception& e) {
+      sh.abort(ErrorKind::kAborted, std::string("hfreduce: internal error in the network stage: ") + e.what());
+      return;
+    }
+  }
+}
+
+namespace {
+
+struct CtlFrame {
+  uint32_t type;  // 1 abort, 2 goodbye
+  int32_t kind;
+  uint32_t len;
+  uint32_t pad;
+};
+
+bool raw_io(int fd, void* buf, size_t n, bool write, int timeout_ms) {
+  char* p = static_cast<char*>(buf);
+  Deadline dl = Deadline::after_s(timeout_ms / 1000.0);
+  while (n) {
+    ssize_t r = write ? ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) : ::recv(fd, p, n, MSG_DONTWAIT);
+    if (r > 0) { p += r; n -= r; continue; }
+    if (r == 0 || (errno != EAGAIN && errno != EINTR) || dl.expired()) return false;
+    pollfd pfd{fd, static_cast<short>(write ? POLLOUT : POLLIN), 0};
+    poll(&pfd, 1, 10);
+  }
+  return true;
+}
+
+}  // namespace
+
+void Communicator::control_loop() {
+  struct Peer {
+    int node, fd;
+    bool bye = false, closed = false;
+  };
+  std::vector<Peer> peers;
+  TreeLinks tl = dtree(cfg_.num_nodes, cfg_.node, 0);
+  if (tl.parent >= 0) peers.push_back({tl.parent, transport_->fd(tl.parent, kChanControl)});
+  for (int k : tl.kids)
+    if (k >= 0) peers.push_back({k, transport_->fd(k, kChanControl)});
+  bool forwarded = false;
+  while (true) {
+    const bool stop = control_stop_.load();
+    if (!forwarded && shm_->aborted()) {
+      std::string msg = failure();
+      CtlFrame f{1, static_cast<int32_t>(shm_->hdr()->abort_kind), static_cast<uint32_t>(msg.size()), 0};
+      for (auto& p : peers) {
+        if (p.closed || p.bye) continue;
+        if (raw_io(p.fd, &f, sizeof(f), true, 1000)) raw_io(p.fd, msg.data(), msg.size(), true, 1000);
+      }
+      forwarded = true;
+    }
+    if (stop) {
+      CtlFrame f{2, 0, 0, 0};
+      for (auto& p : peers)
+        if (!p.closed) raw_io(p.fd, &f, sizeof(f), true, 1000);
+      return;
+    }
+    std::vector<pollfd> pfds;
+    std::vector<Peer*> who;
+    for (auto& p : peers)
+      if (!p.closed) {
+        pfds.push_back(pollfd{p.fd, POLLIN, 0});
+        who.push_back(&p);
+      }
+    poll(pfds.data(), pfds.size(), 20);
+    for (size_t i = 0; i < pfds.size(); ++i) {
+      if (!(pfds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      Peer& p = *who[i];
+      CtlFrame f{};
+      if (!raw_io(p.fd, &f, sizeof(f), false, 1000)) {
+        p.closed = true;
+        if (!p.bye && !control_stop_.load())
+          shm_->abort(ErrorKind::kPeerLost, "hfreduce: lost " + transport_->peer_name(p.node) +
+                                                ": its process died or the network failed");
+        continue;
+      }
+      if (f.type == 2) {
+        p.bye = true;
+      } else if (f.type == 1) {
+        std::string msg(std::min<uint32_t>(f.len, 4096), '\0');
+        raw_io(p.fd, msg.data(), msg.size(), false, 1000);
+        shm_->abort(static_cast<ErrorKind>(f.kind), msg);
+      }
+    }
+  }
+}
+
+void Communicator::shutdown() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stopping_ && !worker_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  {
+    std::lock_guard<std::mutex> lk(net_mu_);
+    net_stop_ = true;
+  }
+  net_cv_.notify_all();
+  for (auto& t : net_threads_)
+    if (t.joinable()) t.join();
+  net_threads_.clear();
+  control_stop_.store(true);
+  if (control_.joinable()) control_.join();
+  if (transport_) transport_->shutdown();
+}
+
+}  // namespace hfreduce

@@ -1,0 +1,262 @@
+"""Start-up of a job: who is on which node, and an allgather used only while the communicator is built.
+
+Two sources, tried in order: ``mpirun`` (``OMPI_COMM_WORLD_RANK``/``PMI_RANK`` set and mpi4py importable;
+MPI is used for nothing but this exchange) and env vars (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
+``MASTER_PORT``) with a tiny TCP rendezvous served by rank 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hfreduce.errors import HFReduceError, TimeoutError, UsageError
+
+
+@dataclass
+class Topology:
+    """Where this rank sits: its node (a group of ranks sharing one shared-memory segment) and the leaders."""
+
+    rank: int
+    world_size: int
+    node: int
+    num_nodes: int
+    local_rank: int
+    local_ranks: list[int] = field(default_factory=list)  # global ranks of this node, in order
+    node_leaders: list[int] = field(default_factory=list)  # global rank of each node's local rank 0
+
+    @property
+    def local_size(self) -> int:
+        return len(self.local_ranks)
+
+
+def group_nodes(keys: list[str]) -> list[list[int]]:
+    """Ranks grouped by node key, nodes ordered by their lowest rank."""
+    nodes: dict[str, list[int]] = {}
+    for rank, key in enumerate(keys):
+        nodes.setdefault(key, []).append(rank)
+    return sorted(nodes.values(), key=lambda rs: rs[0])
+
+
+def node_key(rank: int, hostname: str) -> str:
+    """The grouping key of ``rank``: HFREDUCE_LOCAL_WORLD_SIZE blocks, HFREDUCE_NODE_ID, or the hostname."""
+    lws = os.environ.get("HFREDUCE_LOCAL_WORLD_SIZE")
+    if lws:
+        try:
+            n = int(lws)
+        except ValueError as exc:
+            raise UsageError(f"HFREDUCE_LOCAL_WORLD_SIZE={lws!r} is not an integer") from exc
+        if n < 1:
+            raise UsageError(f"HFREDUCE_LOCAL_WORLD_SIZE={n} must be >= 1")
+        return f"block-{rank // n}"
+    return os.environ.get("HFREDUCE_NODE_ID") or f"host-{hostname}"
+
+
+def topology_from_keys(rank: int, keys: list[str]) -> Topology:
+    """Builds this rank's Topology from every rank's node key."""
+    nodes = group_nodes(keys)
+    for node, members in enumerate(nodes):
+        if rank in members:
+            return Topology(
+                rank=rank,
+                world_size=len(keys),
+                node=node,
+                num_nodes=len(nodes),
+                local_rank=members.index(rank),
+                local_ranks=members,
+                node_leaders=[m[0] for m in nodes],
+            )
+    raise HFReduceError(f"rank {rank} is in no node")  # unreachable
+
+
+class Exchange:
+    """An allgather of small JSON values among all ranks, alive only during start-up."""
+
+    rank: int
+    world_size: int
+
+    def allgather(self, value: Any) -> list[Any]:  # noqa: ANN401
+        raise NotImplementedError
+
+    def my_address(self) -> str:
+        """An address of this host that the other nodes can reach."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the rendezvous (sockets, ports)."""
+
+
+class MpiExchange(Exchange):
+    """Allgather through mpi4py's COMM_WORLD (used under mpirun)."""
+
+    def __init__(self) -> None:
+        from mpi4py import MPI
+
+        self._comm = MPI.COMM_WORLD
+        self.rank = self._comm.Get_rank()
+        self.world_size = self._comm.Get_size()
+
+    def allgather(self, value: Any) -> list[Any]:  # noqa: ANN401
+        return self._comm.allgather(value)
+
+    def my_address(self) -> str:
+        hosts = set(self.allgather(socket.gethostname()))
+        if len(hosts) == 1:
+            return "127.0.0.1"
+        try:
+            return socket.gethostbyname(socket.gethostname())
+        except OSError:
+            return "127.0.0.1"
+
+
+def _send_msg(sock: socket.socket, value: Any) -> None:  # noqa: ANN401
+    data = json.dumps(value).encode()
+    sock.sendall(struct.pack("!I", len(data)) + data)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        part = sock.recv(n - len(buf))
+        if not part:
+            raise ConnectionError("rendezvous peer closed the connection")
+        buf += part
+    return bytes(buf)
+
+
+def _recv_msg(sock: socket.socket) -> Any:  # noqa: ANN401
+    (n,) = struct.unpack("!I", _recv_exact(sock, 4))
+    return json.loads(_recv_exact(sock, n))
+
+
+class TcpExchange(Exchange):
+    """Rank 0 serves a rendezvous on MASTER_ADDR:MASTER_PORT; every other rank keeps one connection to it."""
+
+    def __init__(self, rank: int, world_size: int, master_addr: str, master_port: int, timeout_s: float) -> None:
+        self.rank, self.world_size = rank, world_size
+        self._timeout_s = timeout_s
+        self._master_addr = master_addr
+        self._conns: dict[int, socket.socket] = {}
+        self._sock: socket.socket | None = None
+        deadline = time.monotonic() + timeout_s
+        if rank == 0:
+            srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                srv.bind((master_addr, master_port))
+            except OSError as exc:
+                raise UsageError(f"rank 0 cannot listen on MASTER_ADDR:MASTER_PORT {master_addr}:{master_port}: {exc}") from exc
+            srv.listen(world_size)
+            try:
+                while len(self._conns) < world_size - 1:
+                    srv.settimeout(max(0.01, deadline - time.monotonic()))
+                    try:
+                        conn, _ = srv.accept()
+                    except socket.timeout as exc:
+                        missing = sorted(set(range(1, world_size)) - set(self._conns))
+                        raise TimeoutError(
+                            f"hfreduce init: ranks {missing} never reached the rendezvous at {master_addr}:{master_port} "
+                            f"within {timeout_s:g} s"
+                        ) from exc
+                    conn.settimeout(timeout_s)
+                    hello = _recv_msg(conn)
+                    if hello.get("world_size") != world_size:
+                        raise UsageError(
+                            f"rank {hello.get('rank')} says WORLD_SIZE={hello.get('world_size')} but rank 0 has {world_size}"
+                        )
+                    self._conns[int(hello["rank"])] = conn
+            finally:
+                srv.close()
+        else:
+            while True:
+                try:
+                    sock = socket.create_connection((master_addr, master_port), timeout=1.0)
+                    break
+                except OSError as exc:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"hfreduce init: rank {rank} could not reach rank 0 at {master_addr}:{master_port} "
+                            f"within {timeout_s:g} s ({exc})"
+                        ) from exc
+                    time.sleep(0.05)
+            sock.settimeout(timeout_s)
+            _send_msg(sock, {"rank": rank, "world_size": world_size})
+            self._sock = sock
+
+    def allgather(self, value: Any) -> list[Any]:  # noqa: ANN401
+        try:
+            if self.rank == 0:
+                values = [value] + [None] * (self.world_size - 1)
+                for r, conn in self._conns.items():
+                    values[r] = _recv_msg(conn)
+                for conn in self._conns.values():
+                    _send_msg(conn, values)
+                return values
+            assert self._sock is not None
+            _send_msg(self._sock, value)
+            return _recv_msg(self._sock)
+        except (OSError, ConnectionError) as exc:
+            raise TimeoutError(f"hfreduce init: rank {self.rank}: rendezvous failed ({exc}); a rank died during start-up") from exc
+
+    def my_address(self) -> str:
+        if self._sock is not None:
+            return self._sock.getsockname()[0]
+        try:
+            return socket.gethostbyname(self._master_addr)
+        except OSError:
+            return "127.0.0.1"
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        if self._sock is not None:
+            self._sock.close()
+
+
+def _env_int(name: str) -> int | None:
+    v = os.environ.get(name)
+    if v is None or v == "":
+        return None
+    try:
+        return int(v)
+    except ValueError as exc:
+        raise UsageError(f"{name}={v!r} is not an integer") from exc
+
+
+def make_exchange(timeout_s: float) -> Exchange:
+    """The exchange for this process: env vars if RANK/WORLD_SIZE are set, else mpirun's, else a 1-rank job."""
+    rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
+    if rank is not None and world is not None:
+        if not 0 <= rank < world:
+            raise UsageError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
+        if world == 1:
+            return _SingleExchange()
+        addr = os.environ.get("MASTER_ADDR")
+        port = _env_int("MASTER_PORT")
+        if not addr or port is None:
+            raise UsageError("RANK and WORLD_SIZE are set but MASTER_ADDR/MASTER_PORT are not")
+        return TcpExchange(rank, world, addr, port, timeout_s)
+    if any(k in os.environ for k in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")):
+        try:
+            return MpiExchange()
+        except ImportError as exc:
+            raise UsageError("started by mpirun but mpi4py is not importable; set RANK/WORLD_SIZE/MASTER_* instead") from exc
+    return _SingleExchange()
+
+
+class _SingleExchange(Exchange):
+    """A job of one rank (a plain ``python script.py``)."""
+
+    rank = 0
+    world_size = 1
+
+    def allgather(self, value: Any) -> list[Any]:  # noqa: ANN401
+        return [value]
+
+    def my_address(self) -> str:
+        return "127.0.0.1"
