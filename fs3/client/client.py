@@ -125,11 +125,13 @@ class FS3Client:
         io_threads: int = 16,
         timeout_s: float = 60.0,
         verify_reads: bool = True,
+        connect_retry_s: float = 10.0,
     ) -> None:
         self.mgmtd_address = mgmtd
         self.user = mpb.User(uid=uid, gid=gid, groups=list(groups))
         self.timeout_s = timeout_s
         self.verify_reads = verify_reads
+        self.connect_retry_s = connect_retry_s  # how long meta calls retry while meta is unreachable
         self.client_id = f"client-{uuid.uuid4().hex[:12]}"
         self.stats = ClientStats()
         self._mgmtd = mgmtd_pb2_grpc.MgmtdStub(_rpc.channel(mgmtd))
@@ -209,10 +211,15 @@ class FS3Client:
 
     # ---- meta calls --------------------------------------------------------------------------
     def _call(self, method: str, request: object, what: str) -> object:
-        try:
-            return getattr(self._meta, method)(request, timeout=self.timeout_s)
-        except grpc.RpcError as exc:
-            raise E.from_rpc_error(exc, what) from None
+        deadline = time.monotonic() + self.connect_retry_s
+        while True:
+            try:
+                return getattr(self._meta, method)(request, timeout=self.timeout_s)
+            except grpc.RpcError as exc:
+                # UNAVAILABLE: not connected, the request never reached meta; retry for a while (restart)
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise E.from_rpc_error(exc, f"{what} (meta {self.meta_address})") from None
+                time.sleep(0.1)
 
     @staticmethod
     def _check_path(path: str) -> str:
