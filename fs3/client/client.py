@@ -384,7 +384,7 @@ class FS3Client:
         return StatFs(total_bytes=total, free_bytes=free, used_bytes=rsp.used_bytes, inodes=rsp.inodes)
 
     # ---- files -------------------------------------------------------------------------------
-    def open(self, path: str, mode: str = "rb", perm: int = 0o644, encoding: str | None = None) -> io.IOBase:
+    def open(self, path: str, mode: str = "r", perm: int = 0o644, encoding: str | None = None) -> io.IOBase:
         """Open ``path`` like the builtin ``open``: binary modes give an :class:`FS3File`, text modes wrap it."""
         base = mode.replace("b", "").replace("t", "")
         if base not in _MODES:
