@@ -99,7 +99,8 @@ class LocalCluster:
              "--lease-s", str(c.lease_s)],
             port=(c.host, self.mgmtd_port), env=c.extra_env,
         )  # fmt: skip
-        self._upload_chain_table()
+        if not self.routing().chains:  # a restart keeps the persisted chain table
+            self._upload_chain_table()
         for i in range(c.num_storage):
             self.start_storage(i, wait=False)
         for i in range(c.num_storage):

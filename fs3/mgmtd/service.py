@@ -43,6 +43,7 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
         self._local: dict[int, int] = {}  # target_id -> last reported LocalState
         self._config = {"chunk_size": 1 << 20, "stripe": 1, "max_file_size": DEFAULT_MAX_FILE_SIZE}
         self._routing_version = 1
+        self._fresh: set[int] = set()  # targets of a new chain table that never reported: hold no data
         self._started = time.monotonic()
         self._load()
         self._stop = threading.Event()
@@ -64,6 +65,8 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                 self._config[k] = int(v)
             elif k == "routing_version":
                 self._routing_version = int(v) + 1
+            elif k == "fresh_targets":
+                self._fresh = set(json.loads(v))
         now = time.monotonic()
         for nid, addr, role in nodes:
             self._nodes[int(nid)] = {"address": addr, "role": role, "last_hb": now, "last_wall": time.time()}
@@ -77,13 +80,15 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
             (cid, self._chains[cid]["version"], json.dumps(self._chains[cid]["targets"])) for cid in chain_ids
         ]
         rv = self._routing_version
+        fresh = json.dumps(sorted(self._fresh))
 
         def save(cur: object) -> None:
             for cid, ver, targets in rows:
                 cur.execute("DELETE FROM mgmtd_chains WHERE chain_id = ?", (cid,))
                 cur.execute("INSERT INTO mgmtd_chains VALUES (?, ?, ?)", (cid, ver, targets))
-            cur.execute("DELETE FROM mgmtd_config WHERE key = 'routing_version'")
+            cur.execute("DELETE FROM mgmtd_config WHERE key IN ('routing_version', 'fresh_targets')")
             cur.execute("INSERT INTO mgmtd_config VALUES ('routing_version', ?)", (str(rv),))
+            cur.execute("INSERT INTO mgmtd_config VALUES ('fresh_targets', ?)", (fresh,))
 
         self.db.run(save)
 
@@ -203,6 +208,8 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                 changed = []
                 for cid, chain in self._chains.items():
                     for t in chain["targets"]:
+                        if t[0] in self._fresh:
+                            continue  # a target of a new table has no data to be stale about
                         if t[1] == request.node_id and t[2] in (S.SERVING, S.SYNCING, S.WAITING):
                             others = [u for u in chain["targets"] if u is not t and u[2] == S.SERVING]
                             t[2] = S.OFFLINE if (others or t[2] != S.SERVING) else S.LASTSRV
@@ -226,6 +233,11 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
             else:
                 for rep in request.targets:
                     self._local[rep.target_id] = rep.local_state
+                reported = {rep.target_id for rep in request.targets}
+                if self._fresh & reported:
+                    self._fresh -= reported
+                    self._routing_version += 1
+                    self._save_chains([])
                 self._reconcile()
             return mpb.HeartbeatRsp(routing=self.routing(), lease_s=self.lease_s)
 
@@ -267,6 +279,7 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                 stripe=stripe,
                 max_file_size=request.max_file_size or DEFAULT_MAX_FILE_SIZE,
             )
+            self._fresh = {t for spec in request.chains for t in spec.target_ids}
             for spec in request.chains:
                 old = self._chains.get(spec.chain_id)
                 self._chains[spec.chain_id] = {

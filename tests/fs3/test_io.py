@@ -41,9 +41,14 @@ def replica_views(cluster, client):
         per = []
         for t in ch.targets:
             with channel(addr[t.node_id]) as c:
-                rsp = storage_pb2_grpc.StorageStub(c).DumpChunkMeta(spb.DumpChunkMetaReq(target_id=t.target_id))
+                rsp = storage_pb2_grpc.StorageStub(c).DumpChunkMeta(
+                    spb.DumpChunkMetaReq(target_id=t.target_id)
+                )
             per.append(
-                sorted((m.chunk.inode_id, m.chunk.index, m.committed_version, m.crc32c, m.length) for m in rsp.chunks)
+                sorted(
+                    (m.chunk.inode_id, m.chunk.index, m.committed_version, m.crc32c, m.length)
+                    for m in rsp.chunks
+                )
             )
         views[ch.chain_id] = per
     return views
