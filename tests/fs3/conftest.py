@@ -1,0 +1,94 @@
+"""fs3 fixtures: local clusters of real processes, and a throwaway PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from fireflyer.launcher import free_port
+from fs3 import ClusterConfig, LocalCluster
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    return (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []) + argv
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL 15 server initdb'd in a temp dir on a free port; stopped at the end of the session."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip(f"PostgreSQL binaries not found in {PG_BIN}")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg 3 not installed")
+    tmp = Path(tempfile.mkdtemp(prefix="fs3-pg-"))
+    data = tmp / "data"
+    os.chmod(tmp, 0o777)
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres", "postgres")
+    port = free_port()
+    subprocess.run(
+        _as_postgres(
+            [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    opts = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        _as_postgres(
+            [str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(tmp / "pg.log"), "-w", "start"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fresh_pg_db(base_url: str) -> str:
+    import psycopg
+
+    name = f"fs3_{os.getpid()}_{time.monotonic_ns()}"
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return base_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ns_cluster(request, tmp_path_factory):
+    """A small cluster (1 storage, 1 replica) over SQLite or PostgreSQL, shared by a module's namespace tests."""
+    db_url = ""
+    if request.param == "postgres":
+        db_url = _fresh_pg_db(request.getfixturevalue("postgres_url"))
+    cfg = ClusterConfig(
+        num_storage=2, replicas=2, num_chains=2, chunk_size=64 << 10, db_url=db_url, max_file_size=1 << 30
+    )
+    with LocalCluster(cfg, tmp_path_factory.mktemp(f"ns-{request.param}")) as c:
+        c.backend = request.param
+        yield c
+
+
+@pytest.fixture
+def cluster3(tmp_path):
+    """A fresh 3-server cluster with 3-way replication and short leases (for failure tests)."""
+    cfg = ClusterConfig(
+        num_storage=3, replicas=3, num_chains=3, chunk_size=256 << 10, lease_s=2.0, heartbeat_s=0.3
+    )
+    with LocalCluster(cfg, tmp_path / "cluster") as c:
+        yield c
