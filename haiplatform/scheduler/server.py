@@ -449,7 +449,10 @@ class SchedulerCore:
             return True
         if len(exits) < world:
             return False
-        if job.state == "running":
+        finished = job.state == "running" or (
+            (job.job_id, job.run_seq) not in self.suspend_ready and not any(exits.values())
+        )  # a job that finished on its own while being asked to suspend has completed
+        if finished:
             job.finished_at = now
             self._persist(job, self._transition(job, "completed", "all ranks exited with code 0", now))
         else:
@@ -458,7 +461,12 @@ class SchedulerCore:
 
     def _finish_suspend(self, job: JobRecord, now: float) -> None:
         job.suspend_count += 1
-        t1 = self._transition(job, "suspended", job.reason or "suspended", now)
+        codes = self.exits.get((job.job_id, job.run_seq), {})
+        if (job.job_id, job.run_seq) in self.suspend_ready:
+            how = "checkpointed and called go_suspend()"
+        else:
+            how = f"did not call go_suspend() within the grace period; ranks stopped (exit codes {sorted(set(codes.values()))})"
+        t1 = self._transition(job, "suspended", f"{job.reason}: {how}", now)
         if job.hold:
             self._persist(job, t1)
         else:
@@ -693,6 +701,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
             )  # fmt: skip
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
+                if not done:  # the rank has not started yet: nothing to show so far
+                    return scheduler_pb2.TailLogReply(next_offset=max(0, request.offset), node=node.name)
                 raise errors.NotFound(exc.details()) from None
             raise errors.SchedulerUnavailable(
                 f"agent of node {node.name} ({node.log_address}) holding rank {request.rank}'s log: {exc.code().name}"
