@@ -205,7 +205,7 @@ def schedule(
             break
         if q.nodes > len(free):
             continue
-        ends_before = q.time_limit_s > 0 and now + q.time_limit_s <= shadow
+        ends_before = q.time_limit_s > 0 and shadow != math.inf and now + q.time_limit_s <= shadow
         if ends_before or q.nodes <= extra:
             out.start.append((q.job_id, tuple(free[: q.nodes])))
             del free[: q.nodes]
@@ -221,8 +221,8 @@ def _reservation(
 ) -> tuple[float, int]:
     """EASY backfill reservation: (time the head can start, free nodes it will not need then).
 
-    Running jobs without a time limit are taken never to end, so behind a head that waits for
-    them nothing backfills except on nodes it cannot use anyway (none): the safe choice.
+    Running jobs without a time limit have no known end: behind a head that waits for them the
+    reservation is unknown (inf) and nothing backfills, the safe choice that never delays it.
     """
     ends = sorted(
         (r.started_at + r.time_limit_s, sum(1 for n in r.nodes if n in schedulable))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -115,3 +116,61 @@ def cluster_factory(launcher: Launcher, tmp_path: Path):
     for c in made:
         if c.admin is not None:
             c.admin.close()
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn():
+    """A real PostgreSQL 15 server on a free loopback port, run as the ``postgres`` user; skips if unavailable."""
+    import pwd
+    import shutil
+    import subprocess
+    import tempfile
+
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip("PostgreSQL binaries not found in /usr/lib/postgresql/15/bin")
+    try:
+        pw = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no postgres user")
+    pytest.importorskip("psycopg")
+    root = Path(tempfile.mkdtemp(prefix="hai-pg-"))
+    os.chown(root, pw.pw_uid, pw.pw_gid)
+    data = root / "data"
+    port = free_port()
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*as_pg, *argv], capture_output=True, text=True, timeout=120)
+
+    out = run(str(PG_BIN / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8")
+    if out.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"initdb failed: {out.stderr[-500:]}")
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    out = run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "pg.log"), "-w", "start")
+    if out.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"pg_ctl start failed: {out.stderr[-500:]}")
+    try:
+        yield f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
+    finally:
+        run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_postgres_dsn(postgres_dsn):
+    """A new empty database on the session's PostgreSQL server."""
+    import uuid
+
+    import psycopg
+
+    name = "hai_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield postgres_dsn.replace("dbname=postgres", f"dbname={name}")
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from hai_helpers import TRAIN_JOB, train_command, wait_for
 
 from fireflyer.launcher import free_port
@@ -135,8 +136,10 @@ def test_killed_agent_fails_over_and_job_resumes_elsewhere(cluster_factory, tmp_
     assert json.loads((job_dir / "w.json").read_text()) == json.loads((ref_dir / "w.json").read_text())
 
 
-def test_scheduler_restart_loses_no_job(cluster_factory, tmp_path):
-    c = cluster_factory(["n1", "n2"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_scheduler_restart_loses_no_job(cluster_factory, tmp_path, backend, request):
+    extra = ["--postgres", request.getfixturevalue("fresh_postgres_dsn")] if backend == "postgres" else []
+    c = cluster_factory(["n1", "n2"], extra_sched_args=extra)
     marker = tmp_path / "go"
     running = c.admin.submit(
         {
