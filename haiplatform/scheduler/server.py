@@ -38,6 +38,7 @@ class SchedulerConfig:
     heartbeat_s: float = 1.0  # agents' heartbeat interval
     node_timeout_s: float = 10.0  # no heartbeat for this long: node down, its jobs failed over
     cycle_s: float = 0.5  # at most this long between scheduling cycles
+    min_cycle_gap_s: float = 0.02  # at least this long between cycles, so bursts of submits batch
     suspend_grace_s: float = 5.0  # a suspended job that has not left by then is stopped
     term_s: float = 2.0  # SIGTERM -> SIGKILL delay when stopping ranks
     decay_s: float = 1800.0  # ABOVE_NORMAL -> NORMAL after this long since first start
@@ -121,6 +122,7 @@ class SchedulerCore:
                 self.cycle()
             except Exception:  # keep scheduling; the error is in the log
                 log.exception("scheduling cycle failed")
+            self._stop.wait(self.config.min_cycle_gap_s)
 
     # -- auth -------------------------------------------------------------------------------
     def authenticate(self, token: str) -> User:
