@@ -7,7 +7,9 @@ import importlib
 import click
 
 # (name, module, attribute) of each benchmark's click command.
-_BENCHMARKS: list[tuple[str, str, str]] = []
+_BENCHMARKS: list[tuple[str, str, str]] = [
+    ("sched", "haiplatform.bench", "sched_bench"),
+]
 
 
 @click.group()

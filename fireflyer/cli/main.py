@@ -16,6 +16,8 @@ import fireflyer
 _GROUPS: list[tuple[str, str]] = [
     ("fireflyer.cli.info", "info"),
     ("fireflyer.cli.bench", "bench"),
+    *[("fireflyer.cli.jobs", c) for c in ("submit", "jobs", "show", "logs", "cancel", "suspend", "resume")],
+    *[("fireflyer.cli.jobs", c) for c in ("nodes", "drain", "undrain", "quota", "user")],
 ]
 
 
