@@ -65,7 +65,9 @@ class ProcessGroupCommunicator(Communicator):
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            raise HaiScaleError("ProcessGroupCommunicator: torch.distributed.init_process_group was not called")
+            raise HaiScaleError(
+                "ProcessGroupCommunicator: torch.distributed.init_process_group was not called"
+            )
         self._dist = dist
         self._group = group
         self.rank = dist.get_rank(group)

@@ -105,7 +105,9 @@ class DistributedDataParallel(nn.Module):
                     "(CUDA gradients go through fireflyer.haiscale.cuda staging)"
                 )
             if p.layout != torch.strided:
-                raise HaiScaleError(f"parameter {name!r} has layout {p.layout}: only dense parameters are supported")
+                raise HaiScaleError(
+                    f"parameter {name!r} has layout {p.layout}: only dense parameters are supported"
+                )
             self._params.append(p)
             self._names.append(name)
         if not self._params:
@@ -114,7 +116,9 @@ class DistributedDataParallel(nn.Module):
         self.bucket_indices = assign_buckets(
             self._params, int(bucket_cap_mb * _MiB), int(first_bucket_cap_mb * _MiB)
         )
-        self._buckets = [_Bucket(k, idx, self._params, self.comm) for k, idx in enumerate(self.bucket_indices)]
+        self._buckets = [
+            _Bucket(k, idx, self._params, self.comm) for k, idx in enumerate(self.bucket_indices)
+        ]
         self._where: list[tuple[int, int]] = [(0, 0)] * len(self._params)  # param -> (bucket, slot)
         for b in self._buckets:
             for slot, i in enumerate(b.param_indices):
@@ -283,7 +287,9 @@ class DistributedDataParallel(nn.Module):
             try:
                 b.work = self.comm.allreduce_async(b.buffer)
             except Exception as exc:
-                self._error = CommunicationError(f"rank {self.comm.rank}: starting {self._describe(b)}: {exc}")
+                self._error = CommunicationError(
+                    f"rank {self.comm.rank}: starting {self._describe(b)}: {exc}"
+                )
                 raise self._error from exc
             self._next_launch += 1
 

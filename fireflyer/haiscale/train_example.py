@@ -105,8 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--bucket-cap-mb", type=float, default=0.02, help="small, so the CNN spans several buckets")
-    ap.add_argument("--comm", choices=["hfreduce", "gloo"], default="hfreduce", help="HaiScale's communicator")
+    ap.add_argument(
+        "--bucket-cap-mb", type=float, default=0.02, help="small, so the CNN spans several buckets"
+    )
+    ap.add_argument(
+        "--comm", choices=["hfreduce", "gloo"], default="hfreduce", help="HaiScale's communicator"
+    )
     ap.add_argument("--grad-quantum-bits", type=int, default=0, help="0 = no rounding (see module doc)")
     ap.add_argument("--gradient-as-bucket-view", action="store_true")
     ap.add_argument("--no-overlap", action="store_true")
@@ -137,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     train(hs_ddp, list(ours.parameters()), args, env.rank)
 
     pairs = list(zip(ref.parameters(), ours.parameters(), strict=True))
-    unequal = [n for (n, _), (a, b) in zip(ref.named_parameters(), pairs, strict=True) if not torch.equal(a, b)]
+    unequal = [
+        n for (n, _), (a, b) in zip(ref.named_parameters(), pairs, strict=True) if not torch.equal(a, b)
+    ]
     max_abs = max(float((a.detach() - b.detach()).abs().max()) for a, b in pairs)
     digests: list[str | None] = [None] * env.world_size
     dist.all_gather_object(digests, digest(list(ours.parameters())))
@@ -155,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         "grad_quantum_bits": args.grad_quantum_bits,
     }
     print("HAISCALE_RESULT " + json.dumps(result), flush=True)
+    # Tear down the DDP wrappers (torch's reducer holds gloo work objects) before the process group.
+    hs_ddp.close()
+    del torch_ddp, hs_ddp, comm
+    dist.barrier()
     dist.destroy_process_group()
     return 0
 
