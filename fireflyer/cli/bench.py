@@ -8,6 +8,7 @@ import click
 
 # (name, module, attribute) of each benchmark's click command.
 _BENCHMARKS: list[tuple[str, str, str]] = []
+_BENCHMARKS.append(("train", "fireflyer.haiscale.bench", "click_command"))
 
 
 @click.group()
