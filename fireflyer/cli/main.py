@@ -16,6 +16,7 @@ import fireflyer
 _GROUPS: list[tuple[str, str]] = [
     ("fireflyer.cli.info", "info"),
     ("fireflyer.cli.bench", "bench"),
+    ("fireflyer.cli.fs", "fs"),
 ]
 
 

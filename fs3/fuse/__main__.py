@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-other", action="store_true", help="let other users use the mount")
     p.add_argument("--timeout-s", type=float, default=30.0, help="per-request cluster timeout (then EIO)")
     p.add_argument("--attr-timeout-s", type=float, default=1.0, help="kernel attribute/entry cache time")
+    p.add_argument("--pid-file", help="write the daemon's pid here while mounted")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.debug:
         options.add("debug")
     pyfuse3.init(ops, args.mountpoint, options)
+    if args.pid_file:
+        with open(args.pid_file, "w") as f:
+            f.write(f"{os.getpid()}\n")
     log.info("mounted %s at %s", args.mgmtd or args.local_root, args.mountpoint)
     ok = False
     try:
@@ -87,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         ops.close_all()
         if not ok:  # crashed: detach the mount so no process blocks on a dead daemon
             os.system(f"fusermount3 -u -z '{args.mountpoint}' >/dev/null 2>&1")
+        if args.pid_file:
+            try:
+                os.unlink(args.pid_file)
+            except FileNotFoundError:
+                pass
         log.info("unmounted %s", args.mountpoint)
     return 0
 

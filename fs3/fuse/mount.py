@@ -107,3 +107,90 @@ def unmount(mountpoint: str | os.PathLike, *, lazy: bool = False, timeout_s: flo
         res = subprocess.run(["umount", "-l", mp], capture_output=True, text=True, timeout=timeout_s)
         if is_mounted(mp):
             raise OSError(f"cannot unmount {mp}: {err or res.stderr.strip()}")
+
+
+def state_dir() -> Path:
+    """Where detached mounts keep their pid files and logs."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
+    d = Path(base) / "fireflyer-fs3-mounts"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _key(mountpoint: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(os.path.abspath(mountpoint).encode()).hexdigest()[:16]
+
+
+def pid_file_for(mountpoint: str) -> Path:
+    """The pid file of the daemon serving ``mountpoint`` (when started by ``mount_detached``)."""
+    return state_dir() / f"{_key(mountpoint)}.pid"
+
+
+def mount_detached(
+    mountpoint: str,
+    *,
+    mgmtd: str | None = None,
+    local_root: str | None = None,
+    extra: Sequence[str] = (),
+    timeout_s: float = 30.0,
+) -> tuple[int, Path]:
+    """Start a daemon that outlives this process (``haictl fs mount``); returns its pid and log path."""
+    mp = os.path.abspath(mountpoint)
+    if is_mounted(mp):
+        raise FileExistsError(f"{mp} is already a mount point")
+    if not os.path.isdir(mp):
+        raise NotADirectoryError(f"mountpoint {mp} is not a directory")
+    log_path = state_dir() / f"{_key(mp)}.log"
+    argv = daemon_argv(
+        mp, mgmtd=mgmtd, local_root=local_root, extra=[*extra, "--pid-file", str(pid_file_for(mp))]
+    )
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    try:
+        wait_for_mount(mp, popen, timeout_s)
+    except BaseException as exc:
+        popen.kill()
+        popen.wait(5)
+        unmount(mp, lazy=True)
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{exc}\n--- {log_path} ---\n{tail}") from exc
+    return popen.pid, log_path
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped, counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def unmount_and_stop(mountpoint: str, *, timeout_s: float = 10.0) -> bool:
+    """Unmount (lazily if busy or the cluster is gone) and stop the daemon; True if a mount was removed."""
+    mp = os.path.abspath(mountpoint)
+    was = is_mounted(mp)
+    unmount(mp)
+    pf = pid_file_for(mp)
+    try:
+        pid = int(pf.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return was
+    deadline = time.monotonic() + timeout_s
+    sig = 15
+    while _alive(pid):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        if time.monotonic() > deadline:
+            if sig == 9:
+                break
+            sig, deadline = 9, time.monotonic() + 5
+        time.sleep(0.1)
+    pf.unlink(missing_ok=True)
+    return was
