@@ -58,6 +58,10 @@ class BackendFile(Protocol):
 
     def flush(self) -> None: ...
 
+    def push(self) -> None: ...
+
+    def note_size(self, size: int) -> None: ...
+
     def fsync(self) -> None: ...
 
     def fstat(self) -> Attr: ...
@@ -130,6 +134,12 @@ class _LocalFile:
         os.ftruncate(self._fd, length)
 
     def flush(self) -> None:
+        pass
+
+    def push(self) -> None:
+        pass
+
+    def note_size(self, size: int) -> None:
         pass
 
     def fsync(self) -> None:

@@ -35,6 +35,7 @@ class _Handle:
     ino: int
     append: bool
     writable: bool
+    dirty: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -48,7 +49,9 @@ class _Inodes:
     def path(self, ino: int) -> str:
         paths = self.paths.get(ino)
         if not paths:
-            raise pyfuse3.FUSEError(errno.ENOENT)
+            # the name the kernel resolved was replaced or removed meanwhile (e.g. by rename):
+            # ESTALE makes the VFS redo the path walk with a fresh lookup
+            raise pyfuse3.FUSEError(errno.ESTALE)
         return min(paths)  # deterministic choice among hard links
 
     def remember(self, ino: int, path: str, lookup: bool = True) -> None:
@@ -118,6 +121,8 @@ class FS3Operations(pyfuse3.Operations):
         self.entry_timeout_s = entry_timeout_s
         self._inodes = _Inodes()
         self._handles: dict[int, _Handle] = {}
+        self._sizes: dict[int, int] = {}  # inode -> size as written through this mount
+        self._append_locks: dict[int, threading.Lock] = {}
         self._dirs: dict[int, tuple[str, list[tuple[str, Attr]]]] = {}
         self._next_fh = 1
         self._limiter = trio.CapacityLimiter(max_threads)
@@ -213,7 +218,7 @@ class FS3Operations(pyfuse3.Operations):
             for h in self._handles.values():
                 if h.ino == inode:
                     return self._entry(await self._call(h.file.fstat))
-            raise pyfuse3.FUSEError(errno.ENOENT)
+            raise pyfuse3.FUSEError(errno.ESTALE)
         return self._entry(await self._call(self.backend.lstat, self._inodes.path(inode)))
 
     async def setattr(
@@ -228,12 +233,14 @@ class FS3Operations(pyfuse3.Operations):
         self._check_writable()
         path = self._inodes.path(inode) if self._inodes.paths.get(inode) else None
         if fields.update_size:
+            await self._push_others(inode, None)
             if fh is not None and fh in self._handles:
                 await self._call(self._handles[fh].file.truncate, attr.st_size)
             elif path is not None:
                 await self._call(self.backend.truncate, path, attr.st_size)
             else:
-                raise pyfuse3.FUSEError(errno.ENOENT)
+                raise pyfuse3.FUSEError(errno.ESTALE)
+            self._sizes[inode] = attr.st_size
         if path is None:
             return await self.getattr(inode, ctx)
         if fields.update_mode:
@@ -404,33 +411,57 @@ class FS3Operations(pyfuse3.Operations):
         fh = self._new_fh(_Handle(f, e.st_ino, bool(flags & os.O_APPEND), True))
         return pyfuse3.FileInfo(fh=fh, keep_cache=False), e
 
+    async def _push_others(self, ino: int, fh: int | None) -> None:
+        """Send other handles' buffered writes to the backend, so what this mount wrote is readable."""
+        for other_fh, h in list(self._handles.items()):
+            if other_fh != fh and h.ino == ino and h.dirty:
+                h.dirty = False
+                await self._call(h.file.push)
+
     async def read(self, fh: int, off: int, size: int) -> bytes:
         """Bytes at ``off`` (holes read as zeros; short only at end of file)."""
         h = self._handle(fh)
+        await self._push_others(h.ino, fh)
+        known = self._sizes.get(h.ino)
+        if known is not None:
+            h.file.note_size(known)
         return await self._call(h.file.pread, off, size)
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         """Write at ``off``, or at the current end for O_APPEND handles."""
         self._check_writable()
         h = self._handle(fh)
+        h.dirty = True
         if not h.append:
-            return await self._call(h.file.pwrite, buf, off)
+            n = await self._call(h.file.pwrite, buf, off)
+            self._sizes[h.ino] = max(self._sizes.get(h.ino, 0), off + n)
+            return n
+        await self._push_others(h.ino, fh)
+        lock = self._append_locks.setdefault(h.ino, threading.Lock())
+        known = self._sizes.get(h.ino, 0)
 
-        def append() -> int:
-            with h.lock:
-                return h.file.pwrite(buf, h.file.fstat().size)
+        def append() -> tuple[int, int]:
+            with lock:
+                end = max(h.file.fstat().size, known)
+                return h.file.pwrite(buf, end), end
 
-        return await self._call(append)
+        n, at = await self._call(append)
+        self._sizes[h.ino] = max(self._sizes.get(h.ino, 0), at + n)
+        return n
 
     async def flush(self, fh: int) -> None:
         """close(2) of one descriptor: push written data so other clients see it."""
         h = self._handle(fh)
         if h.writable:
+            h.dirty = False
             await self._call(h.file.flush)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
         """Make the file's data durable."""
-        await self._call(self._handle(fh).file.fsync)
+        h = self._handle(fh)
+        await self._push_others(h.ino, fh)
+        h.dirty = False
+        await self._call(h.file.fsync)
 
     async def release(self, fh: int) -> None:
         """Last close of an open file."""
@@ -440,6 +471,9 @@ class FS3Operations(pyfuse3.Operations):
         try:
             await self._call(h.file.close)
         finally:
+            if h.ino not in self._open_inos():
+                self._sizes.pop(h.ino, None)
+                self._append_locks.pop(h.ino, None)
             if h.ino not in self._inodes.lookups and h.ino not in self._open_inos():
                 if h.ino != pyfuse3.ROOT_INODE:
                     self._inodes.paths.pop(h.ino, None)
