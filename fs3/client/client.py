@@ -1,0 +1,619 @@
+"""``FS3Client``: thread-safe Python API of fs3 (POSIX-like names, OSError subclasses from fs3.errors).
+
+Meta handles the namespace; after ``open`` the client computes chunk -> chain from the file's layout
+and talks to the storage chains directly, many chunks at once on a thread pool (meta is off the data
+path). Routing (chain table, target states) is polled from mgmtd and refreshed on stale-version errors.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import stat as _stat
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import grpc
+
+from fs3 import _rpc
+from fs3 import errors as E
+from fs3.protos import common_pb2 as cpb
+from fs3.protos import meta_pb2 as mpb
+from fs3.protos import meta_pb2_grpc, mgmtd_pb2_grpc, storage_pb2_grpc
+from fs3.protos import mgmtd_pb2 as gpb
+from fs3.protos import storage_pb2 as spb
+from fs3.storage.store.engine import crc32c
+
+S = cpb.TargetState
+_TYPE_BITS = {1: _stat.S_IFREG, 2: _stat.S_IFDIR, 3: _stat.S_IFLNK}
+_MODES = {
+    "r": os.O_RDONLY,
+    "r+": os.O_RDWR,
+    "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+    "w+": os.O_RDWR | os.O_CREAT | os.O_TRUNC,
+    "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+    "a+": os.O_RDWR | os.O_CREAT | os.O_APPEND,
+    "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+    "x+": os.O_RDWR | os.O_CREAT | os.O_EXCL,
+}
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """``os.stat_result``-like view of an inode, plus its layout."""
+
+    st_ino: int
+    st_mode: int  # type bits | permission bits
+    st_uid: int
+    st_gid: int
+    st_nlink: int
+    st_size: int  # bytes
+    st_atime: float
+    st_mtime: float
+    st_ctime: float
+    chunk_size: int = 0  # bytes (files: their own; dirs: default for children, 0 = table default)
+    stripe: int = 0
+    chains: tuple[int, ...] = ()
+    symlink_target: str = ""
+
+    @classmethod
+    def from_inode(cls, ino: cpb.Inode) -> FileStat:
+        """Build from the wire inode."""
+        return cls(
+            st_ino=ino.inode_id,
+            st_mode=_TYPE_BITS.get(ino.type, 0) | ino.mode,
+            st_uid=ino.uid,
+            st_gid=ino.gid,
+            st_nlink=ino.nlink,
+            st_size=ino.size,
+            st_atime=ino.atime,
+            st_mtime=ino.mtime,
+            st_ctime=ino.ctime,
+            chunk_size=ino.layout.chunk_size,
+            stripe=ino.layout.stripe,
+            chains=tuple(ino.layout.chains),
+            symlink_target=ino.symlink_target,
+        )
+
+    def is_dir(self) -> bool:
+        """Whether this is a directory."""
+        return _stat.S_ISDIR(self.st_mode)
+
+    def is_file(self) -> bool:
+        """Whether this is a regular file."""
+        return _stat.S_ISREG(self.st_mode)
+
+    def is_symlink(self) -> bool:
+        """Whether this is a symbolic link."""
+        return _stat.S_ISLNK(self.st_mode)
+
+
+@dataclass(frozen=True)
+class StatFs:
+    """Capacity of the cluster (for ``df``)."""
+
+    total_bytes: int
+    free_bytes: int
+    used_bytes: int  # sum of file sizes
+    inodes: int
+
+
+@dataclass
+class ClientStats:
+    """Counters a caller (or test) can inspect; ``corrupt_reads`` lists replicas that failed a checksum."""
+
+    corrupt_reads: list[str] = field(default_factory=list)
+    pending_retries: int = 0
+    write_retries: int = 0
+
+
+class FS3Client:
+    """A connection to one fs3 cluster as user ``uid``/``gid``; safe to share between threads."""
+
+    def __init__(
+        self,
+        mgmtd: str,
+        meta: str | None = None,
+        uid: int = 0,
+        gid: int = 0,
+        groups: tuple[int, ...] = (),
+        io_threads: int = 16,
+        timeout_s: float = 60.0,
+        verify_reads: bool = True,
+    ) -> None:
+        self.mgmtd_address = mgmtd
+        self.user = mpb.User(uid=uid, gid=gid, groups=list(groups))
+        self.timeout_s = timeout_s
+        self.verify_reads = verify_reads
+        self.client_id = f"client-{uuid.uuid4().hex[:12]}"
+        self.stats = ClientStats()
+        self._mgmtd = mgmtd_pb2_grpc.MgmtdStub(_rpc.channel(mgmtd))
+        self._routing_lock = threading.Lock()
+        self._routing = cpb.RoutingInfo()
+        self._routing_t = 0.0
+        self.refresh_routing()
+        if meta is None:
+            metas = [n.address for n in self._routing.nodes if n.role == "meta" and n.alive]
+            if not metas:
+                raise E.NotServing("meta", "no meta server registered with mgmtd; pass meta=")
+            meta = metas[0]
+        self.meta_address = meta
+        self._meta_channel = _rpc.channel(meta)
+        self._meta = meta_pb2_grpc.MetaStub(self._meta_channel)
+        self._stubs: dict[str, storage_pb2_grpc.StorageStub] = {}
+        self._stubs_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="fs3-io")
+        self._closed = False
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release threads and channels."""
+        if not self._closed:
+            self._closed = True
+            self._pool.shutdown(wait=True)
+            self._meta_channel.close()
+
+    def __enter__(self) -> FS3Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- routing -----------------------------------------------------------------------------
+    def refresh_routing(self) -> cpb.RoutingInfo:
+        """Fetch the chain table and target states from mgmtd now."""
+        try:
+            routing = self._mgmtd.GetRouting(gpb.GetRoutingReq(), timeout=10).routing
+        except grpc.RpcError as exc:
+            raise E.from_rpc_error(exc, f"mgmtd {self.mgmtd_address}") from None
+        with self._routing_lock:
+            if routing.routing_version >= self._routing.routing_version:
+                self._routing = routing
+            self._routing_t = time.monotonic()
+            return self._routing
+
+    @property
+    def routing(self) -> cpb.RoutingInfo:
+        """The cached routing info (refreshed at most every second when read through here)."""
+        if time.monotonic() - self._routing_t > 1.0:
+            try:
+                self.refresh_routing()
+            except E.FS3Error:
+                pass
+        return self._routing
+
+    def _chain(self, chain_id: int) -> cpb.Chain:
+        for c in self.routing.chains:
+            if c.chain_id == chain_id:
+                return c
+        raise E.NotFound(f"chain {chain_id}", "not in the chain table")
+
+    def _address(self, node_id: int) -> str:
+        for n in self._routing.nodes:
+            if n.node_id == node_id:
+                return n.address
+        raise E.NotFound(f"node {node_id}", "not registered with mgmtd")
+
+    def _stub(self, node_id: int) -> storage_pb2_grpc.StorageStub:
+        addr = self._address(node_id)
+        with self._stubs_lock:
+            stub = self._stubs.get(addr)
+            if stub is None:
+                stub = self._stubs[addr] = storage_pb2_grpc.StorageStub(_rpc.channel(addr))
+            return stub
+
+    # ---- meta calls --------------------------------------------------------------------------
+    def _call(self, method: str, request: object, what: str) -> object:
+        try:
+            return getattr(self._meta, method)(request, timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise E.from_rpc_error(exc, what) from None
+
+    @staticmethod
+    def _check_path(path: str) -> str:
+        if not isinstance(path, str):
+            path = os.fsdecode(path)
+        if not path.startswith("/"):
+            raise E.InvalidArgument(path, "fs3 paths must be absolute")
+        return path
+
+    def stat(self, path: str, follow_symlinks: bool = True) -> FileStat:
+        """Stat ``path`` (following a final symlink unless ``follow_symlinks`` is False)."""
+        path = self._check_path(path)
+        rsp = self._call("Stat", mpb.PathReq(user=self.user, path=path, follow=follow_symlinks), path)
+        return FileStat.from_inode(rsp.inode)
+
+    def lstat(self, path: str) -> FileStat:
+        """Stat without following a final symlink."""
+        return self.stat(path, follow_symlinks=False)
+
+    def stat_inode(self, inode_id: int) -> FileStat:
+        """Stat by inode id (NotFound for an unknown id)."""
+        rsp = self._call(
+            "StatInode", mpb.StatInodeReq(user=self.user, inode_id=inode_id), f"inode {inode_id}"
+        )
+        return FileStat.from_inode(rsp.inode)
+
+    def exists(self, path: str) -> bool:
+        """Whether ``path`` exists."""
+        try:
+            self.stat(path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def mkdir(
+        self,
+        path: str,
+        mode: int = 0o755,
+        parents: bool = False,
+        chunk_size: int = 0,
+        stripe: int = 0,
+    ) -> FileStat:
+        """Create a directory; ``chunk_size``/``stripe`` set the layout its new files get (0 = inherit)."""
+        path = self._check_path(path)
+        req = mpb.MkdirReq(
+            user=self.user,
+            path=path,
+            mode=mode,
+            parents=parents,
+            layout=cpb.Layout(chunk_size=chunk_size, stripe=stripe),
+        )
+        return FileStat.from_inode(self._call("Mkdir", req, path).inode)
+
+    def makedirs(self, path: str, mode: int = 0o755, exist_ok: bool = True) -> FileStat:
+        """``mkdir -p``."""
+        if not exist_ok and self.exists(path):
+            raise E.AlreadyExists(path, "file exists")
+        return self.mkdir(path, mode, parents=True)
+
+    def listdir(self, path: str = "/") -> list[str]:
+        """Names in directory ``path``, sorted."""
+        return [e.name for e in self.scandir(path)]
+
+    def scandir(self, path: str = "/") -> list[mpb.DirEntry]:
+        """Entries (name, inode_id, type 1 file / 2 dir / 3 symlink) of directory ``path``."""
+        path = self._check_path(path)
+        return list(self._call("List", mpb.ListReq(user=self.user, path=path), path).entries)
+
+    def walk(self, top: str = "/") -> Iterator[tuple[str, list[str], list[str]]]:
+        """Like ``os.walk`` (top-down, symlinks not followed)."""
+        top = self._check_path(top)
+        entries = self.scandir(top)
+        dirs = [e.name for e in entries if e.type == 2]
+        files = [e.name for e in entries if e.type != 2]
+        yield top, dirs, files
+        for d in dirs:
+            yield from self.walk(top.rstrip("/") + "/" + d)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Atomically rename ``src`` to ``dst`` (replacing a compatible ``dst``)."""
+        src, dst = self._check_path(src), self._check_path(dst)
+        rsp = self._call("Rename", mpb.RenameReq(user=self.user, src=src, dst=dst), f"{src} -> {dst}")
+        if rsp.freed:
+            self._remove_chunks(rsp.inode, 0)
+
+    def remove(self, path: str) -> None:
+        """Remove a file or symlink (its chunks are deleted once the last link is gone)."""
+        path = self._check_path(path)
+        rsp = self._call("Unlink", mpb.UnlinkReq(user=self.user, path=path), path)
+        if rsp.freed:
+            self._remove_chunks(rsp.inode, 0)
+
+    unlink = remove
+
+    def rmdir(self, path: str) -> None:
+        """Remove an empty directory."""
+        path = self._check_path(path)
+        self._call("Unlink", mpb.UnlinkReq(user=self.user, path=path, directory=True), path)
+
+    def symlink(self, target: str, path: str) -> None:
+        """Create symlink ``path`` pointing at ``target`` (os.symlink argument order)."""
+        path = self._check_path(path)
+        self._call("Symlink", mpb.SymlinkReq(user=self.user, path=path, target=target), path)
+
+    def readlink(self, path: str) -> str:
+        """The target of symlink ``path``."""
+        st = self.lstat(path)
+        if not st.is_symlink():
+            raise E.InvalidArgument(path, "not a symbolic link")
+        return st.symlink_target
+
+    def link(self, src: str, dst: str) -> None:
+        """Hard-link ``dst`` to the file ``src``."""
+        src, dst = self._check_path(src), self._check_path(dst)
+        self._call("Link", mpb.LinkReq(user=self.user, src=src, dst=dst), dst)
+
+    def truncate(self, path: str, length: int) -> None:
+        """Set the size of file ``path`` to ``length`` bytes."""
+        path = self._check_path(path)
+        if length < 0:
+            raise E.InvalidArgument(path, "negative length")
+        rsp = self._call("Truncate", mpb.TruncateReq(user=self.user, path=path, length=length), path)
+        self._cut_chunks(rsp.inode, length, rsp.old_size)
+
+    def chmod(self, path: str, mode: int) -> None:
+        """Change permission bits (owner or root)."""
+        path = self._check_path(path)
+        self._call("SetAttr", mpb.SetAttrReq(user=self.user, path=path, set_mode=True, mode=mode), path)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        """Change owner (root only)."""
+        path = self._check_path(path)
+        self._call(
+            "SetAttr", mpb.SetAttrReq(user=self.user, path=path, set_owner=True, uid=uid, gid=gid), path
+        )
+
+    def utime(self, path: str, times: tuple[float, float] | None = None) -> None:
+        """Set (atime, mtime); now if ``times`` is None."""
+        path = self._check_path(path)
+        now = time.time()
+        atime, mtime = times if times is not None else (now, now)
+        req = mpb.SetAttrReq(user=self.user, path=path, set_times=True, atime=atime, mtime=mtime)
+        self._call("SetAttr", req, path)
+
+    def statfs(self) -> StatFs:
+        """Cluster capacity: storage targets' disks (each replica counts) and the namespace totals."""
+        rsp = self._call("StatFs", mpb.StatFsReq(user=self.user), "statfs")
+        total = free = 0
+        seen: set[str] = set()
+        for n in self.routing.nodes:
+            if n.role != "storage" or not n.alive:
+                continue
+            try:
+                space = self._stub(n.node_id).Space(spb.TargetSpaceReq(), timeout=10)
+            except grpc.RpcError:
+                continue
+            for t in space.targets:  # targets of one node share a disk here: count it once per node
+                if n.address not in seen:
+                    seen.add(n.address)
+                    total += t.total_bytes
+                    free += t.free_bytes
+        return StatFs(total_bytes=total, free_bytes=free, used_bytes=rsp.used_bytes, inodes=rsp.inodes)
+
+    # ---- files -------------------------------------------------------------------------------
+    def open(self, path: str, mode: str = "rb", perm: int = 0o644, encoding: str | None = None) -> io.IOBase:
+        """Open ``path`` like the builtin ``open``: binary modes give an :class:`FS3File`, text modes wrap it."""
+        base = mode.replace("b", "").replace("t", "")
+        if base not in _MODES:
+            raise E.InvalidArgument(path, f"unsupported mode {mode!r}")
+        f = self.open_flags(path, _MODES[base], perm)
+        if "b" in mode:
+            return f
+        if f.readable() and f.writable():
+            buf: io.BufferedIOBase = io.BufferedRandom(f, 1 << 20)
+        elif f.writable():
+            buf = io.BufferedWriter(f, 1 << 20)
+        else:
+            buf = io.BufferedReader(f, 1 << 20)
+        return io.TextIOWrapper(buf, encoding=encoding or "utf-8")
+
+    def open_flags(self, path: str, flags: int, perm: int = 0o644) -> FS3File:
+        """Open with ``os.O_*`` flags (the entry point for a FUSE layer)."""
+        from fs3.client.file import FS3File
+
+        path = self._check_path(path)
+        req = mpb.OpenReq(user=self.user, path=path, flags=flags, mode=perm, client_id=self.client_id)
+        rsp = self._call("Open", req, path)
+        if rsp.truncated:
+            self._remove_chunks(rsp.inode, 0)
+        return FS3File(self, path, rsp.inode, rsp.session_id, flags)
+
+    def read_bytes(self, path: str) -> bytes:
+        """The whole content of file ``path``."""
+        with self.open(path, "rb") as f:
+            return f.read()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Create or replace file ``path`` with ``data``."""
+        with self.open(path, "wb") as f:
+            f.write(data)
+
+    # ---- chunk I/O (internal) ----------------------------------------------------------------
+    def _max_file_size(self) -> int:
+        return self._routing.max_file_size or (1 << 40)
+
+    def _chain_for(self, ino: cpb.Inode, index: int) -> int:
+        lay = ino.layout
+        return lay.chains[index % len(lay.chains)]
+
+    def _wait_new_routing(self, chain_id: int, version: int) -> None:
+        """Poll mgmtd until ``chain_id`` moves past ``version`` (bounded wait)."""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                self.refresh_routing()
+            except E.FS3Error:
+                pass
+            if self._chain(chain_id).version != version:
+                return
+            time.sleep(0.05)
+
+    def write_chunk(self, ino: cpb.Inode, index: int, offset: int, data: bytes) -> None:
+        """Write ``data`` at ``offset`` of chunk ``index`` through the chain's head; retries across failovers."""
+        cs = ino.layout.chunk_size
+        end = index * cs + offset + len(data)
+        if end > self._max_file_size():
+            raise E.FileTooLarge(
+                f"inode {ino.inode_id}", f"write ends at {end} > max file size {self._max_file_size()}"
+            )
+        chain_id = self._chain_for(ino, index)
+        crc = crc32c(data)
+        deadline = time.monotonic() + self.timeout_s
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            chain = self._chain(chain_id)
+            head = chain.targets[0] if chain.targets else None
+            if head is None or head.state != S.SERVING:
+                last = E.NotServing(f"chain {chain_id}", "no serving head")
+                self._wait_new_routing(chain_id, chain.version)
+                continue
+            header = spb.UpdateReq(
+                chain_id=chain_id,
+                chain_version=chain.version,
+                target_id=head.target_id,
+                chunk=spb.ChunkId(inode_id=ino.inode_id, index=index),
+                type=spb.WRITE,
+                offset=offset,
+                length=len(data),
+                chunk_size=cs,
+                payload_crc32c=crc,
+                from_client=True,
+                max_file_size=self._max_file_size(),
+            )
+            from fs3.storage.service import pieces
+
+            try:
+                self._stub(head.node_id).Update(pieces(header, data), timeout=self.timeout_s)
+                return
+            except grpc.RpcError as exc:
+                err = E.from_rpc_error(exc, f"chain {chain_id} head target {head.target_id}")
+            if isinstance(
+                err, E.StaleChainVersion | E.NotServing | E.ClusterTimeout | E.NotFound | E.IOFailure
+            ):
+                last = err
+                self.stats.write_retries += 1
+                self._wait_new_routing(chain_id, chain.version)
+                continue
+            raise err
+        raise E.ClusterTimeout(
+            f"chain {chain_id}", f"write not acknowledged within {self.timeout_s:.0f} s: {last}"
+        )
+
+    def read_chunk(self, ino: cpb.Inode, index: int, offset: int, length: int, out: memoryview) -> int:
+        """Read ``length`` bytes at ``offset`` of chunk ``index`` into ``out``; returns bytes found (rest zero)."""
+        chain_id = self._chain_for(ino, index)
+        deadline = time.monotonic() + self.timeout_s
+        attempt = 0
+        relaxed = False
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            chain = self._chain(chain_id)
+            serving = [t for t in chain.targets if t.state == S.SERVING]
+            if not serving:
+                last = E.NotServing(f"chain {chain_id}", "no serving replica")
+                self._wait_new_routing(chain_id, chain.version)
+                continue
+            order = serving[(index + attempt) % len(serving) :] + serving[: (index + attempt) % len(serving)]
+            if attempt > 0 and not relaxed:
+                order = [serving[-1]] + [t for t in order if t is not serving[-1]]  # prefer the tail on retry
+            for t in order:
+                req = spb.ReadReq(
+                    target_id=t.target_id,
+                    chunk=spb.ChunkId(inode_id=ino.inode_id, index=index),
+                    offset=offset,
+                    length=length,
+                    relaxed=relaxed,
+                    chain_version=chain.version,
+                )
+                try:
+                    n = 0
+                    for msg in self._stub(t.node_id).Read(req, timeout=self.timeout_s):
+                        if n == 0 and not msg.found and not msg.data:
+                            break
+                        d = msg.data
+                        out[n : n + len(d)] = d
+                        n += len(d)
+                    out[n:length] = bytes(length - n)
+                    return n
+                except grpc.RpcError as exc:
+                    err = E.from_rpc_error(exc, f"target {t.target_id}")
+                if isinstance(err, E.ChecksumMismatch):
+                    msg = (
+                        f"chain {chain_id} target {t.target_id} chunk {ino.inode_id}:{index}: {err.strerror}"
+                    )
+                    logging.warning("corrupt replica, reading another: %s", msg)
+                    self.stats.corrupt_reads.append(msg)
+                    last = err
+                    continue
+                if isinstance(err, E.ChunkPending):
+                    self.stats.pending_retries += 1
+                    last = err
+                    break  # back off, then retry at the tail
+                if isinstance(err, E.InvalidArgument | E.FileTooLarge):
+                    raise err
+                last = err  # unavailable / not serving: try the next replica
+            attempt += 1
+            if attempt > 50:
+                relaxed = True
+            time.sleep(min(0.05, 0.002 * attempt))
+            if isinstance(last, E.ClusterTimeout | E.NotServing):
+                self._wait_new_routing(chain_id, chain.version)
+        if isinstance(last, E.ChecksumMismatch):
+            raise last
+        raise E.ClusterTimeout(f"chain {chain_id}", f"chunk {ino.inode_id}:{index} not readable: {last}")
+
+    def parallel(self, fns: list) -> list:
+        """Run callables on the I/O pool; re-raise the first error."""
+        if len(fns) == 1:
+            return [fns[0]()]
+        futs = [self._pool.submit(f) for f in fns]
+        return [f.result() for f in futs]
+
+    def _remove_chunks(self, ino: cpb.Inode, first_index: int) -> None:
+        """Delete chunks with index >= first_index on every chain of the file's layout."""
+        if ino.type != 1 or not ino.layout.chains:
+            return
+
+        def one(chain_id: int) -> None:
+            deadline = time.monotonic() + self.timeout_s
+            while True:
+                chain = self._chain(chain_id)
+                head = chain.targets[0]
+                req = spb.RemoveRangeReq(
+                    chain_id=chain_id,
+                    chain_version=chain.version,
+                    target_id=head.target_id,
+                    inode_id=ino.inode_id,
+                    first_index=first_index,
+                )
+                try:
+                    self._stub(head.node_id).RemoveRange(req, timeout=self.timeout_s)
+                    return
+                except grpc.RpcError as exc:
+                    if time.monotonic() > deadline:
+                        raise E.from_rpc_error(exc, f"chain {chain_id}") from None
+                    self._wait_new_routing(chain_id, chain.version)
+
+        self.parallel([lambda c=c: one(c) for c in sorted(set(ino.layout.chains))])
+
+    def _cut_chunks(self, ino: cpb.Inode, length: int, old_size: int) -> None:
+        """After a truncate to ``length``: drop whole chunks past it and cut the boundary chunk."""
+        cs = ino.layout.chunk_size
+        if not cs:
+            return
+        self._remove_chunks(ino, (length + cs - 1) // cs)
+        if length % cs:
+            index = length // cs
+            chain_id = self._chain_for(ino, index)
+            from fs3.storage.service import pieces
+
+            deadline = time.monotonic() + self.timeout_s
+            while True:
+                chain = self._chain(chain_id)
+                head = chain.targets[0]
+                header = spb.UpdateReq(
+                    chain_id=chain_id,
+                    chain_version=chain.version,
+                    target_id=head.target_id,
+                    chunk=spb.ChunkId(inode_id=ino.inode_id, index=index),
+                    type=spb.TRUNCATE,
+                    length=length % cs,
+                    chunk_size=cs,
+                    from_client=True,
+                )
+                try:
+                    self._stub(head.node_id).Update(pieces(header, b""), timeout=self.timeout_s)
+                    return
+                except grpc.RpcError as exc:
+                    if time.monotonic() > deadline:
+                        raise E.from_rpc_error(exc, f"chain {chain_id}") from None
+                    self._wait_new_routing(chain_id, chain.version)
+
+
+from fs3.client.file import FS3File  # noqa: E402  (circular: FS3File uses FS3Client)

@@ -1,0 +1,223 @@
+"""``LocalCluster``: mgmtd, meta and N storage servers as real processes on free loopback ports.
+
+Used by the tests, the benchmark and (later) ``haictl up``. Every process is started through
+``fireflyer.launcher.Launcher`` in its own process group and is killed when the context exits.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from fireflyer.launcher import Launcher, free_port
+from fs3 import _rpc
+from fs3 import errors as E
+from fs3.client import FS3Client
+from fs3.protos import common_pb2 as cpb
+from fs3.protos import mgmtd_pb2 as gpb
+from fs3.protos import mgmtd_pb2_grpc
+
+S = cpb.TargetState
+
+
+@dataclass
+class ClusterConfig:
+    """Shape and timing of a local cluster."""
+
+    num_storage: int = 3  # storage server processes (node ids 10001..)
+    replicas: int = 3  # targets per chain (<= num_storage)
+    num_chains: int = 0  # 0 = 2 per storage server
+    chunk_size: int = 1 << 20  # bytes
+    stripe: int = 0  # chains per file; 0 = all chains
+    lease_s: float = 3.0  # mgmtd declares a node dead after this long without heartbeat
+    heartbeat_s: float = 0.5  # storage/meta heartbeat interval
+    max_file_size: int = 1 << 40  # bytes
+    fsync: bool = True  # fsync chunk files before acknowledging
+    db_url: str = ""  # meta+mgmtd database; "" = SQLite file in the work dir
+    host: str = "127.0.0.1"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class LocalCluster:
+    """A running local fs3 cluster; a context manager."""
+
+    def __init__(self, config: ClusterConfig | None = None, work_dir: str | Path | None = None) -> None:
+        self.config = config or ClusterConfig()
+        c = self.config
+        if not 1 <= c.replicas <= c.num_storage:
+            raise ValueError(f"replicas: {c.replicas} must be in 1..num_storage ({c.num_storage})")
+        self._tmp = None
+        if work_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="fs3-cluster-")
+            work_dir = self._tmp.name
+        self.work_dir = Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.launcher = Launcher(self.work_dir / "logs")
+        self.db_url = c.db_url or f"sqlite:///{self.work_dir / 'fs3.db'}"
+        self.mgmtd_port = free_port(c.host)
+        self.meta_port = free_port(c.host)
+        self.storage_ports = [free_port(c.host) for _ in range(c.num_storage)]
+        self.num_chains = c.num_chains or 2 * c.num_storage
+        self._clients: list[FS3Client] = []
+
+    # ---- addresses ---------------------------------------------------------------------------
+    @property
+    def mgmtd_address(self) -> str:
+        return f"{self.config.host}:{self.mgmtd_port}"
+
+    @property
+    def meta_address(self) -> str:
+        return f"{self.config.host}:{self.meta_port}"
+
+    @staticmethod
+    def storage_node_id(i: int) -> int:
+        """Node id of storage server ``i`` (0-based)."""
+        return 10001 + i
+
+    def storage_dir(self, i: int) -> Path:
+        """Data directory of storage server ``i``."""
+        return self.work_dir / f"storage-{i}"
+
+    def target_dir(self, target_id: int) -> Path:
+        """Data directory of one target."""
+        node = target_id // 1000 - 10001
+        return self.storage_dir(node) / f"target-{target_id}"
+
+    # ---- processes ---------------------------------------------------------------------------
+    def start(self) -> LocalCluster:
+        """Start mgmtd, upload the chain table, start storage servers and meta; wait until all serve."""
+        c = self.config
+        py = [sys.executable, "-m"]
+        self.launcher.start(
+            "mgmtd",
+            [*py, "fs3.mgmtd", "--host", c.host, "--port", str(self.mgmtd_port), "--db", self.db_url,
+             "--lease-s", str(c.lease_s)],
+            port=(c.host, self.mgmtd_port), env=c.extra_env,
+        )  # fmt: skip
+        self._upload_chain_table()
+        for i in range(c.num_storage):
+            self.start_storage(i, wait=False)
+        for i in range(c.num_storage):
+            from fireflyer.launcher import wait_for_port
+
+            wait_for_port(c.host, self.storage_ports[i], 30, self.launcher.procs[f"storage-{i}"].popen)
+        self.start_meta()
+        self.wait_serving()
+        return self
+
+    def _upload_chain_table(self) -> None:
+        c = self.config
+        req = gpb.SetChainTableReq(
+            chunk_size=c.chunk_size, stripe=c.stripe or self.num_chains, max_file_size=c.max_file_size
+        )
+        for chain_id in range(1, self.num_chains + 1):
+            nodes = [(chain_id - 1 + r) % c.num_storage for r in range(c.replicas)]
+            req.chains.add(
+                chain_id=chain_id,
+                target_ids=[self.storage_node_id(n) * 1000 + chain_id for n in nodes],
+                node_ids=[self.storage_node_id(n) for n in nodes],
+            )
+        with _rpc.channel(self.mgmtd_address) as ch:
+            mgmtd_pb2_grpc.MgmtdStub(ch).SetChainTable(req, timeout=30)
+
+    def start_storage(self, i: int, wait: bool = True) -> None:
+        """(Re)start storage server ``i`` on its port and data directory."""
+        c = self.config
+        argv = [sys.executable, "-m", "fs3.storage", "--host", c.host, "--port", str(self.storage_ports[i]),
+                "--node-id", str(self.storage_node_id(i)), "--data-dir", str(self.storage_dir(i)),
+                "--mgmtd", self.mgmtd_address, "--heartbeat-s", str(c.heartbeat_s)]  # fmt: skip
+        if not c.fsync:
+            argv.append("--no-fsync")
+        self.launcher.start(
+            f"storage-{i}", argv, port=(c.host, self.storage_ports[i]) if wait else None, env=c.extra_env
+        )
+
+    def start_meta(self) -> None:
+        """(Re)start the meta server."""
+        c = self.config
+        self.launcher.start(
+            "meta",
+            [sys.executable, "-m", "fs3.meta", "--host", c.host, "--port", str(self.meta_port), "--db", self.db_url,
+             "--mgmtd", self.mgmtd_address, "--heartbeat-s", str(c.heartbeat_s)],
+            port=(c.host, self.meta_port), env=c.extra_env,
+        )  # fmt: skip
+
+    def kill_storage(self, i: int) -> None:
+        """SIGKILL storage server ``i`` (a crash)."""
+        self.launcher.kill(f"storage-{i}")
+
+    def kill_meta(self) -> None:
+        """SIGKILL the meta server."""
+        self.launcher.kill("meta")
+
+    def stop(self) -> None:
+        """Close clients and stop every process."""
+        for cl in self._clients:
+            try:
+                cl.close()
+            except Exception:  # noqa: BLE001 - best effort on teardown
+                pass
+        self.launcher.stop_all(grace_s=3)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> LocalCluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- state -------------------------------------------------------------------------------
+    def routing(self) -> cpb.RoutingInfo:
+        """The current routing info from mgmtd."""
+        with _rpc.channel(self.mgmtd_address) as ch:
+            try:
+                return mgmtd_pb2_grpc.MgmtdStub(ch).GetRouting(gpb.GetRoutingReq(), timeout=10).routing
+            except grpc.RpcError as exc:
+                raise E.from_rpc_error(exc, "mgmtd") from None
+
+    def wait_serving(self, timeout_s: float = 60.0) -> cpb.RoutingInfo:
+        """Wait until every target of every chain is SERVING and meta is registered."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            r = self.routing()
+            ok = all(t.state == S.SERVING for ch in r.chains for t in ch.targets) and any(
+                n.role == "meta" and n.alive for n in r.nodes
+            )
+            if ok:
+                return r
+            if time.monotonic() > deadline:
+                states = {
+                    ch.chain_id: [(t.target_id, S.Name(t.state)) for t in ch.targets] for ch in r.chains
+                }
+                raise TimeoutError(f"cluster not serving after {timeout_s:.0f} s: {states}")
+            time.sleep(0.1)
+
+    def wait_for(
+        self, predicate: object, timeout_s: float = 60.0, what: str = "condition"
+    ) -> cpb.RoutingInfo:
+        """Wait until ``predicate(routing)`` is true."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            r = self.routing()
+            if predicate(r):  # type: ignore[operator]
+                return r
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} not reached within {timeout_s:.0f} s")
+            time.sleep(0.1)
+
+    def client(self, uid: int = 0, gid: int = 0, **kwargs: object) -> FS3Client:
+        """A client of this cluster (closed with the cluster)."""
+        cl = FS3Client(self.mgmtd_address, self.meta_address, uid=uid, gid=gid, **kwargs)  # type: ignore[arg-type]
+        self._clients.append(cl)
+        return cl

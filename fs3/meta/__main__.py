@@ -1,0 +1,37 @@
+"""``python -m fs3.meta --port P --db sqlite:///meta.db --mgmtd HOST:PORT``: run a meta server."""
+
+from __future__ import annotations
+
+import argparse
+
+from fs3 import _rpc
+from fs3.meta.service import MetaService
+from fs3.protos import meta_pb2_grpc
+
+
+def main() -> None:
+    """Parse flags, start the gRPC server, serve until SIGTERM."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--db", required=True, help="sqlite:///path or postgresql://...")
+    ap.add_argument("--mgmtd", required=True, help="mgmtd address host:port")
+    ap.add_argument("--node-id", type=int, default=100)
+    ap.add_argument("--heartbeat-s", type=float, default=1.0)
+    args = ap.parse_args()
+    _rpc.setup_logging("meta")
+    svc = MetaService(
+        args.db,
+        args.mgmtd,
+        node_id=args.node_id,
+        address=f"{args.host}:{args.port}",
+        heartbeat_s=args.heartbeat_s,
+    )
+    server = _rpc.make_server()
+    meta_pb2_grpc.add_MetaServicer_to_server(svc, server)
+    server.add_insecure_port(f"{args.host}:{args.port}")
+    _rpc.serve_forever(server, "meta", on_stop=svc.stop)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""``python -m fs3.mgmtd --port P --db sqlite:///state.db [--lease-s 3]``: run the cluster manager."""
+
+from __future__ import annotations
+
+import argparse
+
+from fs3 import _rpc
+from fs3.mgmtd.service import MgmtdService
+from fs3.protos import mgmtd_pb2_grpc
+
+
+def main() -> None:
+    """Parse flags, start the gRPC server, serve until SIGTERM."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--db", required=True, help="sqlite:///path or postgresql://... (shared with meta)")
+    ap.add_argument(
+        "--lease-s", type=float, default=60.0, help="a node is dead after this long without heartbeat"
+    )
+    ap.add_argument("--scan-interval-s", type=float, default=0.2, help="how often chains are re-evaluated")
+    args = ap.parse_args()
+    _rpc.setup_logging("mgmtd")
+    svc = MgmtdService(args.db, lease_s=args.lease_s, scan_interval_s=args.scan_interval_s)
+    server = _rpc.make_server()
+    mgmtd_pb2_grpc.add_MgmtdServicer_to_server(svc, server)
+    server.add_insecure_port(f"{args.host}:{args.port}")
+    _rpc.serve_forever(server, "mgmtd", on_stop=svc.stop)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""The mgmtd servicer: keeps nodes, leases and the chain table; applies the target-state rules.
+
+State lives in the same database as meta (tables ``mgmtd_*``), so a restart keeps the chain table.
+Leases are in memory: after a restart every known node gets a fresh lease.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import grpc
+
+from fs3._db import Database
+from fs3.protos import common_pb2 as cpb
+from fs3.protos import mgmtd_pb2 as mpb
+from fs3.protos import mgmtd_pb2_grpc
+
+S = cpb.TargetState
+_ORDER = {S.SERVING: 0, S.SYNCING: 1, S.WAITING: 2, S.LASTSRV: 3, S.OFFLINE: 4}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS mgmtd_config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mgmtd_nodes (node_id BIGINT PRIMARY KEY, address TEXT NOT NULL, role TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mgmtd_chains (chain_id BIGINT PRIMARY KEY, version BIGINT NOT NULL, targets TEXT NOT NULL)
+"""
+
+DEFAULT_MAX_FILE_SIZE = 1 << 40
+
+
+class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
+    """Cluster manager; only this (single, primary) instance changes the chain table."""
+
+    def __init__(self, db_url: str, lease_s: float = 60.0, scan_interval_s: float = 0.2) -> None:
+        self.db = Database(db_url)
+        self.db.executescript(SCHEMA)
+        self.lease_s = lease_s
+        self._lock = threading.RLock()
+        self._nodes: dict[int, dict] = {}  # node_id -> {address, role, last_hb (monotonic), last_wall}
+        self._chains: dict[int, dict] = {}  # chain_id -> {version, targets: [[tid, nid, state]]}
+        self._local: dict[int, int] = {}  # target_id -> last reported LocalState
+        self._config = {"chunk_size": 1 << 20, "stripe": 1, "max_file_size": DEFAULT_MAX_FILE_SIZE}
+        self._routing_version = 1
+        self._started = time.monotonic()
+        self._load()
+        self._stop = threading.Event()
+        self._scanner = threading.Thread(target=self._scan_loop, args=(scan_interval_s,), daemon=True)
+        self._scanner.start()
+
+    # ---- persistence -------------------------------------------------------------------------
+    def _load(self) -> None:
+        def load(cur: object) -> tuple:
+            return (
+                cur.execute("SELECT key, value FROM mgmtd_config"),
+                cur.execute("SELECT node_id, address, role FROM mgmtd_nodes"),
+                cur.execute("SELECT chain_id, version, targets FROM mgmtd_chains"),
+            )
+
+        cfg, nodes, chains = self.db.run(load, write=False)
+        for k, v in cfg:
+            if k in self._config:
+                self._config[k] = int(v)
+            elif k == "routing_version":
+                self._routing_version = int(v) + 1
+        now = time.monotonic()
+        for nid, addr, role in nodes:
+            self._nodes[int(nid)] = {"address": addr, "role": role, "last_hb": now, "last_wall": time.time()}
+        for cid, ver, targets in chains:
+            self._chains[int(cid)] = {"version": int(ver), "targets": json.loads(targets)}
+        if chains:
+            logging.info("loaded %d chains, %d nodes from the database", len(chains), len(nodes))
+
+    def _save_chains(self, chain_ids: list[int]) -> None:
+        rows = [
+            (cid, self._chains[cid]["version"], json.dumps(self._chains[cid]["targets"])) for cid in chain_ids
+        ]
+        rv = self._routing_version
+
+        def save(cur: object) -> None:
+            for cid, ver, targets in rows:
+                cur.execute("DELETE FROM mgmtd_chains WHERE chain_id = ?", (cid,))
+                cur.execute("INSERT INTO mgmtd_chains VALUES (?, ?, ?)", (cid, ver, targets))
+            cur.execute("DELETE FROM mgmtd_config WHERE key = 'routing_version'")
+            cur.execute("INSERT INTO mgmtd_config VALUES ('routing_version', ?)", (str(rv),))
+
+        self.db.run(save)
+
+    # ---- rules -------------------------------------------------------------------------------
+    def _alive(self, node_id: int, now: float) -> bool:
+        node = self._nodes.get(node_id)
+        last = node["last_hb"] if node else self._started
+        return now - last < self.lease_s
+
+    def _reconcile(self) -> None:
+        """Apply the state-transition rules to every chain; bump versions of changed chains."""
+        now = time.monotonic()
+        changed = []
+        for cid, chain in self._chains.items():
+            old = [list(t) for t in chain["targets"]]
+            targets = chain["targets"]
+            for t in targets:
+                tid, nid, state = t
+                if not self._alive(nid, now):
+                    if state == S.SERVING:
+                        others = [u for u in targets if u is not t and u[2] == S.SERVING]
+                        t[2] = S.OFFLINE if others else S.LASTSRV
+                    elif state in (S.SYNCING, S.WAITING):
+                        t[2] = S.OFFLINE
+            has_serving = any(t[2] == S.SERVING for t in targets)
+            for t in targets:
+                tid, nid, state = t
+                if not self._alive(nid, now) or tid not in self._local:
+                    continue
+                if state == S.LASTSRV and not has_serving:
+                    t[2] = S.SERVING
+                    has_serving = True
+            for t in targets:
+                tid, nid, state = t
+                if not self._alive(nid, now) or tid not in self._local:
+                    continue
+                if state in (S.OFFLINE, S.WAITING):
+                    t[2] = S.SYNCING if has_serving else S.WAITING
+            targets.sort(key=lambda t: _ORDER[t[2]])  # stable: serving keep their order
+            if targets != old:
+                chain["version"] += 1
+                changed.append(cid)
+                logging.info(
+                    "chain %d -> v%d: %s",
+                    cid,
+                    chain["version"],
+                    [(t[0], S.Name(t[2])) for t in targets],
+                )
+        if changed:
+            self._routing_version += 1
+            self._save_chains(changed)
+
+    def _scan_loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                with self._lock:
+                    self._reconcile()
+            except Exception:  # noqa: BLE001 - keep scanning; the next pass retries
+                logging.exception("chain scan failed")
+
+    def stop(self) -> None:
+        """Stop the background scanner."""
+        self._stop.set()
+
+    # ---- wire --------------------------------------------------------------------------------
+    def routing(self) -> cpb.RoutingInfo:
+        """The current routing table as a message."""
+        now = time.monotonic()
+        info = cpb.RoutingInfo(
+            routing_version=self._routing_version,
+            chunk_size=self._config["chunk_size"],
+            stripe=self._config["stripe"],
+            max_file_size=self._config["max_file_size"],
+        )
+        for cid in sorted(self._chains):
+            ch = self._chains[cid]
+            msg = info.chains.add(chain_id=cid, version=ch["version"])
+            for tid, nid, state in ch["targets"]:
+                msg.targets.add(target_id=tid, node_id=nid, state=state)
+        for nid in sorted(self._nodes):
+            n = self._nodes[nid]
+            info.nodes.add(
+                node_id=nid,
+                address=n["address"],
+                role=n["role"],
+                alive=self._alive(nid, now),
+                last_heartbeat_s=n["last_wall"],
+            )
+        return info
+
+    def Heartbeat(self, request: mpb.HeartbeatReq, context: grpc.ServicerContext) -> mpb.HeartbeatRsp:
+        if request.node_id == 0 or not request.address or request.role not in ("storage", "meta"):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "EINVAL: heartbeat: node_id, address and role are required"
+            )
+        with self._lock:
+            node = self._nodes.get(request.node_id)
+            if node is None or node["address"] != request.address or node["role"] != request.role:
+                self.db.run(
+                    lambda cur: (
+                        cur.execute("DELETE FROM mgmtd_nodes WHERE node_id = ?", (request.node_id,)),
+                        cur.execute(
+                            "INSERT INTO mgmtd_nodes VALUES (?, ?, ?)",
+                            (request.node_id, request.address, request.role),
+                        ),
+                    )
+                )
+                self._routing_version += 1
+            self._nodes[request.node_id] = {
+                "address": request.address,
+                "role": request.role,
+                "last_hb": time.monotonic(),
+                "last_wall": time.time(),
+            }
+            if request.restarted:
+                # A fresh process: all its targets go offline before anything else (3FS recovery step 1).
+                changed = []
+                for cid, chain in self._chains.items():
+                    for t in chain["targets"]:
+                        if t[1] == request.node_id and t[2] in (S.SERVING, S.SYNCING, S.WAITING):
+                            others = [u for u in chain["targets"] if u is not t and u[2] == S.SERVING]
+                            t[2] = S.OFFLINE if (others or t[2] != S.SERVING) else S.LASTSRV
+                            changed.append(cid)
+                    if cid in changed:
+                        chain["targets"].sort(key=lambda t: _ORDER[t[2]])
+                        chain["version"] += 1
+                        logging.info(
+                            "node %d restarted: chain %d -> v%d", request.node_id, cid, chain["version"]
+                        )
+                for tid in [tid for tid, _ in self._local.items()]:
+                    if any(
+                        t[0] == tid and t[1] == request.node_id
+                        for c in self._chains.values()
+                        for t in c["targets"]
+                    ):
+                        self._local.pop(tid, None)
+                if changed:
+                    self._routing_version += 1
+                    self._save_chains(sorted(set(changed)))
+            else:
+                for rep in request.targets:
+                    self._local[rep.target_id] = rep.local_state
+                self._reconcile()
+            return mpb.HeartbeatRsp(routing=self.routing(), lease_s=self.lease_s)
+
+    def GetRouting(self, request: mpb.GetRoutingReq, context: grpc.ServicerContext) -> mpb.GetRoutingRsp:
+        with self._lock:
+            return mpb.GetRoutingRsp(routing=self.routing())
+
+    def SetChainTable(
+        self, request: mpb.SetChainTableReq, context: grpc.ServicerContext
+    ) -> mpb.SetChainTableRsp:
+        if not request.chains:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "EINVAL: chains: at least one chain is required")
+        chunk_size = request.chunk_size or (1 << 20)
+        if chunk_size & (chunk_size - 1) or not (64 << 10) <= chunk_size <= (64 << 20):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"EINVAL: chunk_size: {chunk_size} is not a power of two in 64 KiB..64 MiB",
+            )
+        stripe = request.stripe or len(request.chains)
+        if stripe > len(request.chains):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"EINVAL: stripe: {stripe} > {len(request.chains)} chains"
+            )
+        seen: set[int] = set()
+        for spec in request.chains:
+            if not spec.target_ids or len(spec.target_ids) != len(spec.node_ids):
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"EINVAL: chain {spec.chain_id}: target_ids and node_ids must be non-empty and equal length",
+                )
+            if seen & set(spec.target_ids):
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"EINVAL: chain {spec.chain_id}: target reused"
+                )
+            seen |= set(spec.target_ids)
+        with self._lock:
+            self._config.update(
+                chunk_size=chunk_size,
+                stripe=stripe,
+                max_file_size=request.max_file_size or DEFAULT_MAX_FILE_SIZE,
+            )
+            for spec in request.chains:
+                old = self._chains.get(spec.chain_id)
+                self._chains[spec.chain_id] = {
+                    "version": (old["version"] + 1) if old else 1,
+                    "targets": [
+                        [t, n, S.SERVING] for t, n in zip(spec.target_ids, spec.node_ids, strict=True)
+                    ],
+                }
+            self._started = time.monotonic()  # unknown nodes get one lease to show up
+            self._routing_version += 1
+            cfg = dict(self._config)
+
+            def save_cfg(cur: object) -> None:
+                for k, v in cfg.items():
+                    cur.execute("DELETE FROM mgmtd_config WHERE key = ?", (k,))
+                    cur.execute("INSERT INTO mgmtd_config VALUES (?, ?)", (k, str(v)))
+
+            self.db.run(save_cfg)
+            self._save_chains(list(self._chains))
+            return mpb.SetChainTableRsp(routing=self.routing())
+
+    def SyncDone(self, request: mpb.SyncDoneReq, context: grpc.ServicerContext) -> mpb.SyncDoneRsp:
+        with self._lock:
+            chain = self._chains.get(request.chain_id)
+            if chain is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"ENOENT: chain {request.chain_id}: no such chain")
+            if chain["version"] != request.chain_version:
+                context.abort(
+                    grpc.StatusCode.ABORTED,
+                    f"ESTALE: chain {request.chain_id}: version {request.chain_version} != {chain['version']}",
+                )
+            for t in chain["targets"]:
+                if t[0] == request.target_id and t[2] == S.SYNCING:
+                    t[2] = S.SERVING
+                    chain["targets"].sort(key=lambda t: _ORDER[t[2]])
+                    chain["version"] += 1
+                    self._routing_version += 1
+                    self._save_chains([request.chain_id])
+                    logging.info(
+                        "chain %d: target %d sync done -> v%d", request.chain_id, t[0], chain["version"]
+                    )
+                    return mpb.SyncDoneRsp(routing=self.routing())
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"ENOTSERVING: target {request.target_id}: not syncing in chain {request.chain_id}",
+            )

@@ -1,0 +1,42 @@
+"""``python -m fs3.storage --port P --node-id 10001 --data-dir DIR --mgmtd HOST:PORT``: run a storage server."""
+
+from __future__ import annotations
+
+import argparse
+
+from fs3 import _rpc
+from fs3.protos import storage_pb2_grpc
+from fs3.storage.service import StorageService
+
+
+def main() -> None:
+    """Parse flags, start the gRPC server and the heartbeat, serve until SIGTERM."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--node-id", type=int, required=True, help="10001 and up")
+    ap.add_argument("--data-dir", required=True, help="one sub-directory per target is created here")
+    ap.add_argument("--mgmtd", required=True, help="mgmtd address host:port")
+    ap.add_argument("--heartbeat-s", type=float, default=1.0)
+    ap.add_argument("--no-fsync", action="store_true", help="do not fsync chunk files (benchmarks only)")
+    ap.add_argument("--no-exit-on-mgmtd-loss", action="store_true", help="keep running without mgmtd")
+    args = ap.parse_args()
+    _rpc.setup_logging(f"storage-{args.node_id}")
+    server = _rpc.make_server(max_workers=64)
+    svc = StorageService(
+        node_id=args.node_id,
+        address=f"{args.host}:{args.port}",
+        data_dir=args.data_dir,
+        mgmtd=args.mgmtd,
+        heartbeat_s=args.heartbeat_s,
+        fsync=not args.no_fsync,
+        exit_on_mgmtd_loss=not args.no_exit_on_mgmtd_loss,
+    )
+    storage_pb2_grpc.add_StorageServicer_to_server(svc, server)
+    server.add_insecure_port(f"{args.host}:{args.port}")
+    svc.start()
+    _rpc.serve_forever(server, f"storage-{args.node_id}", on_stop=svc.stop)
+
+
+if __name__ == "__main__":
+    main()

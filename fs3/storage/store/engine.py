@@ -1,0 +1,173 @@
+"""Chunk engine of one storage target.
+
+Layout under the target's data directory: ``index.db`` (SQLite WAL: chunk id -> committed version,
+CRC32C, length, chain version) and ``chunks/<inode:016x>/<index:08x>`` holding the committed bytes.
+An update is staged as ``<index>.p`` (written, optionally fsynced) and committed by an atomic
+``rename`` followed by the index update, so a crash leaves either the old or the new chunk; the
+CRC32C in the index is checked on every read. Pending state is in memory only: a restarted target
+is resynced from its predecessor anyway. Not thread-safe per chunk: callers hold the chunk lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import google_crc32c
+
+from fs3 import errors as E
+
+MAX_INODE = (1 << 63) - 1
+MAX_INDEX = (1 << 32) - 1
+
+
+def crc32c(data: bytes | memoryview) -> int:
+    """CRC32C of ``data`` (hardware accelerated)."""
+    return google_crc32c.value(bytes(data) if isinstance(data, memoryview) else data)
+
+
+@dataclass
+class ChunkMetaRow:
+    """Metadata of one chunk replica."""
+
+    inode_id: int
+    index: int
+    committed_version: int
+    crc: int
+    length: int
+    chain_version: int
+    pending_version: int = 0
+
+
+class ChunkStore:
+    """The chunks of one target under ``root``; see the module docstring for the layout."""
+
+    def __init__(self, root: str | os.PathLike, target_id: int, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self.target_id = target_id
+        self.fsync = fsync
+        (self.root / "chunks").mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.root / "index.db"), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL" if fsync else "PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS chunks (inode INTEGER NOT NULL, idx INTEGER NOT NULL, "
+            "version INTEGER NOT NULL, crc INTEGER NOT NULL, length INTEGER NOT NULL, "
+            "chain_version INTEGER NOT NULL, PRIMARY KEY (inode, idx))"
+        )
+        self._lock = threading.Lock()
+        self._meta: dict[tuple[int, int], ChunkMetaRow] = {}
+        for inode, idx, ver, crc, length, cver in self._db.execute("SELECT * FROM chunks"):
+            self._meta[(inode, idx)] = ChunkMetaRow(inode, idx, ver, crc, length, cver)
+        self._pending: dict[
+            tuple[int, int], tuple[int, int, int, int]
+        ] = {}  # -> (version, crc, length, chain_ver)
+        for p in (self.root / "chunks").glob("*/*.p"):  # uncommitted leftovers of a crash
+            p.unlink()
+
+    # ---- paths -------------------------------------------------------------------------------
+    def _path(self, cid: tuple[int, int], pending: bool = False) -> Path:
+        inode, idx = cid
+        if not (0 < inode <= MAX_INODE and 0 <= idx <= MAX_INDEX):
+            raise E.InvalidArgument(f"chunk {inode}:{idx}", "chunk id out of range")
+        return self.root / "chunks" / f"{inode:016x}" / (f"{idx:08x}.p" if pending else f"{idx:08x}")
+
+    # ---- queries -----------------------------------------------------------------------------
+    def meta(self, cid: tuple[int, int]) -> ChunkMetaRow | None:
+        """Committed metadata (with the pending version filled in) or None."""
+        m = self._meta.get(cid)
+        p = self._pending.get(cid)
+        if m is None and p is None:
+            return None
+        if m is None:
+            m = ChunkMetaRow(cid[0], cid[1], 0, 0, 0, 0)
+        if p is not None:
+            return ChunkMetaRow(
+                m.inode_id, m.index, m.committed_version, m.crc, m.length, m.chain_version, p[0]
+            )
+        return m
+
+    def all_meta(self) -> list[ChunkMetaRow]:
+        """Metadata of every chunk (dump-chunkmeta)."""
+        with self._lock:
+            keys = set(self._meta) | set(self._pending)
+        return [m for k in sorted(keys) if (m := self.meta(k)) is not None]
+
+    def read(self, cid: tuple[int, int]) -> bytes:
+        """The committed bytes of the chunk, verified against the indexed CRC32C (ChecksumMismatch)."""
+        m = self._meta.get(cid)
+        if m is None or m.committed_version == 0:
+            return b""
+        path = self._path(cid)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise E.ChecksumMismatch(
+                f"chunk {cid[0]}:{cid[1]} on target {self.target_id}", "chunk file missing"
+            ) from None
+        if len(data) != m.length or crc32c(data) != m.crc:
+            logging.error("target %d: chunk %d:%d fails its checksum", self.target_id, *cid)
+            raise E.ChecksumMismatch(
+                f"chunk {cid[0]}:{cid[1]} on target {self.target_id}",
+                f"checksum mismatch (stored crc {m.crc:#010x}, length {m.length}; file {len(data)} bytes)",
+            )
+        return data
+
+    # ---- updates (caller holds the chunk lock) -----------------------------------------------
+    def stage(self, cid: tuple[int, int], version: int, content: bytes, chain_version: int) -> int:
+        """Write ``content`` as pending ``version``; return its CRC32C."""
+        path = self._path(cid, pending=True)
+        path.parent.mkdir(exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(content)
+            if self.fsync:
+                os.fsync(f.fileno())
+        crc = crc32c(content)
+        self._pending[cid] = (version, crc, len(content), chain_version)
+        return crc
+
+    def commit(self, cid: tuple[int, int]) -> ChunkMetaRow:
+        """Make the pending version the committed one (rename, then index)."""
+        version, crc, length, cver = self._pending.pop(cid)
+        os.replace(self._path(cid, pending=True), self._path(cid))
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?)", (*cid, version, crc, length, cver)
+            )
+            row = ChunkMetaRow(cid[0], cid[1], version, crc, length, cver)
+            self._meta[cid] = row
+        return row
+
+    def abort(self, cid: tuple[int, int]) -> None:
+        """Drop a pending version."""
+        if self._pending.pop(cid, None) is not None:
+            self._path(cid, pending=True).unlink(missing_ok=True)
+
+    def remove(self, cid: tuple[int, int]) -> bool:
+        """Delete the chunk; True if it existed."""
+        self.abort(cid)
+        with self._lock:
+            existed = self._meta.pop(cid, None) is not None
+            self._db.execute("DELETE FROM chunks WHERE inode = ? AND idx = ?", cid)
+        self._path(cid).unlink(missing_ok=True)
+        return existed
+
+    def chunk_ids(self, inode_id: int, first_index: int = 0) -> list[tuple[int, int]]:
+        """Ids of this inode's chunks with index >= first_index."""
+        with self._lock:
+            return sorted(
+                k for k in set(self._meta) | set(self._pending) if k[0] == inode_id and k[1] >= first_index
+            )
+
+    def corrupt_for_test(self, cid: tuple[int, int]) -> Path:
+        """Path of the committed chunk file (tests flip bytes in it)."""
+        return self._path(cid)
+
+    def space(self) -> tuple[int, int, int]:
+        """(total bytes, free bytes, chunk count) of the target's file system."""
+        st = os.statvfs(self.root)
+        return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize, len(self._meta)
