@@ -121,6 +121,25 @@ class IOFailure(FS3Error):
     errno_value = _errno.EIO
 
 
+
+class PackedFormatError(FS3Error, ValueError):
+    """A packed dataset or checkpoint file is malformed, truncated or used inconsistently (local only)."""
+
+    errno_value = _errno.EINVAL
+
+    def __init__(self, message: str, filename: str = "") -> None:
+        super().__init__(filename, message)
+
+    def __str__(self) -> str:
+        return self.strerror or ""
+
+
+class ChecksumMismatchError(PackedFormatError):
+    """A sample, tensor or index of a packed dataset/checkpoint fails its recorded CRC32C."""
+
+    errno_value = _errno.EIO
+
+
 _BY_NAME: dict[str, type[FS3Error]] = {
     "ENOENT": NotFound,
     "EEXIST": AlreadyExists,

@@ -1,0 +1,243 @@
+"""The narrow, path-based file-system interface that the FUSE layer drives.
+
+``FS3Operations`` only talks to a ``Backend``: ``FS3Backend`` (in ``fs3_backend``) maps it onto the
+fs3 client and its errors; ``LocalBackend`` maps it onto a local directory, so the FUSE layer's own
+overhead can be measured (and debugged) apart from the cluster. Every failure is an ``OSError``
+carrying a POSIX errno, which the FUSE layer hands to the kernel unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass
+class Attr:
+    """What ``stat`` reports about one inode; ``ino`` is the backend's stable inode id."""
+
+    ino: int
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    blocks: int = -1  # 512-byte blocks allocated; -1: derive from size
+
+    @property
+    def is_dir(self) -> bool:
+        return stat_mod.S_ISDIR(self.mode)
+
+
+@dataclass
+class FsStats:
+    """Capacity for ``statfs``: bytes total/free and inode counts."""
+
+    total_bytes: int
+    free_bytes: int
+    total_inodes: int
+    free_inodes: int
+    block_size: int = 4096
+    name_max: int = 255
+
+
+class BackendFile(Protocol):
+    """An open file: positional I/O, thread-safe."""
+
+    def pread(self, offset: int, size: int) -> bytes: ...
+
+    def pwrite(self, data: bytes, offset: int) -> int: ...
+
+    def truncate(self, length: int) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def push(self) -> None: ...
+
+    def note_size(self, size: int) -> None: ...
+
+    def fsync(self) -> None: ...
+
+    def fstat(self) -> Attr: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """Path-based namespace and data operations (paths are absolute, '/'-separated)."""
+
+    def lstat(self, path: str) -> Attr: ...
+
+    def listdir(self, path: str) -> list[tuple[str, Attr]]: ...
+
+    def mkdir(self, path: str, mode: int, uid: int, gid: int) -> Attr: ...
+
+    def rmdir(self, path: str) -> None: ...
+
+    def unlink(self, path: str) -> None: ...
+
+    def rename(self, src: str, dst: str, noreplace: bool) -> None: ...
+
+    def symlink(self, target: str, path: str, uid: int, gid: int) -> Attr: ...
+
+    def readlink(self, path: str) -> str: ...
+
+    def link(self, src: str, dst: str) -> Attr: ...
+
+    def chmod(self, path: str, mode: int) -> None: ...
+
+    def chown(self, path: str, uid: int, gid: int) -> None: ...
+
+    def utime(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None: ...
+
+    def truncate(self, path: str, length: int) -> None: ...
+
+    def open(self, path: str, flags: int) -> BackendFile: ...
+
+    def create(self, path: str, mode: int, flags: int, uid: int, gid: int) -> tuple[BackendFile, Attr]: ...
+
+    def statfs(self) -> FsStats: ...
+
+
+def _attr_of(st: os.stat_result) -> Attr:
+    return Attr(
+        ino=st.st_ino,
+        mode=st.st_mode,
+        nlink=st.st_nlink,
+        uid=st.st_uid,
+        gid=st.st_gid,
+        size=st.st_size,
+        atime_ns=st.st_atime_ns,
+        mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
+        blocks=st.st_blocks,
+    )
+
+
+class _LocalFile:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def pread(self, offset: int, size: int) -> bytes:
+        return os.pread(self._fd, size, offset)
+
+    def pwrite(self, data: bytes, offset: int) -> int:
+        return os.pwrite(self._fd, data, offset)
+
+    def truncate(self, length: int) -> None:
+        os.ftruncate(self._fd, length)
+
+    def flush(self) -> None:
+        pass
+
+    def push(self) -> None:
+        pass
+
+    def note_size(self, size: int) -> None:
+        pass
+
+    def fsync(self) -> None:
+        os.fsync(self._fd)
+
+    def fstat(self) -> Attr:
+        return _attr_of(os.fstat(self._fd))
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class LocalBackend:
+    """A local directory as a backend (a passthrough file system), to measure the FUSE layer alone."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(root)
+        if not os.path.isdir(self.root):
+            raise NotADirectoryError(errno.ENOTDIR, "backend root is not a directory", root)
+
+    def _p(self, path: str) -> str:
+        return self.root + path if path != "/" else self.root
+
+    def lstat(self, path: str) -> Attr:
+        return _attr_of(os.lstat(self._p(path)))
+
+    def listdir(self, path: str) -> list[tuple[str, Attr]]:
+        out = []
+        with os.scandir(self._p(path)) as it:
+            for e in it:
+                try:
+                    out.append((e.name, _attr_of(e.stat(follow_symlinks=False))))
+                except FileNotFoundError:
+                    continue
+        return out
+
+    def mkdir(self, path: str, mode: int, uid: int, gid: int) -> Attr:
+        os.mkdir(self._p(path), mode)
+        os.lchown(self._p(path), uid, gid)
+        return self.lstat(path)
+
+    def rmdir(self, path: str) -> None:
+        os.rmdir(self._p(path))
+
+    def unlink(self, path: str) -> None:
+        os.unlink(self._p(path))
+
+    def rename(self, src: str, dst: str, noreplace: bool) -> None:
+        if noreplace and os.path.lexists(self._p(dst)):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+        os.rename(self._p(src), self._p(dst))
+
+    def symlink(self, target: str, path: str, uid: int, gid: int) -> Attr:
+        os.symlink(target, self._p(path))
+        os.lchown(self._p(path), uid, gid)
+        return self.lstat(path)
+
+    def readlink(self, path: str) -> str:
+        return os.readlink(self._p(path))
+
+    def link(self, src: str, dst: str) -> Attr:
+        os.link(self._p(src), self._p(dst), follow_symlinks=False)
+        return self.lstat(dst)
+
+    def chmod(self, path: str, mode: int) -> None:
+        os.chmod(self._p(path), mode)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        os.lchown(self._p(path), uid, gid)
+
+    def utime(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
+        st = os.lstat(self._p(path))
+        ns = (
+            st.st_atime_ns if atime_ns is None else atime_ns,
+            st.st_mtime_ns if mtime_ns is None else mtime_ns,
+        )
+        os.utime(self._p(path), ns=ns, follow_symlinks=False)
+
+    def truncate(self, path: str, length: int) -> None:
+        os.truncate(self._p(path), length)
+
+    def open(self, path: str, flags: int) -> _LocalFile:
+        flags &= ~(os.O_CREAT | os.O_EXCL | os.O_APPEND)
+        return _LocalFile(os.open(self._p(path), flags | os.O_CLOEXEC))
+
+    def create(self, path: str, mode: int, flags: int, uid: int, gid: int) -> tuple[_LocalFile, Attr]:
+        flags &= ~os.O_APPEND
+        fd = os.open(self._p(path), flags | os.O_CREAT | os.O_CLOEXEC, mode)
+        os.fchown(fd, uid, gid)
+        return _LocalFile(fd), _attr_of(os.fstat(fd))
+
+    def statfs(self) -> FsStats:
+        st = os.statvfs(self.root)
+        return FsStats(
+            total_bytes=st.f_blocks * st.f_frsize,
+            free_bytes=st.f_bavail * st.f_frsize,
+            total_inodes=st.f_files,
+            free_inodes=st.f_ffree,
+            block_size=st.f_bsize,
+            name_max=st.f_namemax,
+        )

@@ -1,0 +1,494 @@
+"""pyfuse3 ``Operations`` over a path-based ``Backend`` (the fs3 client, or a local directory).
+
+FUSE speaks inode numbers, the backend speaks paths: the kernel-visible inode number is the backend's
+own inode id (the backend root's id swapped with ``ROOT_INODE``), and ``_Inodes`` remembers the paths
+each known inode was reached by, for as long as the kernel holds a lookup reference or a file handle.
+Backend calls block (gRPC), so each runs on a worker thread: requests from many processes proceed
+concurrently, and a dead cluster yields the backend's timeout error (EIO), never a hung mount.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat as stat_mod
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pyfuse3
+import trio
+
+from fs3.fuse.backend import Attr, Backend, BackendFile
+
+log = logging.getLogger("fs3.fuse")
+T = TypeVar("T")
+
+
+@dataclass
+class _Handle:
+    """An open file: the backend file, its inode, and whether writes go to the end (O_APPEND)."""
+
+    file: BackendFile
+    ino: int
+    append: bool
+    writable: bool
+    dirty: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Inodes:
+    """FUSE inode → the paths it is known by, with kernel lookup counts (touched from the trio thread only)."""
+
+    def __init__(self) -> None:
+        self.paths: dict[int, set[str]] = {pyfuse3.ROOT_INODE: {"/"}}
+        self.lookups: dict[int, int] = {}
+
+    def path(self, ino: int) -> str:
+        paths = self.paths.get(ino)
+        if not paths:
+            # the name the kernel resolved was replaced or removed meanwhile (e.g. by rename):
+            # ESTALE makes the VFS redo the path walk with a fresh lookup
+            raise pyfuse3.FUSEError(errno.ESTALE)
+        return min(paths)  # deterministic choice among hard links
+
+    def remember(self, ino: int, path: str, lookup: bool = True) -> None:
+        self.paths.setdefault(ino, set()).add(path)
+        if lookup:
+            self.lookups[ino] = self.lookups.get(ino, 0) + 1
+
+    def forget(self, ino: int, n: int, open_inos: set[int]) -> None:
+        left = self.lookups.get(ino, 0) - n
+        if left > 0:
+            self.lookups[ino] = left
+            return
+        self.lookups.pop(ino, None)
+        if ino != pyfuse3.ROOT_INODE and ino not in open_inos:
+            self.paths.pop(ino, None)
+
+    def removed(self, path: str) -> None:
+        """``path`` no longer exists: drop it (and, for a directory, everything below it)."""
+        prefix = path.rstrip("/") + "/"
+        for ino, paths in self.paths.items():
+            if ino == pyfuse3.ROOT_INODE:
+                continue
+            stale = {p for p in paths if p == path or p.startswith(prefix)}
+            paths -= stale
+
+    def renamed(self, src: str, dst: str) -> None:
+        """Everything at or below ``src`` now lives at or below ``dst``."""
+        self.removed(dst)
+        prefix = src.rstrip("/") + "/"
+        for paths in self.paths.values():
+            moved = {p for p in paths if p == src or p.startswith(prefix)}
+            if moved:
+                paths -= moved
+                paths |= {dst + p[len(src) :] for p in moved}
+
+
+def _join(parent: str, name: bytes) -> str:
+    n = os.fsdecode(name)
+    if "/" in n or n in ("", ".", ".."):
+        raise pyfuse3.FUSEError(errno.EINVAL)
+    return ("/" if parent == "/" else parent + "/") + n
+
+
+def _parent(path: str) -> str:
+    head = path.rsplit("/", 1)[0]
+    return head or "/"
+
+
+class FS3Operations(pyfuse3.Operations):
+    """The FUSE request handlers; ``read_only`` rejects every modification with EROFS."""
+
+    enable_writeback_cache = False
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        read_only: bool = False,
+        attr_timeout_s: float = 1.0,
+        entry_timeout_s: float = 1.0,
+        max_threads: int = 32,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.read_only = read_only
+        self.attr_timeout_s = attr_timeout_s
+        self.entry_timeout_s = entry_timeout_s
+        self._inodes = _Inodes()
+        self._handles: dict[int, _Handle] = {}
+        self._sizes: dict[int, int] = {}  # inode -> size as written through this mount
+        self._append_locks: dict[int, threading.Lock] = {}
+        self._dirs: dict[int, tuple[str, list[tuple[str, Attr]]]] = {}
+        self._next_fh = 1
+        self._limiter = trio.CapacityLimiter(max_threads)
+        self._root_backend_ino = backend.lstat("/").ino
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking backend call on a worker thread, turning ``OSError`` into ``FUSEError``."""
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except pyfuse3.FUSEError:
+            raise
+        except OSError as exc:
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+        except Exception:
+            log.exception("backend call %s failed", getattr(fn, "__name__", fn))
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    def _fuse_ino(self, backend_ino: int) -> int:
+        if backend_ino == self._root_backend_ino:
+            return pyfuse3.ROOT_INODE
+        if backend_ino == pyfuse3.ROOT_INODE:
+            return self._root_backend_ino
+        return backend_ino
+
+    def _entry(self, a: Attr) -> pyfuse3.EntryAttributes:
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = self._fuse_ino(a.ino)
+        e.generation = 0
+        e.entry_timeout = self.entry_timeout_s
+        e.attr_timeout = self.attr_timeout_s
+        e.st_mode = a.mode
+        e.st_nlink = a.nlink
+        e.st_uid = a.uid
+        e.st_gid = a.gid
+        e.st_rdev = 0
+        e.st_size = a.size
+        e.st_blksize = 1 << 20
+        e.st_blocks = a.blocks if a.blocks >= 0 else (a.size + 511) // 512
+        e.st_atime_ns = a.atime_ns
+        e.st_mtime_ns = a.mtime_ns
+        e.st_ctime_ns = a.ctime_ns
+        return e
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise pyfuse3.FUSEError(errno.EROFS)
+
+    def _open_inos(self) -> set[int]:
+        return {h.ino for h in self._handles.values()}
+
+    def _new_fh(self, handle: _Handle) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = handle
+        return fh
+
+    def _handle(self, fh: int) -> _Handle:
+        h = self._handles.get(fh)
+        if h is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return h
+
+    # --- namespace -----------------------------------------------------------------------------
+
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        """Resolve ``name`` in a directory; counts a kernel reference on the result."""
+        parent = self._inodes.path(parent_inode)
+        if name == b".":
+            path = parent
+        elif name == b"..":
+            path = _parent(parent)
+        else:
+            path = _join(parent, name)
+        a = await self._call(self.backend.lstat, path)
+        e = self._entry(a)
+        self._inodes.remember(e.st_ino, path)
+        return e
+
+    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        """The kernel dropped references; forget paths of inodes nobody holds."""
+        open_inos = self._open_inos()
+        for ino, n in inode_list:
+            self._inodes.forget(ino, n, open_inos)
+
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
+        """Attributes of an inode, via an open handle if its paths are gone (unlinked while open)."""
+        paths = self._inodes.paths.get(inode)
+        if not paths:
+            for h in self._handles.values():
+                if h.ino == inode:
+                    return self._entry(await self._call(h.file.fstat))
+            raise pyfuse3.FUSEError(errno.ESTALE)
+        return self._entry(await self._call(self.backend.lstat, self._inodes.path(inode)))
+
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        """chmod/chown/truncate/utimes in one request."""
+        self._check_writable()
+        path = self._inodes.path(inode) if self._inodes.paths.get(inode) else None
+        if fields.update_size:
+            await self._push_others(inode, None)
+            if fh is not None and fh in self._handles:
+                await self._call(self._handles[fh].file.truncate, attr.st_size)
+            elif path is not None:
+                await self._call(self.backend.truncate, path, attr.st_size)
+            else:
+                raise pyfuse3.FUSEError(errno.ESTALE)
+            self._sizes[inode] = attr.st_size
+        if path is None:
+            return await self.getattr(inode, ctx)
+        if fields.update_mode:
+            await self._call(self.backend.chmod, path, stat_mod.S_IMODE(attr.st_mode))
+        if fields.update_uid or fields.update_gid:
+            cur = await self._call(self.backend.lstat, path)
+            uid = attr.st_uid if fields.update_uid else cur.uid
+            gid = attr.st_gid if fields.update_gid else cur.gid
+            await self._call(self.backend.chown, path, uid, gid)
+        if fields.update_atime or fields.update_mtime:
+            await self._call(
+                self.backend.utime,
+                path,
+                attr.st_atime_ns if fields.update_atime else None,
+                attr.st_mtime_ns if fields.update_mtime else None,
+            )
+        return self._entry(await self._call(self.backend.lstat, path))
+
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        """Target of a symlink."""
+        return os.fsencode(await self._call(self.backend.readlink, self._inodes.path(inode)))
+
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        """Snapshot the listing, so readdir offsets stay stable while entries change."""
+        path = self._inodes.path(inode)
+        entries = await self._call(self.backend.listdir, path)
+        entries.sort(key=lambda e: e[0])
+        fh = self._next_fh
+        self._next_fh += 1
+        self._dirs[fh] = (path, entries)
+        return fh
+
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        """Report entries from ``start_id``; every reported entry counts a kernel reference."""
+        if fh not in self._dirs:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        parent, entries = self._dirs[fh]
+        for i in range(start_id, len(entries)):
+            name, a = entries[i]
+            e = self._entry(a)
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), e, i + 1):
+                break
+            self._inodes.remember(e.st_ino, _join(parent, os.fsencode(name)))
+
+    async def releasedir(self, fh: int) -> None:
+        """Drop the listing snapshot."""
+        self._dirs.pop(fh, None)
+
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        """Create a directory owned by the caller."""
+        self._check_writable()
+        path = _join(self._inodes.path(parent_inode), name)
+        a = await self._call(self.backend.mkdir, path, stat_mod.S_IMODE(mode) & ~ctx.umask, ctx.uid, ctx.gid)
+        e = self._entry(a)
+        self._inodes.remember(e.st_ino, path)
+        return e
+
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        """Remove an empty directory (ENOTEMPTY otherwise)."""
+        self._check_writable()
+        path = _join(self._inodes.path(parent_inode), name)
+        await self._call(self.backend.rmdir, path)
+        self._inodes.removed(path)
+
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        """Remove a name; open handles keep working on the file's data."""
+        self._check_writable()
+        path = _join(self._inodes.path(parent_inode), name)
+        await self._call(self.backend.unlink, path)
+        self._inodes.removed(path)
+
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        """Atomic rename; RENAME_NOREPLACE supported, RENAME_EXCHANGE is not (EINVAL)."""
+        self._check_writable()
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        src = _join(self._inodes.path(parent_inode_old), name_old)
+        dst = _join(self._inodes.path(parent_inode_new), name_new)
+        if src == dst:
+            return
+        if dst.startswith(src.rstrip("/") + "/"):
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        await self._call(self.backend.rename, src, dst, bool(flags & pyfuse3.RENAME_NOREPLACE))
+        self._inodes.renamed(src, dst)
+
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        """Create a symlink owned by the caller."""
+        self._check_writable()
+        path = _join(self._inodes.path(parent_inode), name)
+        a = await self._call(self.backend.symlink, os.fsdecode(target), path, ctx.uid, ctx.gid)
+        e = self._entry(a)
+        self._inodes.remember(e.st_ino, path)
+        return e
+
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        """Hard link: one more name for an existing file."""
+        self._check_writable()
+        src = self._inodes.path(inode)
+        dst = _join(self._inodes.path(new_parent_inode), new_name)
+        a = await self._call(self.backend.link, src, dst)
+        e = self._entry(a)
+        self._inodes.remember(e.st_ino, dst)
+        return e
+
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        """Only regular files can be made (``mknod``/``mkfifo`` of anything else: EPERM)."""
+        if not stat_mod.S_ISREG(mode):
+            raise pyfuse3.FUSEError(errno.EPERM)
+        fi, e = await self.create(parent_inode, name, mode, os.O_WRONLY, ctx)
+        await self.release(fi.fh)
+        return e
+
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        """Cluster capacity as ``df`` shows it."""
+        s = await self._call(self.backend.statfs)
+        d = pyfuse3.StatvfsData()
+        d.f_bsize = s.block_size
+        d.f_frsize = s.block_size
+        d.f_blocks = s.total_bytes // s.block_size
+        d.f_bfree = s.free_bytes // s.block_size
+        d.f_bavail = d.f_bfree
+        d.f_files = s.total_inodes
+        d.f_ffree = s.free_inodes
+        d.f_favail = s.free_inodes
+        d.f_namemax = s.name_max
+        return d
+
+    # --- files ---------------------------------------------------------------------------------
+
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        """Open an existing file; O_TRUNC truncates, O_APPEND makes every write land at the end."""
+        acc = flags & os.O_ACCMODE
+        writable = acc in (os.O_WRONLY, os.O_RDWR)
+        if writable or flags & os.O_TRUNC:
+            self._check_writable()
+        path = self._inodes.path(inode)
+        f = await self._call(self.backend.open, path, flags & ~(os.O_CREAT | os.O_EXCL))
+        fh = self._new_fh(_Handle(f, inode, bool(flags & os.O_APPEND), writable))
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False)
+
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        """Create and open a file owned by the caller (EEXIST if it exists and O_EXCL)."""
+        self._check_writable()
+        path = _join(self._inodes.path(parent_inode), name)
+        f, a = await self._call(
+            self.backend.create, path, stat_mod.S_IMODE(mode) & ~ctx.umask, flags, ctx.uid, ctx.gid
+        )
+        e = self._entry(a)
+        self._inodes.remember(e.st_ino, path)
+        fh = self._new_fh(_Handle(f, e.st_ino, bool(flags & os.O_APPEND), True))
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False), e
+
+    async def _push_others(self, ino: int, fh: int | None) -> None:
+        """Send other handles' buffered writes to the backend, so what this mount wrote is readable."""
+        for other_fh, h in list(self._handles.items()):
+            if other_fh != fh and h.ino == ino and h.dirty:
+                h.dirty = False
+                await self._call(h.file.push)
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        """Bytes at ``off`` (holes read as zeros; short only at end of file)."""
+        h = self._handle(fh)
+        await self._push_others(h.ino, fh)
+        known = self._sizes.get(h.ino)
+        if known is not None:
+            h.file.note_size(known)
+        return await self._call(h.file.pread, off, size)
+
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        """Write at ``off``, or at the current end for O_APPEND handles."""
+        self._check_writable()
+        h = self._handle(fh)
+        h.dirty = True
+        if not h.append:
+            n = await self._call(h.file.pwrite, buf, off)
+            self._sizes[h.ino] = max(self._sizes.get(h.ino, 0), off + n)
+            return n
+        await self._push_others(h.ino, fh)
+        lock = self._append_locks.setdefault(h.ino, threading.Lock())
+        known = self._sizes.get(h.ino, 0)
+
+        def append() -> tuple[int, int]:
+            with lock:
+                end = max(h.file.fstat().size, known)
+                return h.file.pwrite(buf, end), end
+
+        n, at = await self._call(append)
+        self._sizes[h.ino] = max(self._sizes.get(h.ino, 0), at + n)
+        return n
+
+    async def flush(self, fh: int) -> None:
+        """close(2) of one descriptor: push written data so other clients see it."""
+        h = self._handle(fh)
+        if h.writable:
+            h.dirty = False
+            await self._call(h.file.flush)
+
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        """Make the file's data durable."""
+        h = self._handle(fh)
+        await self._push_others(h.ino, fh)
+        h.dirty = False
+        await self._call(h.file.fsync)
+
+    async def release(self, fh: int) -> None:
+        """Last close of an open file."""
+        h = self._handles.pop(fh, None)
+        if h is None:
+            return
+        try:
+            await self._call(h.file.close)
+        finally:
+            if h.ino not in self._open_inos():
+                self._sizes.pop(h.ino, None)
+                self._append_locks.pop(h.ino, None)
+            if h.ino not in self._inodes.lookups and h.ino not in self._open_inos():
+                if h.ino != pyfuse3.ROOT_INODE:
+                    self._inodes.paths.pop(h.ino, None)
+
+    async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
+        """Permission checks are done by the kernel (default_permissions); only EROFS for writes here."""
+        if mode & os.W_OK and self.read_only:
+            return False
+        return True
+
+    def close_all(self) -> None:
+        """Close every open file (after the mount is gone)."""
+        for h in list(self._handles.values()):
+            try:
+                h.file.close()
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                log.warning("closing a file at unmount failed", exc_info=True)
+        self._handles.clear()
