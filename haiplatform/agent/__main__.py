@@ -1,0 +1,52 @@
+"""``python -m haiplatform.agent --scheduler HOST:PORT --node-name n1 --slots 8 --work-dir DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from haiplatform.agent.agent import Agent, AgentConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, run the agent until SIGTERM/SIGINT."""
+    p = argparse.ArgumentParser(prog="python -m haiplatform.agent", description=__doc__)
+    p.add_argument("--scheduler", required=True, help="scheduler host:port")
+    p.add_argument("--node-name", required=True)
+    p.add_argument("--slots", type=int, default=8, help="GPU slots of this node (default 8)")
+    p.add_argument("--work-dir", required=True, type=Path, help="rank logs go under WORK_DIR/logs")
+    p.add_argument("--host", default="127.0.0.1", help="address ranks and the scheduler reach this node at")
+    p.add_argument("--token", default=os.environ.get("HAI_TOKEN", ""), help="admin token (or HAI_TOKEN)")
+    p.add_argument("--token-file", type=Path, help="file holding the admin token")
+    p.add_argument("--health-check", default="", help="validator shell command (default: built-in checks)")
+    p.add_argument("--health-interval-s", type=float, default=60.0)
+    p.add_argument("--tls-ca", type=Path, help="CA certificate of the scheduler's TLS certificate")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token = args.token or (args.token_file.read_text().strip() if args.token_file else "")
+    if not token:
+        print("error: --token or --token-file is required", file=sys.stderr)
+        return 2
+    if args.slots < 1:
+        print("error: --slots must be a positive integer", file=sys.stderr)
+        return 2
+    agent = Agent(
+        AgentConfig(
+            scheduler=args.scheduler, node_name=args.node_name, work_dir=args.work_dir, token=token,
+            slots=args.slots, host=args.host, health_check=args.health_check,
+            health_interval_s=args.health_interval_s,
+            tls_ca=args.tls_ca.read_bytes() if args.tls_ca else None,
+        )
+    )  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    signal.signal(signal.SIGINT, lambda *_: agent.stop())
+    agent.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Typed client of the scheduler's gRPC API (what haictl and the web status page call).
+
+Failures raise ``haiplatform.errors`` exceptions carrying the server's message; every call has a
+deadline, so a dead scheduler gives ``SchedulerUnavailable`` instead of a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from haiplatform import errors
+from haiplatform.protos import scheduler_pb2, scheduler_pb2_grpc
+from haiplatform.scheduler.policy import Priority
+
+CONFIG_PATH = Path("~/.config/fireflyer/client.toml")
+PRIORITIES = {p.name: p.value for p in Priority}
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def resolve_connection(scheduler: str | None = None, token: str | None = None) -> tuple[str, str, str]:
+    """(address, token, tls CA path) from arguments, then HAI_SCHEDULER/HAI_TOKEN, then client.toml."""
+    cfg: dict[str, Any] = {}
+    path = Path(os.environ.get("HAI_CLIENT_CONFIG", str(CONFIG_PATH))).expanduser()
+    if path.exists():
+        try:
+            cfg = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise errors.InvalidSpec(f"{path}: {exc}") from None
+    address = scheduler or os.environ.get("HAI_SCHEDULER") or cfg.get("scheduler") or "127.0.0.1:7070"
+    tok = token or os.environ.get("HAI_TOKEN") or cfg.get("token") or ""
+    if not tok and cfg.get("token_file"):
+        tok = Path(cfg["token_file"]).expanduser().read_text().strip()
+    return address, tok, os.environ.get("HAI_TLS_CA") or cfg.get("tls_ca", "")
+
+
+def job_spec(fields: Mapping[str, Any]) -> scheduler_pb2.JobSpec:
+    """Build a JobSpec from a job file / flags dict; errors name the field (``nodes: must be ...``)."""
+    known = {
+        "name",
+        "command",
+        "workdir",
+        "env",
+        "nodes",
+        "ranks_per_node",
+        "priority",
+        "group",
+        "time_limit_s",
+    }
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise errors.InvalidSpec(f"{unknown[0]}: unknown field (expected one of {', '.join(sorted(known))})")
+    spec = scheduler_pb2.JobSpec()
+    for key in ("name", "command", "workdir", "group"):
+        val = fields.get(key)
+        if val is None:
+            continue
+        if not isinstance(val, str):
+            raise errors.InvalidSpec(f"{key}: must be a string")
+        setattr(spec, key, val)
+    if not spec.command.strip():
+        raise errors.InvalidSpec("command: is required")
+    spec.workdir = os.path.abspath(spec.workdir or os.getcwd())
+    for key, default in (("nodes", 1), ("ranks_per_node", 1)):
+        val = fields.get(key, default)
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise errors.InvalidSpec(f"{key}: must be a positive integer")
+        setattr(spec, key, val)
+    prio = fields.get("priority", "NORMAL")
+    if isinstance(prio, str) and prio.upper() in PRIORITIES:
+        spec.priority = PRIORITIES[prio.upper()]
+    elif isinstance(prio, int) and not isinstance(prio, bool) and prio in PRIORITIES.values():
+        spec.priority = prio
+    else:
+        raise errors.InvalidSpec(f"priority: must be one of {', '.join(PRIORITIES)}, got {prio!r}")
+    limit = fields.get("time_limit_s", 0)
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 0:
+        raise errors.InvalidSpec("time_limit_s: must be a non-negative number of seconds")
+    spec.time_limit_s = float(limit)
+    env = fields.get("env", {}) or {}
+    if not isinstance(env, Mapping):
+        raise errors.InvalidSpec("env: must be a mapping of NAME: value")
+    for k, v in env.items():
+        if not isinstance(v, str | int | float) or isinstance(v, bool):
+            raise errors.InvalidSpec(f"env.{k}: must be a string or number")
+        spec.env[str(k)] = str(v)
+    return spec
+
+
+class SchedulerClient:
+    """One connection to the scheduler, authenticated with a user's token."""
+
+    def __init__(
+        self, address: str, token: str, tls_ca: bytes | None = None, timeout_s: float = 10.0
+    ) -> None:
+        self.address = address
+        if tls_ca is not None:
+            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(tls_ca))
+        else:
+            self._channel = grpc.insecure_channel(address)
+        self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
+        self._md = (("authorization", f"Bearer {token}"),)
+        self.timeout_s = timeout_s
+
+    @classmethod
+    def from_env(cls, scheduler: str | None = None, token: str | None = None) -> SchedulerClient:
+        """Connect using flags, env or ``~/.config/fireflyer/client.toml`` (see resolve_connection)."""
+        address, tok, ca = resolve_connection(scheduler, token)
+        return cls(address, tok, Path(ca).read_bytes() if ca else None)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> SchedulerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, request: Any) -> Any:
+        try:
+            return getattr(self._stub, method)(request, metadata=self._md, timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE and "agent" not in (exc.details() or ""):
+                raise errors.SchedulerUnavailable(
+                    f"scheduler at {self.address} unavailable: {exc.details()}"
+                ) from None
+            raise errors.from_rpc_error(exc) from None
+
+    def submit(self, spec: scheduler_pb2.JobSpec | Mapping[str, Any]) -> int:
+        """Queue a job; returns its id."""
+        if not isinstance(spec, scheduler_pb2.JobSpec):
+            spec = job_spec(spec)
+        return self._call("Submit", spec).job_id
+
+    def jobs(
+        self, states: list[str] | None = None, user: str = "", limit: int = 0
+    ) -> list[scheduler_pb2.JobInfo]:
+        """Jobs newest first."""
+        return list(
+            self._call(
+                "ListJobs", scheduler_pb2.ListJobsRequest(states=states or [], user=user, limit=limit)
+            ).jobs
+        )
+
+    def job(self, job_id: int) -> scheduler_pb2.JobInfo:
+        """One job with its transition history."""
+        return self._call("GetJob", scheduler_pb2.JobRef(job_id=job_id))
+
+    def cancel(self, job_id: int) -> scheduler_pb2.JobInfo:
+        """Cancel a job."""
+        return self._call("Cancel", scheduler_pb2.JobRef(job_id=job_id))
+
+    def suspend(self, job_id: int) -> scheduler_pb2.JobInfo:
+        """Suspend (checkpoint and hold) a job."""
+        return self._call("Suspend", scheduler_pb2.JobRef(job_id=job_id))
+
+    def resume(self, job_id: int) -> scheduler_pb2.JobInfo:
+        """Requeue a suspended job."""
+        return self._call("Resume", scheduler_pb2.JobRef(job_id=job_id))
+
+    def tail_log(
+        self, job_id: int, rank: int = 0, offset: int = -65536, max_bytes: int = 65536
+    ) -> scheduler_pb2.TailLogReply:
+        """Bytes of a rank's log from ``offset`` (negative: from the end)."""
+        return self._call(
+            "TailLog",
+            scheduler_pb2.TailLogRequest(job_id=job_id, rank=rank, offset=offset, max_bytes=max_bytes),
+        )
+
+    def follow_log(self, job_id: int, rank: int = 0, poll_s: float = 0.5) -> Iterator[bytes]:
+        """Yield a rank's log as it grows until the job is done."""
+        import time
+
+        offset = 0
+        while True:
+            out = self.tail_log(job_id, rank, offset)
+            if out.data:
+                yield out.data
+                offset = out.next_offset
+                continue
+            if out.job_done:
+                return
+            time.sleep(poll_s)
+
+    def nodes(self) -> list[scheduler_pb2.NodeInfo]:
+        """Every node the scheduler knows."""
+        return list(self._call("ListNodes", scheduler_pb2.ListNodesRequest()).nodes)
+
+    def drain(self, node: str, reason: str = "") -> scheduler_pb2.NodeInfo:
+        """Stop placing new jobs on a node (admin)."""
+        return self._call("Drain", scheduler_pb2.NodeRef(name=node, reason=reason))
+
+    def undrain(self, node: str) -> scheduler_pb2.NodeInfo:
+        """Let a drained node take jobs again (admin)."""
+        return self._call("Undrain", scheduler_pb2.NodeRef(name=node))
+
+    def set_quota(
+        self, scope: str, name: str, max_nodes: int, priority: str | int = 0
+    ) -> list[scheduler_pb2.Quota]:
+        """Set (or with max_nodes < 0 remove) a node quota (admin)."""
+        prio = PRIORITIES.get(str(priority).upper(), priority) if priority else 0
+        q = scheduler_pb2.Quota(scope=scope, name=name, priority=int(prio), max_nodes=max_nodes)
+        return list(self._call("SetQuota", q).quotas)
+
+    def quotas(self) -> list[scheduler_pb2.Quota]:
+        """Every quota."""
+        return list(self._call("ListQuotas", scheduler_pb2.Empty()).quotas)
+
+    def add_user(self, name: str, group: str = "", admin: bool = False) -> str:
+        """Create a user (admin); returns the new token."""
+        return self._call("AddUser", scheduler_pb2.AddUserRequest(name=name, group=group, admin=admin)).token
+
+    def whoami(self) -> scheduler_pb2.WhoAmIReply:
+        """The caller's user name, group and admin flag."""
+        return self._call("WhoAmI", scheduler_pb2.Empty())
+
+    def wait(
+        self, job_id: int, states: tuple[str, ...] = TERMINAL, timeout_s: float = 60.0
+    ) -> scheduler_pb2.JobInfo:
+        """Poll until the job reaches one of ``states``; TimeoutError names the state it is stuck in."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            info = self.job(job_id)
+            if info.state in states:
+                return info
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"job {job_id} still {info.state} ({info.reason}) after {timeout_s} s, wanted {states}"
+                )
+            time.sleep(0.1)

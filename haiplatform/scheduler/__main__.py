@@ -1,0 +1,66 @@
+"""``python -m haiplatform.scheduler --port 7070 --db sched.db [--postgres DSN]``: run the scheduler."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from haiplatform.scheduler.server import SchedulerConfig, SchedulerCore, serve
+from haiplatform.scheduler.store import Store
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, open the store, bootstrap the admin token, serve until SIGTERM/SIGINT."""
+    p = argparse.ArgumentParser(prog="python -m haiplatform.scheduler", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7070, help="0 picks a free port (printed)")
+    p.add_argument("--db", type=Path, default=Path("haisched.db"), help="SQLite database file")
+    p.add_argument("--postgres", default="", help="PostgreSQL DSN; replaces --db")
+    p.add_argument("--admin-token-file", type=Path, help="default: DB_DIR/admin.token (mode 0600)")
+    p.add_argument("--heartbeat-s", type=float, default=1.0)
+    p.add_argument("--node-timeout-s", type=float, default=10.0)
+    p.add_argument("--cycle-s", type=float, default=0.5)
+    p.add_argument("--suspend-grace-s", type=float, default=5.0)
+    p.add_argument("--term-s", type=float, default=2.0, help="SIGTERM -> SIGKILL delay")
+    p.add_argument("--decay-s", type=float, default=1800.0, help="ABOVE_NORMAL -> NORMAL after this")
+    p.add_argument("--no-backfill", action="store_true")
+    p.add_argument("--tls-cert", type=Path)
+    p.add_argument("--tls-key", type=Path)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for name in ("heartbeat_s", "node_timeout_s", "cycle_s", "suspend_grace_s", "term_s", "decay_s"):
+        if getattr(args, name) <= 0:
+            print(f"error: --{name.replace('_', '-')} must be positive", file=sys.stderr)
+            return 2
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    store = Store.postgres(args.postgres) if args.postgres else Store.sqlite(str(args.db))
+    config = SchedulerConfig(
+        heartbeat_s=args.heartbeat_s, node_timeout_s=args.node_timeout_s, cycle_s=args.cycle_s,
+        suspend_grace_s=args.suspend_grace_s, term_s=args.term_s, decay_s=args.decay_s,
+        backfill=not args.no_backfill,
+    )  # fmt: skip
+    core = SchedulerCore(store, config)
+    token_file = args.admin_token_file or args.db.resolve().parent / "admin.token"
+    core.bootstrap_admin(token_file)
+    tls = (args.tls_cert.read_bytes(), args.tls_key.read_bytes()) if args.tls_cert else None
+    server, port = serve(core, f"{args.host}:{args.port}", tls=tls)
+    core.start()
+    print(f"scheduler listening on {args.host}:{port}; admin token in {token_file}", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    server.stop(1)
+    core.stop()
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

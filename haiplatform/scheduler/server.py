@@ -1,0 +1,794 @@
+"""The scheduler service: job state machine, node liveness, and the gRPC APIs for users and agents.
+
+All state changes happen under one lock and are written to the store before the lock is released.
+Commands to agents are *level-triggered*: every heartbeat reply is computed from the current job
+table and the ranks the agent reports (start what should run, suspend/kill what should not, forget
+what was recorded), so nothing is lost when a reply or a scheduler restart drops a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from haiplatform import errors
+from haiplatform.protos import agent_pb2, agent_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
+from haiplatform.scheduler import policy
+from haiplatform.scheduler.store import TERMINAL_STATES, JobRecord, Store, Transition, User
+
+log = logging.getLogger("haiplatform.scheduler")
+
+_ENV_RESERVED = {
+    "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
+    "MASTER_IP", "HAI_JOB_ID", "HAI_RUN_SEQ", "HAI_SUSPEND_ADDR", "HFREDUCE_LOCAL_WORLD_SIZE",
+}  # fmt: skip
+
+
+@dataclass
+class SchedulerConfig:
+    """Timing and policy knobs of one scheduler (defaults are production values, tests shorten them)."""
+
+    heartbeat_s: float = 1.0  # agents' heartbeat interval
+    node_timeout_s: float = 10.0  # no heartbeat for this long: node down, its jobs failed over
+    cycle_s: float = 0.5  # at most this long between scheduling cycles
+    suspend_grace_s: float = 5.0  # a suspended job that has not left by then is stopped
+    term_s: float = 2.0  # SIGTERM -> SIGKILL delay when stopping ranks
+    decay_s: float = 1800.0  # ABOVE_NORMAL -> NORMAL after this long since first start
+    backfill: bool = True
+
+
+@dataclass
+class NodeState:
+    """What the scheduler knows about one node; only name/slots/drain survive a restart."""
+
+    name: str
+    slots: int
+    drained: bool = False
+    drain_reason: str = ""
+    seen: bool = False  # heartbeat received since this scheduler started
+    up: bool = True
+    healthy: bool = True
+    health_reason: str = ""
+    last_heartbeat: float = 0.0
+    log_address: str = ""
+    host: str = ""
+    spare_ports: list[int] = field(default_factory=list)
+    agent_started_at: float = 0.0
+
+    @property
+    def schedulable(self) -> bool:
+        return self.seen and self.up and self.healthy and not self.drained
+
+    @property
+    def reason(self) -> str:
+        if not self.up:
+            return "no heartbeat"
+        if not self.healthy:
+            return self.health_reason or "health check failed"
+        if self.drained:
+            return self.drain_reason or "drained"
+        return ""
+
+
+class SchedulerCore:
+    """The scheduler's state machine; thread-safe; used by the gRPC servicers."""
+
+    def __init__(self, store: Store, config: SchedulerConfig | None = None) -> None:
+        self.store = store
+        self.config = config or SchedulerConfig()
+        self.lock = threading.RLock()
+        self.kick = threading.Event()
+        self._stop = threading.Event()
+        self._token_cache: dict[str, User] = {}
+        now = time.time()
+        self.jobs: dict[int, JobRecord] = {j.job_id: j for j in store.active_jobs()}
+        self.nodes: dict[str, NodeState] = {}
+        for name, slots, drained, reason in store.load_nodes():
+            # A restart renews every node's lease: agents that are alive re-report within it.
+            self.nodes[name] = NodeState(name, slots, drained, reason, last_heartbeat=now)
+        self.quotas = store.quotas()
+        # Per run (job, run_seq): rank -> exit code, as reported by agents.
+        self.exits: dict[tuple[int, int], dict[int, int]] = {}
+        self.suspend_ready: set[tuple[int, int]] = set()
+        self.cycle_times_s: list[float] = []
+        self._thread = threading.Thread(target=self._loop, name="sched-loop", daemon=True)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the scheduling loop thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop thread."""
+        self._stop.set()
+        self.kick.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.kick.wait(self.config.cycle_s)
+            self.kick.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.cycle()
+            except Exception:  # keep scheduling; the error is in the log
+                log.exception("scheduling cycle failed")
+
+    # -- auth -------------------------------------------------------------------------------
+    def authenticate(self, token: str) -> User:
+        """The user holding ``token``; raises Unauthenticated."""
+        if not token:
+            raise errors.Unauthenticated("missing token (pass --token or set HAI_TOKEN)")
+        user = self._token_cache.get(token)
+        if user is None:
+            with self.lock:
+                user = self.store.user_by_token(token)
+            if user is None:
+                raise errors.Unauthenticated("unknown token")
+            self._token_cache[token] = user
+        return user
+
+    def bootstrap_admin(self, token_file: Path) -> str:
+        """Reuse the admin token in ``token_file`` if valid, else create one and write it there (0600)."""
+        if token_file.exists():
+            token = token_file.read_text().strip()
+            with self.lock:
+                if self.store.user_by_token(token) is not None:
+                    return token
+        token = secrets.token_urlsafe(24)
+        with self.lock:
+            self.store.add_user("admin", "admin", True, token)
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = token_file.with_suffix(".tmp")
+        tmp.touch(mode=0o600)
+        tmp.chmod(0o600)
+        tmp.write_text(token + "\n")
+        tmp.replace(token_file)
+        return token
+
+    def add_user(self, caller: User, name: str, group: str, admin: bool) -> str:
+        """Create (or re-key) a user; returns the new token. Admin only."""
+        _require_admin(caller, "add users")
+        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise errors.InvalidSpec("name: must be letters, digits, '-', '_' or '.'")
+        token = secrets.token_urlsafe(24)
+        with self.lock:
+            self.store.add_user(name, group or name, admin, token)
+        self._token_cache.clear()
+        return token
+
+    # -- jobs -------------------------------------------------------------------------------
+    def submit(self, caller: User, spec: scheduler_pb2.JobSpec) -> int:
+        """Validate and queue a job; returns its id."""
+        job = validate_spec(spec, caller)
+        now = time.time()
+        with self.lock:
+            self.store.insert_job(job, now, "submitted")
+            self.jobs[job.job_id] = job
+        self.kick.set()
+        return job.job_id
+
+    def _job_for(self, caller: User, job_id: int, action: str) -> JobRecord:
+        job = self.jobs.get(job_id) or self.store.get_job(job_id)
+        if job is None:
+            raise errors.NotFound(f"job {job_id}: no such job")
+        if job.user != caller.name and not caller.admin:
+            raise errors.PermissionDenied(f"job {job_id} belongs to {job.user}: you cannot {action} it")
+        return job
+
+    def _transition(self, job: JobRecord, state: str, reason: str, now: float | None = None) -> Transition:
+        t = Transition(job.job_id, now or time.time(), job.state, state, reason)
+        job.state, job.reason = state, reason
+        return t
+
+    def _persist(self, job: JobRecord, *transitions: Transition) -> None:
+        self.store.update_job(job, transitions)
+        if job.state in TERMINAL_STATES:
+            self.jobs.pop(job.job_id, None)
+            for key in [k for k in self.exits if k[0] == job.job_id]:
+                self.exits.pop(key, None)
+
+    def cancel(self, caller: User, job_id: int) -> JobRecord:
+        """Cancel a job in any non-terminal state; its ranks are killed on the next heartbeats."""
+        with self.lock:
+            job = self._job_for(caller, job_id, "cancel")
+            if job.state in TERMINAL_STATES:
+                raise errors.InvalidState(f"job {job_id} is already {job.state}")
+            now = time.time()
+            t = self._transition(job, "cancelled", f"cancelled by {caller.name}", now)
+            job.finished_at = now
+            self._persist(job, t)
+        self.kick.set()
+        return job
+
+    def suspend(self, caller: User, job_id: int) -> JobRecord:
+        """Suspend a job and hold it until resumed (running jobs checkpoint first)."""
+        with self.lock:
+            job = self._job_for(caller, job_id, "suspend")
+            if job.state == "running":
+                job.hold = True
+                t = self._transition(job, "suspending", f"suspended by {caller.name}")
+            elif job.state == "queued":
+                job.hold = True
+                t = self._transition(job, "suspended", f"suspended by {caller.name} while queued")
+            elif job.state == "suspending":
+                job.hold = True
+                self._persist(job)
+                return job
+            else:
+                raise errors.InvalidState(
+                    f"job {job_id} is {job.state}: only queued or running jobs can be suspended"
+                )
+            self._persist(job, t)
+        self.kick.set()
+        return job
+
+    def resume(self, caller: User, job_id: int) -> JobRecord:
+        """Put a suspended job back in the queue (it re-runs its command, which loads its checkpoint)."""
+        with self.lock:
+            job = self._job_for(caller, job_id, "resume")
+            if job.state == "suspending":
+                job.hold = False
+                self._persist(job)
+                return job
+            if job.state != "suspended":
+                raise errors.InvalidState(f"job {job_id} is {job.state}: only suspended jobs can be resumed")
+            job.hold = False
+            self._persist(job, self._transition(job, "queued", f"resumed by {caller.name}"))
+        self.kick.set()
+        return job
+
+    def get_job(self, caller: User, job_id: int) -> tuple[JobRecord, list[Transition]]:
+        """A job and its history (anyone may read job metadata; logs are owner-only)."""
+        with self.lock:
+            job = self.store.get_job(job_id)
+            if job is None:
+                raise errors.NotFound(f"job {job_id}: no such job")
+            return job, self.store.transitions(job_id)
+
+    def list_jobs(self, states: list[str], user: str, limit: int) -> list[JobRecord]:
+        """Jobs newest first."""
+        with self.lock:
+            return self.store.list_jobs(states, user, limit or 1000)
+
+    def log_location(self, caller: User, job_id: int, rank: int) -> tuple[NodeState, bool]:
+        """The node holding ``rank``'s log for the job's latest run, and whether the job is done."""
+        with self.lock:
+            job = self._job_for(caller, job_id, "read the logs of")
+            world = job.nodes * job.ranks_per_node
+            if rank >= world:
+                raise errors.InvalidSpec(f"rank: job {job_id} has ranks 0..{world - 1}, not {rank}")
+            if not job.assigned:
+                raise errors.InvalidState(f"job {job_id} has not started yet: no logs")
+            node = self.nodes.get(job.assigned[rank // job.ranks_per_node])
+            if node is None or not node.log_address:
+                raise errors.SchedulerUnavailable(f"node of rank {rank} has not reported its log address")
+            return node, job.state in TERMINAL_STATES
+
+    # -- nodes and quotas ---------------------------------------------------------------------
+    def set_drain(self, caller: User, name: str, drained: bool, reason: str) -> NodeState:
+        """Drain (no new jobs) or undrain a node. Admin only."""
+        _require_admin(caller, "drain nodes")
+        with self.lock:
+            node = self.nodes.get(name)
+            if node is None:
+                raise errors.NotFound(f"node {name}: no such node")
+            node.drained = drained
+            node.drain_reason = (reason or f"drained by {caller.name}") if drained else ""
+            self.store.save_node(node.name, node.slots, node.drained, node.drain_reason)
+        self.kick.set()
+        return node
+
+    def set_quota(self, caller: User, scope: str, name: str, priority: int, max_nodes: int) -> None:
+        """Set or remove a node quota. Admin only."""
+        _require_admin(caller, "set quotas")
+        if scope not in ("user", "group"):
+            raise errors.InvalidSpec("scope: must be 'user' or 'group'")
+        if not name:
+            raise errors.InvalidSpec("name: must not be empty")
+        if priority and priority not in {p.value for p in policy.Priority}:
+            raise errors.InvalidSpec(f"priority: unknown priority {priority}")
+        with self.lock:
+            self.store.set_quota(scope, name, priority, max_nodes)
+            self.quotas = self.store.quotas()
+        self.kick.set()
+
+    def jobs_on_nodes(self) -> dict[str, list[int]]:
+        """Node name -> ids of jobs holding it."""
+        out: dict[str, list[int]] = {}
+        for job in self.jobs.values():
+            if job.state in ("running", "suspending"):
+                for n in job.assigned:
+                    out.setdefault(n, []).append(job.job_id)
+        return out
+
+    # -- agents -----------------------------------------------------------------------------
+    def heartbeat(self, req: agent_pb2.HeartbeatRequest) -> agent_pb2.HeartbeatReply:
+        """Record a node's liveness and rank states; return the commands that bring it in line."""
+        now = time.time()
+        reply = agent_pb2.HeartbeatReply(heartbeat_s=self.config.heartbeat_s)
+        changed = False
+        with self.lock:
+            node = self.nodes.get(req.node)
+            if node is None:
+                node = NodeState(req.node, req.slots)
+                self.nodes[req.node] = node
+                self.store.save_node(node.name, node.slots, False, "")
+                changed = True
+            if node.slots != req.slots:
+                node.slots = req.slots
+                self.store.save_node(node.name, node.slots, node.drained, node.drain_reason)
+            restarted = node.agent_started_at and node.agent_started_at != req.agent_started_at
+            if restarted or not node.up:
+                # A new agent process (its ranks died with the old one), or a node back from
+                # down: whatever it ran before was already failed over, or must be now.
+                self._fail_over_node(node, "agent restarted" if restarted else "node came back", now)
+                changed = True
+            if not node.seen or node.healthy != req.healthy:
+                changed = True
+            node.seen, node.up = True, True
+            node.last_heartbeat = now
+            node.agent_started_at = req.agent_started_at
+            node.healthy, node.health_reason = req.healthy, req.health_reason
+            node.log_address, node.host = req.log_address, req.host
+            node.spare_ports = list(req.spare_ports)
+
+            reported: dict[tuple[int, int], list[agent_pb2.RankStatus]] = {}
+            for rs in req.ranks:
+                reported.setdefault((rs.job_id, rs.run_seq), []).append(rs)
+            for (job_id, seq), ranks in reported.items():
+                job = self.jobs.get(job_id)
+                current = (
+                    job is not None
+                    and job.run_seq == seq
+                    and job.state in ("running", "suspending")
+                    and node.name in job.assigned
+                )
+                if (
+                    current
+                    and any(r.suspend_ready for r in ranks)
+                    and (job_id, seq) not in self.suspend_ready
+                ):
+                    self.suspend_ready.add((job_id, seq))
+                    if job.state == "running":
+                        # go_suspend() without a suspend command: the job asks to be suspended.
+                        self._persist(
+                            job, self._transition(job, "suspending", "job called go_suspend()", now)
+                        )
+                for rs in ranks:
+                    if not rs.running and current:
+                        changed |= self._record_exit(job, node.name, rs.rank, rs.exit_code, now)
+                current = current and job.state in ("running", "suspending") and job.run_seq == seq
+                running = [r for r in ranks if r.running]
+                if running and (not current or (job_id, seq) in self.suspend_ready):
+                    reply.kill.append(
+                        agent_pb2.KillRun(
+                            job_id=job_id, run_seq=seq, term_s=self.config.term_s,
+                            reason="suspended" if current else "run no longer current",
+                        )
+                    )  # fmt: skip
+                elif running and job.state == "suspending":
+                    reply.suspend.append(
+                        agent_pb2.SuspendRun(
+                            job_id=job_id,
+                            run_seq=seq,
+                            grace_s=self.config.suspend_grace_s,
+                            term_s=self.config.term_s,
+                        )
+                    )
+                if not current and len(running) < len(ranks):
+                    reply.forget.append(agent_pb2.ForgetRun(job_id=job_id, run_seq=seq))
+            # Start runs assigned here that the agent does not know yet.
+            for job in self.jobs.values():
+                if job.state != "running" or node.name not in job.assigned:
+                    continue
+                if (job.job_id, job.run_seq) in reported:
+                    continue
+                if (job.job_id, job.run_seq) in self.exits and self._node_exited(job, node.name):
+                    continue
+                reply.start.append(self._start_message(job, node.name))
+        if changed:
+            self.kick.set()
+        return reply
+
+    def _node_exited(self, job: JobRecord, node: str) -> bool:
+        exits = self.exits.get((job.job_id, job.run_seq), {})
+        node_rank = job.assigned.index(node)
+        ranks = range(node_rank * job.ranks_per_node, (node_rank + 1) * job.ranks_per_node)
+        return any(r in exits for r in ranks)
+
+    def _start_message(self, job: JobRecord, node: str) -> agent_pb2.StartRun:
+        node_rank = job.assigned.index(node)
+        rpn = job.ranks_per_node
+        env = dict(job.env)
+        env.update(
+            WORLD_SIZE=str(job.nodes * rpn),
+            LOCAL_WORLD_SIZE=str(rpn),
+            HFREDUCE_LOCAL_WORLD_SIZE=str(rpn),
+            NODE_RANK=str(node_rank),
+            NNODES=str(job.nodes),
+            MASTER_ADDR=job.master_addr,
+            MASTER_IP=job.master_addr,
+            MASTER_PORT=str(job.master_port),
+            HAI_JOB_ID=str(job.job_id),
+            HAI_RUN_SEQ=str(job.run_seq),
+            HAI_JOB_NAME=job.name,
+            HAI_RESUMED="1" if job.run_seq > 1 else "0",
+        )
+        return agent_pb2.StartRun(
+            job_id=job.job_id,
+            run_seq=job.run_seq,
+            command=job.command,
+            workdir=job.workdir,
+            env=env,
+            ranks=list(range(node_rank * rpn, (node_rank + 1) * rpn)),
+            user=job.user,
+        )
+
+    def _record_exit(self, job: JobRecord, node: str, rank: int, code: int, now: float) -> bool:
+        """Record one rank's exit of the current run; finish the run when that decides it."""
+        exits = self.exits.setdefault((job.job_id, job.run_seq), {})
+        if rank in exits:
+            return False
+        exits[rank] = code
+        world = job.nodes * job.ranks_per_node
+        if job.state == "running" and code != 0:
+            job.exit_code = code
+            job.finished_at = now
+            self._persist(
+                job, self._transition(job, "failed", f"rank {rank} on {node} exited with code {code}", now)
+            )
+            return True
+        if len(exits) < world:
+            return False
+        if job.state == "running":
+            job.finished_at = now
+            self._persist(job, self._transition(job, "completed", "all ranks exited with code 0", now))
+        else:
+            self._finish_suspend(job, now)
+        return True
+
+    def _finish_suspend(self, job: JobRecord, now: float) -> None:
+        job.suspend_count += 1
+        t1 = self._transition(job, "suspended", job.reason or "suspended", now)
+        if job.hold:
+            self._persist(job, t1)
+        else:
+            t2 = self._transition(job, "queued", "requeued after suspend; resumes from its checkpoint", now)
+            self._persist(job, t1, t2)
+
+    def _fail_over_node(self, node: NodeState, why: str, now: float) -> None:
+        """Requeue every job holding ``node`` (it resumes from its checkpoint elsewhere)."""
+        for job in list(self.jobs.values()):
+            if job.state in ("running", "suspending") and node.name in job.assigned:
+                t = self._transition(
+                    job, "queued" if not job.hold else "suspended",
+                    f"node {node.name} {why}; requeued to resume from its checkpoint", now,
+                )  # fmt: skip
+                self._persist(job, t)
+
+    def _check_liveness(self, now: float) -> None:
+        for node in self.nodes.values():
+            if node.up and now - node.last_heartbeat > self.config.node_timeout_s:
+                node.up = False
+                log.warning("node %s down: no heartbeat for %.1f s", node.name, now - node.last_heartbeat)
+                self._fail_over_node(node, "down (no heartbeat)", now)
+
+    # -- scheduling -------------------------------------------------------------------------
+    def cycle(self) -> policy.Decisions:
+        """One scheduling cycle: liveness, unhealthy-node evacuation, the policy, applying its decisions."""
+        with self.lock:
+            now = time.time()
+            self._check_liveness(now)
+            node_views = [
+                policy.NodeView(n.name, n.schedulable)
+                for n in sorted(self.nodes.values(), key=lambda n: n.name)
+            ]
+            running, queue = [], []
+            for job in self.jobs.values():
+                if job.state in ("running", "suspending"):
+                    if job.state == "running" and any(
+                        (n := self.nodes.get(name)) is not None and n.up and not n.healthy
+                        for name in job.assigned
+                    ):
+                        self._persist(
+                            job, self._transition(job, "suspending", "node failed its health check", now)
+                        )
+                    running.append(
+                        policy.RunningJob(
+                            job.job_id, job.user, job.group, job.priority, tuple(job.assigned), job.started_at,
+                            job.first_started_at, job.state == "suspending", job.time_limit_s,
+                        )
+                    )  # fmt: skip
+                elif job.state == "queued":
+                    queue.append(
+                        policy.QueuedJob(
+                            job.job_id,
+                            job.user,
+                            job.group,
+                            job.priority,
+                            job.nodes,
+                            job.submitted_at,
+                            job.time_limit_s,
+                        )
+                    )
+            cfg = policy.PolicyConfig(
+                decay_s=self.config.decay_s, quotas=self.quotas, backfill=self.config.backfill
+            )
+            t0 = time.perf_counter()
+            decisions = policy.schedule(node_views, running, queue, now, cfg)
+            self.cycle_times_s.append(time.perf_counter() - t0)
+            del self.cycle_times_s[:-1000]
+            for job_id in decisions.decay:
+                job = self.jobs[job_id]
+                job.priority = int(policy.Priority.NORMAL)
+                self._persist(
+                    job,
+                    Transition(job_id, now, job.state, job.state, "priority ABOVE_NORMAL decayed to NORMAL"),
+                )
+            for victim, for_job in decisions.preempt:
+                job = self.jobs[victim]
+                self._persist(job, self._transition(job, "suspending", f"preempted for job {for_job}", now))
+            for job_id, nodes in decisions.start:
+                job = self.jobs[job_id]
+                first = self.nodes[nodes[0]]
+                port = (
+                    first.spare_ports.pop(0)
+                    if first.spare_ports
+                    else 29500 + (job_id * 7 + job.run_seq) % 20000
+                )
+                job.run_seq += 1
+                job.assigned = list(nodes)
+                job.master_addr, job.master_port = first.host or "127.0.0.1", port
+                job.started_at = now
+                job.first_started_at = job.first_started_at or now
+                job.exit_code = 0
+                what = "started" if job.run_seq == 1 else f"resumed (run {job.run_seq})"
+                self._persist(job, self._transition(job, "running", f"{what} on {','.join(nodes)}", now))
+            return decisions
+
+
+def validate_spec(spec: scheduler_pb2.JobSpec, caller: User) -> JobRecord:
+    """Check every field of a submitted job; the error names the field."""
+    if not spec.command.strip():
+        raise errors.InvalidSpec("command: must not be empty")
+    if not spec.workdir.startswith("/"):
+        raise errors.InvalidSpec(f"workdir: must be an absolute path, got {spec.workdir!r}")
+    if spec.nodes < 1:
+        raise errors.InvalidSpec("nodes: must be a positive integer")
+    if spec.nodes > 100_000:
+        raise errors.InvalidSpec(f"nodes: {spec.nodes} is more than any cluster has")
+    rpn = spec.ranks_per_node or 1
+    if rpn > 1024:
+        raise errors.InvalidSpec("ranks_per_node: must be between 1 and 1024")
+    prio = spec.priority or int(policy.Priority.NORMAL)
+    if prio not in {p.value for p in policy.Priority}:
+        raise errors.InvalidSpec(f"priority: unknown priority {prio}")
+    if spec.time_limit_s < 0:
+        raise errors.InvalidSpec("time_limit_s: must be >= 0")
+    for key in spec.env:
+        if not key or not (key[0].isalpha() or key[0] == "_") or not key.replace("_", "").isalnum():
+            raise errors.InvalidSpec(f"env: {key!r} is not a valid variable name")
+        if key in _ENV_RESERVED:
+            raise errors.InvalidSpec(f"env: {key} is set by the scheduler and cannot be overridden")
+    group = spec.group or caller.group
+    if group != caller.group and not caller.admin:
+        raise errors.PermissionDenied(f"group: you are in group {caller.group}, not {group}")
+    return JobRecord(
+        name=spec.name or spec.command.split()[0][:40], user=caller.name, group=group, command=spec.command,
+        workdir=spec.workdir, env=dict(spec.env), nodes=spec.nodes, ranks_per_node=rpn, priority=prio,
+        base_priority=prio, time_limit_s=spec.time_limit_s, state="queued", reason="waiting for nodes",
+        submitted_at=time.time(),
+    )  # fmt: skip
+
+
+def _require_admin(caller: User, what: str) -> None:
+    if not caller.admin:
+        raise errors.PermissionDenied(f"only admins may {what}; you are {caller.name}")
+
+
+# -- gRPC ----------------------------------------------------------------------------------------
+def job_info(job: JobRecord, history: list[Transition] | None = None) -> scheduler_pb2.JobInfo:
+    """The wire form of a job."""
+    info = scheduler_pb2.JobInfo(
+        job_id=job.job_id,
+        spec=scheduler_pb2.JobSpec(
+            name=job.name, command=job.command, workdir=job.workdir, env=job.env, nodes=job.nodes,
+            ranks_per_node=job.ranks_per_node, priority=job.base_priority, group=job.group,
+            time_limit_s=job.time_limit_s,
+        ),
+        user=job.user, state=job.state, reason=job.reason, priority=job.priority,
+        submitted_at=job.submitted_at, started_at=job.started_at, finished_at=job.finished_at,
+        assigned_nodes=job.assigned, run_seq=job.run_seq, exit_code=job.exit_code,
+        suspend_count=job.suspend_count,
+    )  # fmt: skip
+    for t in history or ():
+        info.history.add(at=t.at, from_state=t.from_state, to_state=t.to_state, reason=t.reason)
+    return info
+
+
+def _token(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata():
+        if key == "authorization":
+            return value.removeprefix("Bearer ").strip()
+    return ""
+
+
+def _rpc(fn):  # noqa: ANN001, ANN202 - decorator
+    """Turn HaiError into the matching gRPC status with the message."""
+
+    def wrapper(self, request, context):  # noqa: ANN001, ANN202
+        try:
+            return fn(self, request, context)
+        except errors.HaiError as exc:
+            context.abort(exc.code, str(exc))
+        except grpc.RpcError:
+            raise
+        except Exception as exc:
+            log.exception("internal error in %s", fn.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
+    """User-facing API (haictl, the web page)."""
+
+    def __init__(self, core: SchedulerCore) -> None:
+        self.core = core
+        self._log_channels: dict[str, grpc.Channel] = {}
+
+    def _user(self, context: grpc.ServicerContext) -> User:
+        return self.core.authenticate(_token(context))
+
+    @_rpc
+    def Submit(self, request, context):  # noqa: ANN001, ANN201
+        return scheduler_pb2.SubmitReply(job_id=self.core.submit(self._user(context), request))
+
+    @_rpc
+    def ListJobs(self, request, context):  # noqa: ANN001, ANN201
+        self._user(context)
+        jobs = self.core.list_jobs(list(request.states), request.user, request.limit)
+        return scheduler_pb2.ListJobsReply(jobs=[job_info(j) for j in jobs])
+
+    @_rpc
+    def GetJob(self, request, context):  # noqa: ANN001, ANN201
+        job, history = self.core.get_job(self._user(context), request.job_id)
+        return job_info(job, history)
+
+    @_rpc
+    def Cancel(self, request, context):  # noqa: ANN001, ANN201
+        return job_info(self.core.cancel(self._user(context), request.job_id))
+
+    @_rpc
+    def Suspend(self, request, context):  # noqa: ANN001, ANN201
+        return job_info(self.core.suspend(self._user(context), request.job_id))
+
+    @_rpc
+    def Resume(self, request, context):  # noqa: ANN001, ANN201
+        return job_info(self.core.resume(self._user(context), request.job_id))
+
+    @_rpc
+    def TailLog(self, request, context):  # noqa: ANN001, ANN201
+        node, done = self.core.log_location(self._user(context), request.job_id, request.rank)
+        channel = self._log_channels.get(node.log_address)
+        if channel is None:
+            channel = self._log_channels[node.log_address] = grpc.insecure_channel(node.log_address)
+        try:
+            out = agent_pb2_grpc.AgentLogsStub(channel).ReadLog(
+                agent_pb2.ReadLogRequest(
+                    job_id=request.job_id, rank=request.rank, offset=request.offset,
+                    max_bytes=request.max_bytes or 65536,
+                ),
+                timeout=5,
+            )  # fmt: skip
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise errors.NotFound(exc.details()) from None
+            raise errors.SchedulerUnavailable(
+                f"agent of node {node.name} ({node.log_address}) holding rank {request.rank}'s log: {exc.code().name}"
+            ) from None
+        return scheduler_pb2.TailLogReply(
+            data=out.data, next_offset=out.next_offset, job_done=done, node=node.name
+        )
+
+    def _node_info(self, node: NodeState, on: dict[str, list[int]]) -> scheduler_pb2.NodeInfo:
+        return scheduler_pb2.NodeInfo(
+            name=node.name, slots=node.slots, state="up" if node.up and node.seen else "down",
+            healthy=node.healthy, drained=node.drained, reason=node.reason if node.seen else "waiting for heartbeat",
+            last_heartbeat=node.last_heartbeat, job_ids=on.get(node.name, []), address=node.log_address,
+        )  # fmt: skip
+
+    @_rpc
+    def ListNodes(self, request, context):  # noqa: ANN001, ANN201
+        self._user(context)
+        with self.core.lock:
+            on = self.core.jobs_on_nodes()
+            nodes = [self._node_info(n, on) for n in sorted(self.core.nodes.values(), key=lambda n: n.name)]
+        return scheduler_pb2.ListNodesReply(nodes=nodes)
+
+    @_rpc
+    def Drain(self, request, context):  # noqa: ANN001, ANN201
+        node = self.core.set_drain(self._user(context), request.name, True, request.reason)
+        with self.core.lock:
+            return self._node_info(node, self.core.jobs_on_nodes())
+
+    @_rpc
+    def Undrain(self, request, context):  # noqa: ANN001, ANN201
+        node = self.core.set_drain(self._user(context), request.name, False, "")
+        with self.core.lock:
+            return self._node_info(node, self.core.jobs_on_nodes())
+
+    def _quota_list(self) -> scheduler_pb2.QuotaList:
+        with self.core.lock:
+            items = sorted(self.core.quotas.items())
+        return scheduler_pb2.QuotaList(
+            quotas=[scheduler_pb2.Quota(scope=s, name=n, priority=p, max_nodes=m) for (s, n, p), m in items]
+        )
+
+    @_rpc
+    def SetQuota(self, request, context):  # noqa: ANN001, ANN201
+        self.core.set_quota(
+            self._user(context), request.scope, request.name, request.priority, request.max_nodes
+        )
+        return self._quota_list()
+
+    @_rpc
+    def ListQuotas(self, request, context):  # noqa: ANN001, ANN201
+        self._user(context)
+        return self._quota_list()
+
+    @_rpc
+    def AddUser(self, request, context):  # noqa: ANN001, ANN201
+        token = self.core.add_user(self._user(context), request.name, request.group, request.admin)
+        return scheduler_pb2.AddUserReply(token=token)
+
+    @_rpc
+    def WhoAmI(self, request, context):  # noqa: ANN001, ANN201
+        user = self._user(context)
+        return scheduler_pb2.WhoAmIReply(user=user.name, group=user.group, admin=user.admin)
+
+
+class AgentControlService(agent_pb2_grpc.AgentControlServicer):
+    """Agent-facing API; agents authenticate with an admin token."""
+
+    def __init__(self, core: SchedulerCore) -> None:
+        self.core = core
+
+    @_rpc
+    def Heartbeat(self, request, context):  # noqa: ANN001, ANN201
+        user = self.core.authenticate(_token(context))
+        _require_admin(user, "run node agents")
+        if not request.node:
+            raise errors.InvalidSpec("node: must not be empty")
+        return self.core.heartbeat(request)
+
+
+def serve(
+    core: SchedulerCore,
+    address: str,
+    tls: tuple[bytes, bytes] | None = None,
+    max_workers: int = 16,
+) -> tuple[grpc.Server, int]:
+    """Start the gRPC server on ``address`` ("host:port"); returns it and the bound port."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(core), server)
+    agent_pb2_grpc.add_AgentControlServicer_to_server(AgentControlService(core), server)
+    if tls is not None:
+        creds = grpc.ssl_server_credentials([(tls[1], tls[0])])
+        port = server.add_secure_port(address, creds)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    server.start()
+    return server, port
