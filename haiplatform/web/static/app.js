@@ -126,7 +126,10 @@ function drawPlot(data) {
   const pad = { l: 40, r: 40, t: 10, b: 22 };
   const pw = w - pad.l - pad.r, ph = h - pad.t - pad.b;
   const s = data.samples;
-  const t1 = data.now, t0 = t1 - 900;
+  // The window grows with the history, from 2 to 15 minutes, so a young scheduler's plot is readable.
+  const span = s.length ? data.now - s[0].t : 0;
+  const win = Math.min(900, Math.max(120, Math.ceil(span / 60) * 60));
+  const t1 = data.now, t0 = t1 - win;
   const qmax = Math.max(4, ...s.map((x) => x.queue_length));
   const x = (t) => pad.l + ((t - t0) / (t1 - t0)) * pw;
   const yU = (u) => pad.t + ph - u * ph;
@@ -139,7 +142,9 @@ function drawPlot(data) {
     g.textAlign = "left"; g.fillText(String(Math.round((qmax * (4 - i)) / 4)), pad.l + pw + 4, y + 4);
   }
   g.textAlign = "center";
-  for (let m = 0; m <= 15; m += 5) g.fillText(m === 15 ? "now" : `-${15 - m}m`, x(t0 + m * 60), h - 6);
+  const mins = win / 60, step = mins > 6 ? 5 : 1;
+  for (let m = mins; m >= 0; m -= step) g.fillText(m === 0 ? "now" : `-${m}m`, x(t1 - m * 60), h - 6);
+  $("plot-window").textContent = `last ${mins} min`;
   const line = (color, yOf) => {
     g.strokeStyle = color; g.lineWidth = 2; g.beginPath();
     s.forEach((p, i) => (i ? g.lineTo(x(p.t), yOf(p)) : g.moveTo(x(p.t), yOf(p))));
