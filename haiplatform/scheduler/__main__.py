@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-backfill", action="store_true")
     p.add_argument("--tls-cert", type=Path)
     p.add_argument("--tls-key", type=Path)
+    p.add_argument(
+        "--web-port", type=int, help="serve the status page, JSON API and /metrics here (0: free port)"
+    )
+    p.add_argument("--web-host", help="default: --host")
+    p.add_argument("--web-require-token", action="store_true", help="no anonymous reads on the status page")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for name in ("heartbeat_s", "node_timeout_s", "cycle_s", "suspend_grace_s", "term_s", "decay_s"):
@@ -52,10 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     server, port = serve(core, f"{args.host}:{args.port}", tls=tls)
     core.start()
     print(f"scheduler listening on {args.host}:{port}; admin token in {token_file}", flush=True)
+    web = None
+    if args.web_port is not None:
+        from haiplatform.web import WebConfig, WebServer
+
+        web_host = args.web_host or args.host
+        web = WebServer(core, web_host, args.web_port, WebConfig(anonymous_read=not args.web_require_token))
+        print(f"status page on http://{web_host}:{web.start()}/", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     done.wait()
+    if web is not None:
+        web.stop()
     server.stop(1)
     core.stop()
     store.close()

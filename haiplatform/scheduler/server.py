@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 
+from fireflyer.metrics import GrpcMetricsInterceptor
 from haiplatform import errors
 from haiplatform.protos import agent_pb2, agent_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
 from haiplatform.scheduler import policy
@@ -792,7 +793,9 @@ def serve(
     max_workers: int = 16,
 ) -> tuple[grpc.Server, int]:
     """Start the gRPC server on ``address`` ("host:port"); returns it and the bound port."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[GrpcMetricsInterceptor()]
+    )
     scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(core), server)
     agent_pb2_grpc.add_AgentControlServicer_to_server(AgentControlService(core), server)
     if tls is not None:

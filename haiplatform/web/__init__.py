@@ -1,0 +1,14 @@
+"""The scheduler's web status page, JSON API (OpenAPI at ``/api/openapi.json``) and ``/metrics``.
+
+Started inside the scheduler process by ``python -m haiplatform.scheduler --web-port PORT``.
+"""
+
+from haiplatform.web.metrics import SchedulerCollector
+from haiplatform.web.openapi import openapi_document
+from haiplatform.web.server import WebConfig, WebServer, job_json, node_state
+from haiplatform.web.utilization import Sample, UtilizationHistory
+
+__all__ = [
+    "Sample", "SchedulerCollector", "UtilizationHistory", "WebConfig", "WebServer", "job_json", "node_state",
+    "openapi_document",
+]  # fmt: skip
