@@ -162,9 +162,16 @@ def _wait_agents(cfg: ClusterConfig, timeout_s: float) -> None:
 
 
 def up(
-    cfg: ClusterConfig, progress: Callable[[str], None] = print, timeout_s: float = 60.0
+    cfg: ClusterConfig,
+    progress: Callable[[str], None] = print,
+    timeout_s: float = 60.0,
+    host_prefix: Callable[[str], list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Start every service of ``cfg`` on this machine, wait until all serve; return the state written."""
+    """Start every service of ``cfg`` on this machine, wait until all serve; return the state written.
+
+    ``host_prefix(host)`` gives the argv prefix that runs a command "on" ``host`` (e.g. ``ip netns
+    exec NS`` for hosts simulated by network namespaces); by default everything runs here.
+    """
     state_path = cfg.data_dir / STATE_FILE
     if state_path.exists() and any(
         _alive(p["pid"]) for p in json.loads(state_path.read_text())["processes"].values()
@@ -176,32 +183,46 @@ def up(
     config_path = cfg.data_dir / "cluster.toml"
     config_path.write_text(dump_config(cfg))
     launcher = Launcher(cfg.data_dir / "logs")
+
+    def on(host: str, argv: list[str]) -> list[str]:
+        return [*host_prefix(host), *argv] if host_prefix else argv
+
     try:
         from fs3.cluster import ensure_chain_table, wait_cluster_serving
 
         progress(f"mgmtd      {cfg.mgmtd.address}")
         launcher.start(
-            "mgmtd", service_argv(cfg, "mgmtd"), port=(cfg.mgmtd.host, cfg.mgmtd.port), timeout_s=timeout_s
+            "mgmtd",
+            on(cfg.mgmtd.host, service_argv(cfg, "mgmtd")),
+            port=(cfg.mgmtd.host, cfg.mgmtd.port),
+            timeout_s=timeout_s,
         )
         ensure_chain_table(cfg.mgmtd.address, chain_table_for(cfg))
         for i, srv in enumerate(cfg.storage.servers):
             progress(f"storage-{i}  {srv.address}")
-            launcher.start(f"storage-{i}", service_argv(cfg, "storage", index=i))
+            launcher.start(f"storage-{i}", on(srv.host, service_argv(cfg, "storage", index=i)))
         for i, srv in enumerate(cfg.storage.servers):
             wait_for_port(srv.host, srv.port, timeout_s, launcher.procs[f"storage-{i}"].popen)
         progress(f"meta       {cfg.meta.address}")
         launcher.start(
-            "meta", service_argv(cfg, "meta"), port=(cfg.meta.host, cfg.meta.port), timeout_s=timeout_s
+            "meta",
+            on(cfg.meta.host, service_argv(cfg, "meta")),
+            port=(cfg.meta.host, cfg.meta.port),
+            timeout_s=timeout_s,
         )
-        wait_cluster_serving(cfg.mgmtd.address, timeout_s)
+        try:
+            wait_cluster_serving(cfg.mgmtd.address, timeout_s)
+        except TimeoutError:
+            _raise_if_dead(launcher)  # a server that died explains the timeout better than the timeout
+            raise
         progress(
             f"scheduler  {cfg.scheduler.address} (web http://{cfg.scheduler.host}:{cfg.scheduler.web_port}/)"
         )
-        launcher.start("scheduler", service_argv(cfg, "scheduler"), port=(cfg.scheduler.host, cfg.scheduler.port),
+        launcher.start("scheduler", on(cfg.scheduler.host, service_argv(cfg, "scheduler")), port=(cfg.scheduler.host, cfg.scheduler.port),
                        timeout_s=timeout_s)  # fmt: skip
         for agent in cfg.agents:
             progress(f"agent      {agent.name} ({agent.slots} slots)")
-            launcher.start(f"agent-{agent.name}", service_argv(cfg, "agent", name=agent.name))
+            launcher.start(f"agent-{agent.name}", on(agent.host, service_argv(cfg, "agent", name=agent.name)))
         _wait_agents(cfg, timeout_s)
     except BaseException:
         launcher.stop_all(grace_s=2)
@@ -221,6 +242,14 @@ def up(
     }
     state_path.write_text(json.dumps(state, indent=2))
     return state
+
+
+def _raise_if_dead(launcher: Launcher) -> None:
+    """RuntimeError naming the first process that exited, with the end of its log."""
+    for proc in launcher.procs.values():
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} did not start: exited with code {proc.popen.returncode}\n"
+                               f"--- {proc.log_path} ---\n{proc.log_text()[-3000:]}")  # fmt: skip
 
 
 def _alive(pid: int) -> bool:

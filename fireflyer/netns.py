@@ -6,6 +6,7 @@ its own address and loopback, talking over real TCP through the bridge. Needs ro
 
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
 import uuid
@@ -24,16 +25,33 @@ def _ip(*args: str) -> None:
 
 @dataclass
 class HostNet:
-    """``count`` namespaces ``<prefix>0..`` with addresses ``<subnet>.1..`` on a private bridge."""
+    """``count`` namespaces ``<prefix>0..`` with addresses ``<subnet>.1..`` on a private bridge.
+
+    With ``gateway`` the bridge itself gets ``<subnet>.254``, so this (the root) namespace reaches
+    every host too: a test driver outside the "hosts" can talk to their services.
+    """
 
     count: int
-    subnet: str = "10.231.0"
+    subnet: str = field(default_factory=lambda: f"10.231.{random.randint(1, 250)}")
+    gateway: bool = False
     prefix: str = field(default_factory=lambda: "ff" + uuid.uuid4().hex[:6])
     names: list[str] = field(default_factory=list)
 
     def address(self, i: int) -> str:
         """The IPv4 address of host ``i``."""
         return f"{self.subnet}.{i + 1}"
+
+    @property
+    def gateway_address(self) -> str:
+        """The root namespace's address on the bridge (only with ``gateway``)."""
+        return f"{self.subnet}.254"
+
+    def host_of(self, address: str) -> int:
+        """The index of the host that has ``address``."""
+        for i in range(self.count):
+            if self.address(i) == address:
+                return i
+        raise KeyError(f"{address} is not an address of this HostNet ({self.subnet}.1..{self.count})")
 
     def argv(self, i: int, argv: list[str]) -> list[str]:
         """``argv`` run inside host ``i``'s namespace."""
@@ -47,6 +65,8 @@ class HostNet:
         try:
             _ip("link", "add", bridge, "type", "bridge")
             _ip("link", "set", bridge, "up")
+            if self.gateway:
+                _ip("addr", "add", f"{self.gateway_address}/24", "dev", bridge)
             for i in range(self.count):
                 ns = f"{self.prefix}n{i}"
                 _ip("netns", "add", ns)

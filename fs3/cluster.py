@@ -261,11 +261,16 @@ def ensure_chain_table(mgmtd_address: str, req: gpb.SetChainTableReq) -> bool:
 
 
 def wait_cluster_serving(mgmtd_address: str, timeout_s: float = 60.0) -> cpb.RoutingInfo:
-    """Wait until every target of every chain is SERVING and a meta server is alive."""
+    """Wait until every target of every chain is SERVING on a storage node that heartbeats, and a meta is alive.
+
+    Targets of a fresh chain table start SERVING before their servers ever registered: requiring the
+    heartbeat as well keeps a server that died at start-up from passing for a serving one.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         r = routing(mgmtd_address)
-        if all(t.state == S.SERVING for ch in r.chains for t in ch.targets) and any(
+        alive = {n.node_id for n in r.nodes if n.alive}
+        if all(t.state == S.SERVING and t.node_id in alive for ch in r.chains for t in ch.targets) and any(
             n.role == "meta" and n.alive for n in r.nodes
         ):
             return r

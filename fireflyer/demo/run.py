@@ -48,8 +48,14 @@ def run_demo(
     config: ClusterConfig | None = None,
     progress: Callable[[str], None] = print,
     timeout_s: float = 600.0,
+    preempt: bool = True,
+    host_prefix: Callable[[str], list[str]] | None = None,
 ) -> DemoResult:
-    """Run the main job on a fresh cluster under ``data_dir``; raise FireflyerError if any stage fails."""
+    """Run the main job on a fresh cluster under ``data_dir``; raise FireflyerError if any stage fails.
+
+    ``preempt=False`` lets the training job run to the end alone; ``host_prefix`` places services
+    and agents on simulated hosts (see ``fireflyer.cluster.up``).
+    """
     from fs3.client import FS3Client
     from fs3.dataset import pack_directory
     from haiplatform.api import SchedulerClient
@@ -59,7 +65,7 @@ def run_demo(
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     progress(f"[1/6] starting the cluster under {cfg.data_dir}")
-    state = cluster.up(cfg, progress=lambda s: progress(f"      {s}"))
+    state = cluster.up(cfg, progress=lambda s: progress(f"      {s}"), host_prefix=host_prefix)
     timings["cluster_up"] = time.monotonic() - t0
     fs = None
     try:
@@ -94,71 +100,41 @@ def run_demo(
         )
         t = time.monotonic()
         deadline = t + timeout_s
-        last = -1
-        while True:
-            info = sched.job(train_id)
-            if info.state in ("failed", "cancelled", "completed"):
-                raise FireflyerError(
-                    f"training job {train_id} ended {info.state} before preemption: {info.reason}"
-                )
-            step = _last_step(sched.tail_log(train_id, 0).data.decode(errors="replace"))
-            if step != last and step >= 0:
-                progress(f"      job {train_id} {info.state}, step {step}")
-                last = step
-            if step >= preempt_at_step:
-                break
-            if time.monotonic() > deadline:
-                raise FireflyerError(
-                    f"training job {train_id} did not reach step {preempt_at_step} ({info.state})"
-                )
-            time.sleep(0.5)
-        timings["train_until_preempt"] = time.monotonic() - t
-
-        t = time.monotonic()
-        probe_id = sched.submit({
-            "name": "demo-urgent-probe", "priority": "HIGH", "nodes": nodes, "ranks_per_node": 1,
-            "command": f"{sys.executable} -m fireflyer.demo.probe", "workdir": workdir, "env": env,
-        })  # fmt: skip
-        progress(
-            f"[4/6] submitted HIGH-priority job {probe_id} on all {nodes} nodes: job {train_id} must yield"
-        )
-        seen: list[tuple[str, str]] = []
-        while True:
-            info, probe = sched.job(train_id), sched.job(probe_id)
-            key = (info.state, probe.state)
-            if not seen or seen[-1] != key:
-                progress(f"      job {train_id} {info.state:10} | job {probe_id} {probe.state}")
-                seen.append(key)
-            if info.state in ("completed", "failed", "cancelled") and probe.state in (
-                "completed",
-                "failed",
-                "cancelled",
-            ):
-                break
-            if time.monotonic() > deadline:
-                raise FireflyerError(
-                    f"jobs did not finish in time: {train_id} {info.state}, {probe_id} {probe.state}"
-                )
-            time.sleep(0.3)
-        timings["preempt_resume_finish"] = time.monotonic() - t
-        probe = sched.job(probe_id)
+        watch = [train_id]
+        probe_log = ""
+        if preempt:
+            _wait_for_step(sched, train_id, preempt_at_step, deadline, progress)
+            timings["train_until_preempt"] = time.monotonic() - t
+            t = time.monotonic()
+            probe_id = sched.submit({
+                "name": "demo-urgent-probe", "priority": "HIGH", "nodes": nodes, "ranks_per_node": 1,
+                "command": f"{sys.executable} -m fireflyer.demo.probe", "workdir": workdir, "env": env,
+            })  # fmt: skip
+            progress(
+                f"[4/6] submitted HIGH-priority job {probe_id} on all {nodes} nodes: job {train_id} must yield"
+            )
+            watch.append(probe_id)
+        else:
+            progress("[4/6] no preemption asked for: the training job runs alone")
+        _wait_for_end(sched, watch, deadline, progress)
+        timings["preempt_resume_finish" if preempt else "train"] = time.monotonic() - t
+        for job_id in watch:
+            job = sched.job(job_id)
+            if job.state != "completed":
+                raise FireflyerError(f"job {job_id} {job.state}: {job.reason}\n{_log(sched, job_id)}")
         info = sched.job(train_id)
-        if probe.state != "completed":
-            raise FireflyerError(
-                f"probe job {probe_id} {probe.state}: {probe.reason}\n{_log(sched, probe_id)}"
-            )
-        if info.state != "completed":
-            raise FireflyerError(
-                f"training job {train_id} {info.state}: {info.reason}\n{_log(sched, train_id)}"
-            )
         history = [(tr.to_state, tr.reason) for tr in info.history]
-        if info.suspend_count < 1:
-            raise FireflyerError(f"training job {train_id} finished without being preempted: {history}")
-        progress(f"[5/6] job {probe_id} completed; job {train_id} was suspended {info.suspend_count}x, "
-                 f"resumed from its checkpoint and completed (run {info.run_seq})")  # fmt: skip
+        if preempt:
+            if info.suspend_count < 1:
+                raise FireflyerError(f"training job {train_id} finished without being preempted: {history}")
+            probe_log = _log(sched, watch[1])
+            progress(f"[5/6] job {watch[1]} completed; job {train_id} was suspended {info.suspend_count}x, "
+                     f"resumed from its checkpoint and completed (run {info.run_seq})")  # fmt: skip
+        else:
+            progress(f"[5/6] job {train_id} completed")
         with fs.open("/demo/result.json", "rb") as f:
             result = json.loads(f.read())
-        return DemoResult(result, _log(sched, probe_id), history, timings)
+        return DemoResult(result, probe_log, history, timings)
     finally:
         if fs is not None:
             fs.close()
@@ -171,3 +147,44 @@ def run_demo(
 
 def _log(sched: Any, job_id: int) -> str:
     return sched.tail_log(job_id, 0).data.decode(errors="replace")
+
+
+def _wait_for_step(
+    sched: Any, job_id: int, step: int, deadline: float, progress: Callable[[str], None]
+) -> None:
+    """Follow rank 0's log until the job reports ``step``, printing progress."""
+    last = -1
+    while True:
+        info = sched.job(job_id)
+        if info.state in ("failed", "cancelled", "completed"):
+            raise FireflyerError(
+                f"training job {job_id} ended {info.state} before step {step}: {info.reason}"
+            )
+        now = _last_step(_log(sched, job_id))
+        if now != last and now >= 0:
+            progress(f"      job {job_id} {info.state}, step {now}")
+            last = now
+        if now >= step:
+            return
+        if time.monotonic() > deadline:
+            raise FireflyerError(f"training job {job_id} did not reach step {step} ({info.state})")
+        time.sleep(0.5)
+
+
+def _wait_for_end(sched: Any, job_ids: list[int], deadline: float, progress: Callable[[str], None]) -> None:
+    """Wait until every job is terminal, printing each change of their states."""
+    terminal = ("completed", "failed", "cancelled")
+    seen: tuple[str, ...] = ()
+    while True:
+        states = tuple(sched.job(j).state for j in job_ids)
+        if states != seen:
+            progress("      " + " | ".join(f"job {j} {st:10}" for j, st in zip(job_ids, states, strict=True)))
+            seen = states
+        if all(st in terminal for st in states):
+            return
+        if time.monotonic() > deadline:
+            raise FireflyerError(
+                "jobs did not finish in time: "
+                + ", ".join(f"{j} {st}" for j, st in zip(job_ids, states, strict=True))
+            )
+        time.sleep(0.3)
