@@ -20,7 +20,7 @@ from typing import Any
 
 from fireflyer.config import AgentConfig, ClusterConfig, Endpoint
 from fireflyer.errors import FireflyerError
-from fireflyer.launcher import Launcher, free_port, wait_for_port
+from fireflyer.launcher import Launcher, free_port
 
 ROLES = ("mgmtd", "meta", "storage", "scheduler", "agent", "fuse")
 STATE_FILE = "cluster.json"
@@ -202,7 +202,7 @@ def up(
             progress(f"storage-{i}  {srv.address}")
             launcher.start(f"storage-{i}", on(srv.host, service_argv(cfg, "storage", index=i)))
         for i, srv in enumerate(cfg.storage.servers):
-            wait_for_port(srv.host, srv.port, timeout_s, launcher.procs[f"storage-{i}"].popen)
+            launcher.wait_listening(f"storage-{i}", srv.host, srv.port, timeout_s)
         progress(f"meta       {cfg.meta.address}")
         launcher.start(
             "meta",

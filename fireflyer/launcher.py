@@ -118,13 +118,18 @@ class Launcher:
         proc = ManagedProcess(name, popen, log_path)
         self.procs[name] = proc
         if port is not None:
-            try:
-                wait_for_port(port[0], port[1], timeout_s, popen)
-            except Exception as exc:
-                raise RuntimeError(
-                    f"{name} did not start: {exc}\n--- {log_path} ---\n{proc.log_text()[-4000:]}"
-                ) from exc
+            self.wait_listening(name, port[0], port[1], timeout_s)
         return proc
+
+    def wait_listening(self, name: str, host: str, port: int, timeout_s: float = 30.0) -> None:
+        """Block until ``name`` listens on ``host:port``; else RuntimeError naming it, with its log's end."""
+        proc = self.procs[name]
+        try:
+            wait_for_port(host, port, timeout_s, proc.popen)
+        except Exception as exc:
+            raise RuntimeError(
+                f"{name} did not start: {exc}\n--- {proc.log_path} ---\n{proc.log_text()[-4000:]}"
+            ) from exc
 
     def start_python(
         self, name: str, module: str, args: Sequence[str] = (), **kwargs: object

@@ -1,12 +1,16 @@
 """Start-up of a job: who is on which node, and an allgather used only while the communicator is built.
 
-Two sources, tried in order: ``mpirun`` (``OMPI_COMM_WORLD_RANK``/``PMI_RANK`` set and mpi4py importable;
-MPI is used for nothing but this exchange) and env vars (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
-``MASTER_PORT``) with a tiny TCP rendezvous served by rank 0.
+Three sources, tried in order: an initialised ``torch.distributed`` default group (its
+``all_gather_object``: a job that called ``init_process_group`` already holds ``MASTER_PORT`` with
+torch's store, so HFReduce must not listen there too); ``mpirun`` (``OMPI_COMM_WORLD_RANK``/``PMI_RANK``
+set and mpi4py importable; MPI is used for nothing but this exchange); and env vars (``RANK``,
+``WORLD_SIZE``, ``MASTER_ADDR``, and ``HFREDUCE_MASTER_PORT`` or else ``MASTER_PORT``) with a tiny TCP
+rendezvous served by rank 0.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import socket
@@ -105,13 +109,48 @@ class MpiExchange(Exchange):
         return self._comm.allgather(value)
 
     def my_address(self) -> str:
-        hosts = set(self.allgather(socket.gethostname()))
-        if len(hosts) == 1:
-            return "127.0.0.1"
+        return _address_by_hostname(self)
+
+
+def _address_by_hostname(ex: Exchange) -> str:
+    """Loopback when every rank shares this hostname, else what the hostname resolves to."""
+    hosts = set(ex.allgather(socket.gethostname()))
+    if len(hosts) == 1:
+        return "127.0.0.1"
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+class TorchExchange(Exchange):
+    """Allgather through the initialised ``torch.distributed`` default process group."""
+
+    def __init__(self) -> None:
+        import torch.distributed as dist
+
+        self._dist = dist
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+
+    def allgather(self, value: Any) -> list[Any]:  # noqa: ANN401
+        out: list[Any] = [None] * self.world_size
         try:
-            return socket.gethostbyname(socket.gethostname())
-        except OSError:
-            return "127.0.0.1"
+            self._dist.all_gather_object(out, value)
+        except RuntimeError as exc:
+            raise TimeoutError(f"hfreduce init: rank {self.rank}: torch.distributed allgather failed ({exc})") from exc
+        return out
+
+    def my_address(self) -> str:
+        return _address_by_hostname(self)
+
+
+def _torch_group_ready() -> bool:
+    """True when this process already imported torch and initialised its default process group."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    return dist is not None and dist.is_available() and dist.is_initialized()
 
 
 def _send_msg(sock: socket.socket, value: Any) -> None:  # noqa: ANN401
@@ -157,7 +196,7 @@ class TcpExchange(Exchange):
                     srv.settimeout(max(0.01, deadline - time.monotonic()))
                     try:
                         conn, _ = srv.accept()
-                    except socket.timeout as exc:
+                    except builtins.TimeoutError as exc:  # socket.timeout; hfreduce's TimeoutError shadows the name
                         missing = sorted(set(range(1, world_size)) - set(self._conns))
                         raise TimeoutError(
                             f"hfreduce init: ranks {missing} never reached the rendezvous at {master_addr}:{master_port} "
@@ -229,7 +268,18 @@ def _env_int(name: str) -> int | None:
 
 
 def make_exchange(timeout_s: float) -> Exchange:
-    """The exchange for this process: env vars if RANK/WORLD_SIZE are set, else mpirun's, else a 1-rank job."""
+    """The exchange for this process: torch.distributed's, else mpirun's, else env vars, else a 1-rank job."""
+    if _torch_group_ready():
+        return TorchExchange()
+    under_mpirun = any(k in os.environ for k in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"))
+    if under_mpirun:
+        try:
+            return MpiExchange()
+        except ImportError as exc:
+            if "RANK" not in os.environ:
+                raise UsageError(
+                    "started by mpirun but mpi4py is not importable; set RANK/WORLD_SIZE/MASTER_* instead"
+                ) from exc
     rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
     if rank is not None and world is not None:
         if not 0 <= rank < world:
@@ -237,15 +287,12 @@ def make_exchange(timeout_s: float) -> Exchange:
         if world == 1:
             return _SingleExchange()
         addr = os.environ.get("MASTER_ADDR")
-        port = _env_int("MASTER_PORT")
+        port = _env_int("HFREDUCE_MASTER_PORT")
+        if port is None:
+            port = _env_int("MASTER_PORT")
         if not addr or port is None:
             raise UsageError("RANK and WORLD_SIZE are set but MASTER_ADDR/MASTER_PORT are not")
         return TcpExchange(rank, world, addr, port, timeout_s)
-    if any(k in os.environ for k in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")):
-        try:
-            return MpiExchange()
-        except ImportError as exc:
-            raise UsageError("started by mpirun but mpi4py is not importable; set RANK/WORLD_SIZE/MASTER_* instead") from exc
     return _SingleExchange()
 
 

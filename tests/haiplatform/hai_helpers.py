@@ -14,6 +14,16 @@ def train_command(steps: int, step_s: float, out: Path) -> str:
     return f"{sys.executable} {TRAIN_JOB} {steps} {step_s} {out}"
 
 
+def log_so_far(client, job_id: int, rank: int = 0) -> bytes:  # noqa: ANN001
+    """The tail of a rank's log, or nothing while the job has not been placed on nodes yet."""
+    from haiplatform import errors
+
+    try:
+        return client.tail_log(job_id, rank).data
+    except errors.InvalidState:
+        return b""
+
+
 def wait_for(pred, timeout_s: float = 60.0, what: str = "condition"):  # noqa: ANN001, ANN201
     """Poll ``pred`` until truthy; raise TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout_s

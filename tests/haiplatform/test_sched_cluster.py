@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from hai_helpers import wait_for
+from hai_helpers import log_so_far, wait_for
 
 from haiplatform import errors
 
@@ -84,7 +84,7 @@ def test_tokens_separate_users(cluster_factory, tmp_path):
     bob = c.client_for("bob")
     job_id = alice.submit({"command": "echo secret; sleep 30", "workdir": str(tmp_path), "priority": "LOW"})
     wait_for(lambda: alice.job(job_id).state == "running", 30, "alice's job to run")
-    wait_for(lambda: b"secret" in alice.tail_log(job_id).data, 30, "alice's log")
+    wait_for(lambda: b"secret" in log_so_far(alice, job_id), 30, "alice's log")
     for action in (lambda: bob.tail_log(job_id), lambda: bob.cancel(job_id), lambda: bob.suspend(job_id)):
         with pytest.raises(errors.PermissionDenied, match="belongs to alice"):
             action()

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from hai_helpers import TRAIN_JOB, train_command, wait_for
+from hai_helpers import TRAIN_JOB, log_so_far, train_command, wait_for
 
 from fireflyer.launcher import free_port
 
@@ -75,7 +75,7 @@ def test_job_ignoring_suspend_is_stopped_after_grace_period(cluster_factory, tmp
     c = cluster_factory(["n1"], suspend_grace_s=1, term_s=1)
     stubborn = "exec python3 -c 'import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(\"up\", flush=True); time.sleep(600)'"
     low = c.admin.submit({"command": stubborn, "priority": "LOW", "workdir": str(tmp_path)})
-    wait_for(lambda: b"up" in c.admin.tail_log(low).data, 30, "the stubborn job to start")
+    wait_for(lambda: b"up" in log_so_far(c.admin, low), 30, "the stubborn job to start")
     high = c.admin.submit({"command": "true", "priority": "HIGH", "workdir": str(tmp_path)})
     assert c.admin.wait(high, timeout_s=30).state == "completed"
     hist = _history(c.admin, low)
