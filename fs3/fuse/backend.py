@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_mod
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -105,9 +107,41 @@ class Backend(Protocol):
     def statfs(self) -> FsStats: ...
 
 
-def _attr_of(st: os.stat_result) -> Attr:
+class _InodeIds:
+    """Never-reused inode ids over a local file system's recycled ``st_ino`` numbers.
+
+    The kernel caches attributes and pages per FUSE inode id, so an id must name one object for the
+    mount's lifetime (as fs3's monotonically allocated ids do). Local file systems hand a freed
+    ``st_ino`` to the next file created (a rename over a file frees one at once): each object created
+    through this backend gets a fresh id, and a number first seen otherwise keeps the id it was given.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # held across a create and its registration (see LocalBackend)
+        self._ids: dict[int, int] = {}
+        self._next = 1
+
+    def of(self, st_ino: int) -> int:
+        with self.lock:
+            return self.of_locked(st_ino)
+
+    def fresh(self, st_ino: int) -> int:
+        """``st_ino`` now names a newly created object (caller holds ``lock``)."""
+        self._ids.pop(st_ino, None)
+        return self.of_locked(st_ino)
+
+    def of_locked(self, st_ino: int) -> int:
+        """The id of ``st_ino`` (caller holds ``lock``)."""
+        ino = self._ids.get(st_ino)
+        if ino is None:
+            ino = self._ids[st_ino] = self._next
+            self._next += 1
+        return ino
+
+
+def _attr_of(st: os.stat_result, ino: int) -> Attr:
     return Attr(
-        ino=st.st_ino,
+        ino=ino,
         mode=st.st_mode,
         nlink=st.st_nlink,
         uid=st.st_uid,
@@ -121,8 +155,9 @@ def _attr_of(st: os.stat_result) -> Attr:
 
 
 class _LocalFile:
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, ids: _InodeIds) -> None:
         self._fd = fd
+        self._ids = ids
 
     def pread(self, offset: int, size: int) -> bytes:
         return os.pread(self._fd, size, offset)
@@ -146,7 +181,8 @@ class _LocalFile:
         os.fsync(self._fd)
 
     def fstat(self) -> Attr:
-        return _attr_of(os.fstat(self._fd))
+        st = os.fstat(self._fd)
+        return _attr_of(st, self._ids.of(st.st_ino))
 
     def close(self) -> None:
         os.close(self._fd)
@@ -159,25 +195,35 @@ class LocalBackend:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(errno.ENOTDIR, "backend root is not a directory", root)
+        self._ids = _InodeIds()
+
+    def _attr(self, st: os.stat_result) -> Attr:
+        return _attr_of(st, self._ids.of(st.st_ino))
+
+    def _made(self, path: str, make: Callable[[], object]) -> None:
+        """Run ``make`` (which creates ``path``) and give the new object a fresh inode id."""
+        with self._ids.lock:
+            make()
+            self._ids.fresh(os.lstat(self._p(path)).st_ino)
 
     def _p(self, path: str) -> str:
         return self.root + path if path != "/" else self.root
 
     def lstat(self, path: str) -> Attr:
-        return _attr_of(os.lstat(self._p(path)))
+        return self._attr(os.lstat(self._p(path)))
 
     def listdir(self, path: str) -> list[tuple[str, Attr]]:
         out = []
         with os.scandir(self._p(path)) as it:
             for e in it:
                 try:
-                    out.append((e.name, _attr_of(e.stat(follow_symlinks=False))))
+                    out.append((e.name, self._attr(e.stat(follow_symlinks=False))))
                 except FileNotFoundError:
                     continue
         return out
 
     def mkdir(self, path: str, mode: int, uid: int, gid: int) -> Attr:
-        os.mkdir(self._p(path), mode)
+        self._made(path, lambda: os.mkdir(self._p(path), mode))
         os.lchown(self._p(path), uid, gid)
         return self.lstat(path)
 
@@ -193,7 +239,7 @@ class LocalBackend:
         os.rename(self._p(src), self._p(dst))
 
     def symlink(self, target: str, path: str, uid: int, gid: int) -> Attr:
-        os.symlink(target, self._p(path))
+        self._made(path, lambda: os.symlink(target, self._p(path)))
         os.lchown(self._p(path), uid, gid)
         return self.lstat(path)
 
@@ -223,13 +269,24 @@ class LocalBackend:
 
     def open(self, path: str, flags: int) -> _LocalFile:
         flags &= ~(os.O_CREAT | os.O_EXCL | os.O_APPEND)
-        return _LocalFile(os.open(self._p(path), flags | os.O_CLOEXEC))
+        return _LocalFile(os.open(self._p(path), flags | os.O_CLOEXEC), self._ids)
 
     def create(self, path: str, mode: int, flags: int, uid: int, gid: int) -> tuple[_LocalFile, Attr]:
         flags &= ~os.O_APPEND
-        fd = os.open(self._p(path), flags | os.O_CREAT | os.O_CLOEXEC, mode)
-        os.fchown(fd, uid, gid)
-        return _LocalFile(fd), _attr_of(os.fstat(fd))
+        flags |= os.O_CLOEXEC
+        with self._ids.lock:
+            try:  # O_EXCL tells a file born now (fresh id) from one that was there (its known id)
+                fd = os.open(self._p(path), flags | os.O_CREAT | os.O_EXCL, mode)
+                born = True
+            except FileExistsError:
+                if flags & os.O_EXCL:
+                    raise
+                fd, born = os.open(self._p(path), flags & ~os.O_CREAT), False
+            st = os.fstat(fd)
+            ino = self._ids.fresh(st.st_ino) if born else self._ids.of_locked(st.st_ino)
+        if born:
+            os.fchown(fd, uid, gid)
+        return _LocalFile(fd, self._ids), _attr_of(os.fstat(fd), ino)
 
     def statfs(self) -> FsStats:
         st = os.statvfs(self.root)
