@@ -160,7 +160,9 @@ class FS3Operations(pyfuse3.Operations):
         e.st_uid = a.uid
         e.st_gid = a.gid
         e.st_rdev = 0
-        e.st_size = a.size
+        # meta learns a file's length only at flush/fsync: while handles of this mount are writing,
+        # what they wrote is the length its readers must see
+        e.st_size = max(a.size, self._sizes.get(e.st_ino, 0))
         e.st_blksize = 1 << 20
         e.st_blocks = a.blocks if a.blocks >= 0 else (a.size + 511) // 512
         e.st_atime_ns = a.atime_ns
@@ -394,6 +396,8 @@ class FS3Operations(pyfuse3.Operations):
             self._check_writable()
         path = self._inodes.path(inode)
         f = await self._call(self.backend.open, path, flags & ~(os.O_CREAT | os.O_EXCL))
+        if flags & os.O_TRUNC and inode in self._sizes:
+            self._sizes[inode] = 0
         fh = self._new_fh(_Handle(f, inode, bool(flags & os.O_APPEND), writable))
         return pyfuse3.FileInfo(fh=fh, keep_cache=False)
 

@@ -60,6 +60,13 @@ def _mount(kind: str, base: Path, extra: tuple[str, ...] = ()) -> Iterator[Mount
             os.chmod(backing, 0o755)
             mount(lnch, str(mp), local_root=str(backing), extra=("--allow-other", *extra))
             yield Mounted(kind, mp, lnch, backing=backing)
+        elif kind == "fs3":
+            from fs3 import ClusterConfig, LocalCluster
+
+            # 3 storage servers, 3 replicas, small chunks so that files span several chains
+            with LocalCluster(ClusterConfig(chunk_size=256 << 10), work_dir=base / "cluster") as cluster:
+                mount(lnch, str(mp), mgmtd=cluster.mgmtd_address, extra=("--allow-other", *extra))
+                yield Mounted(kind, mp, lnch, cluster=cluster, client=cluster.client())
         else:
             raise ValueError(kind)
     finally:
@@ -71,7 +78,7 @@ def _mount(kind: str, base: Path, extra: tuple[str, ...] = ()) -> Iterator[Mount
                 os.system(f"umount -l '{mp}'")
 
 
-@pytest.fixture(scope="module", params=["local"])
+@pytest.fixture(scope="module", params=["local", "fs3"])
 def mounted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mounted]:
     """One mount per module and backend kind, shared by its tests (each test works in its own directory)."""
     reason = fuse_unavailable_reason()
