@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fireflyer.config import AgentConfig, ClusterConfig, Endpoint
+from fireflyer.config import AgentConfig, ClusterConfig, ServiceEndpoint
 from fireflyer.errors import FireflyerError
 from fireflyer.launcher import Launcher, free_port
 
@@ -46,6 +46,10 @@ def _agent(cfg: ClusterConfig, name: str) -> AgentConfig:
     return AgentConfig(name=name, host=cfg.agents[0].host if cfg.agents else "127.0.0.1")
 
 
+def _metrics(ep: ServiceEndpoint) -> list[str]:
+    return ["--metrics-port", str(ep.metrics_port)] if ep.metrics_port else []
+
+
 def service_argv(
     cfg: ClusterConfig, role: str, index: int = 0, name: str = "", mountpoint: str = ""
 ) -> list[str]:
@@ -54,10 +58,10 @@ def service_argv(
     mgmtd = cfg.mgmtd.address
     if role == "mgmtd":
         return [*py, "fs3.mgmtd", "--host", cfg.mgmtd.host, "--port", str(cfg.mgmtd.port), "--db", _db_url(cfg),
-                "--lease-s", str(cfg.mgmtd.lease_s)]  # fmt: skip
+                "--lease-s", str(cfg.mgmtd.lease_s), *_metrics(cfg.mgmtd)]  # fmt: skip
     if role == "meta":
         return [*py, "fs3.meta", "--host", cfg.meta.host, "--port", str(cfg.meta.port), "--db", _db_url(cfg),
-                "--mgmtd", mgmtd]  # fmt: skip
+                "--mgmtd", mgmtd, *_metrics(cfg.meta)]  # fmt: skip
     if role == "storage":
         if not 0 <= index < len(cfg.storage.servers):
             raise FireflyerError(
@@ -65,7 +69,7 @@ def service_argv(
             )
         srv = cfg.storage.servers[index]
         return [*py, "fs3.storage", "--host", srv.host, "--port", str(srv.port), "--node-id", str(10001 + index),
-                "--data-dir", str(cfg.data_dir / f"storage-{index}"), "--mgmtd", mgmtd]  # fmt: skip
+                "--data-dir", str(cfg.data_dir / f"storage-{index}"), "--mgmtd", mgmtd, *_metrics(srv)]  # fmt: skip
     if role == "scheduler":
         sc = cfg.scheduler
         argv = [*py, "haiplatform.scheduler", "--host", sc.host, "--port", str(sc.port),
@@ -97,7 +101,10 @@ def resolve_ports(cfg: ClusterConfig) -> ClusterConfig:
     """A copy of ``cfg`` with every port 0 replaced by a port free now (single-machine clusters)."""
 
     def fix(ep: Any) -> Any:
-        return replace(ep, port=ep.port or free_port(ep.host))
+        ep = replace(ep, port=ep.port or free_port(ep.host))
+        if hasattr(ep, "metrics_port"):
+            ep = replace(ep, metrics_port=ep.metrics_port or free_port(ep.host))
+        return ep
 
     sched = fix(cfg.scheduler)
     if not sched.web_port:
@@ -112,13 +119,13 @@ def dump_config(cfg: ClusterConfig) -> str:
     def q(s: str) -> str:
         return json.dumps(s)
 
-    def ep(e: Endpoint) -> str:
-        return f"{{ host = {q(e.host)}, port = {e.port} }}"
+    def ep(e: ServiceEndpoint) -> str:
+        return f"{{ host = {q(e.host)}, port = {e.port}, metrics_port = {e.metrics_port} }}"
 
     lines = [
         "[cluster]", f"name = {q(cfg.name)}", f"data_dir = {q(str(cfg.data_dir))}", "",
-        "[mgmtd]", f"host = {q(cfg.mgmtd.host)}", f"port = {cfg.mgmtd.port}", f"lease_s = {cfg.mgmtd.lease_s}", "",
-        "[meta]", f"host = {q(cfg.meta.host)}", f"port = {cfg.meta.port}", f"database = {q(cfg.meta.database)}", "",
+        "[mgmtd]", f"host = {q(cfg.mgmtd.host)}", f"port = {cfg.mgmtd.port}", f"metrics_port = {cfg.mgmtd.metrics_port}", f"lease_s = {cfg.mgmtd.lease_s}", "",
+        "[meta]", f"host = {q(cfg.meta.host)}", f"port = {cfg.meta.port}", f"metrics_port = {cfg.meta.metrics_port}", f"database = {q(cfg.meta.database)}", "",
         "[storage]", f"replicas = {cfg.storage.replicas}", f"chunk_size_bytes = {cfg.storage.chunk_size_bytes}",
         "servers = [" + ", ".join(ep(s) for s in cfg.storage.servers) + "]", "",
         "[scheduler]", f"host = {q(cfg.scheduler.host)}", f"port = {cfg.scheduler.port}",
@@ -234,6 +241,12 @@ def up(
         "meta": cfg.meta.address,
         "scheduler": cfg.scheduler.address,
         "web": f"http://{cfg.scheduler.host}:{cfg.scheduler.web_port}/",
+        "metrics": {
+            "scheduler": f"http://{cfg.scheduler.host}:{cfg.scheduler.web_port}/metrics",
+            "mgmtd": _metrics_url(cfg.mgmtd),
+            "meta": _metrics_url(cfg.meta),
+            **{f"storage-{i}": _metrics_url(srv) for i, srv in enumerate(cfg.storage.servers)},
+        },
         "admin_token_file": str(admin_token_file(cfg)),
         "processes": {
             n: {"pid": p.pid, "argv": list(p.popen.args), "log": str(p.log_path)}
@@ -242,6 +255,10 @@ def up(
     }
     state_path.write_text(json.dumps(state, indent=2))
     return state
+
+
+def _metrics_url(ep: ServiceEndpoint) -> str:
+    return f"http://{ep.host}:{ep.metrics_port}/metrics" if ep.metrics_port else ""
 
 
 def _raise_if_dead(launcher: Launcher) -> None:

@@ -23,17 +23,19 @@ data_dir = "~/.fireflyer/local"   # services' data and logs live under here
 [mgmtd]
 host = "127.0.0.1"
 port = 0                          # 0: pick a free port when the cluster starts
+metrics_port = 0                  # Prometheus /metrics of this service (0: a free port)
 lease_s = 3.0
 
 [meta]
 host = "127.0.0.1"
 port = 0
+metrics_port = 0
 database = "sqlite"               # "sqlite" (file under data_dir) or a postgresql:// DSN
 
 [storage]
 replicas = 3                      # chain length (copies of every chunk)
 chunk_size_bytes = 1048576
-servers = [
+servers = [                       # each may also set metrics_port
   { host = "127.0.0.1", port = 0 },
   { host = "127.0.0.1", port = 0 },
   { host = "127.0.0.1", port = 0 },
@@ -71,12 +73,19 @@ class Endpoint:
 
 
 @dataclass
-class MgmtdConfig(Endpoint):
+class ServiceEndpoint(Endpoint):
+    """An fs3 service: its gRPC address and where it serves Prometheus ``/metrics`` (0: a free port)."""
+
+    metrics_port: int = 0
+
+
+@dataclass
+class MgmtdConfig(ServiceEndpoint):
     lease_s: float = 3.0
 
 
 @dataclass
-class MetaConfig(Endpoint):
+class MetaConfig(ServiceEndpoint):
     database: str = "sqlite"
 
 
@@ -84,7 +93,7 @@ class MetaConfig(Endpoint):
 class StorageConfig:
     replicas: int = 3
     chunk_size_bytes: int = 1 << 20
-    servers: list[Endpoint] = field(default_factory=list)
+    servers: list[ServiceEndpoint] = field(default_factory=list)
 
 
 @dataclass
@@ -151,6 +160,10 @@ def _endpoint(raw: dict[str, Any], path: str) -> tuple[str, int]:
     return _take(raw, path, "host", str, "127.0.0.1"), _port(raw, path)
 
 
+def _service_endpoint(raw: dict[str, Any], path: str) -> tuple[str, int, int]:
+    return (*_endpoint(raw, path), _port(raw, path, "metrics_port"))
+
+
 def parse_config(text: str) -> ClusterConfig:
     """Parse and validate a cluster TOML document."""
     try:
@@ -164,12 +177,12 @@ def parse_config(text: str) -> ClusterConfig:
     _no_extra(cl, "cluster.")
 
     mg = _table(doc, "mgmtd")
-    mgmtd = MgmtdConfig(*_endpoint(mg, "mgmtd."), lease_s=_take(mg, "mgmtd.", "lease_s", float, 3.0))
+    mgmtd = MgmtdConfig(*_service_endpoint(mg, "mgmtd."), lease_s=_take(mg, "mgmtd.", "lease_s", float, 3.0))
     _positive(mgmtd.lease_s, "mgmtd.lease_s")
     _no_extra(mg, "mgmtd.")
 
     me = _table(doc, "meta")
-    meta = MetaConfig(*_endpoint(me, "meta."), database=_take(me, "meta.", "database", str, "sqlite"))
+    meta = MetaConfig(*_service_endpoint(me, "meta."), database=_take(me, "meta.", "database", str, "sqlite"))
     if meta.database != "sqlite" and not meta.database.startswith(("postgresql://", "postgres://")):
         raise ConfigError(f"meta.database: must be 'sqlite' or a postgresql:// DSN, got {meta.database!r}")
     _no_extra(me, "meta.")
@@ -185,7 +198,7 @@ def parse_config(text: str) -> ClusterConfig:
         if not isinstance(raw, dict):
             raise ConfigError(f"storage.servers[{i}]: must be a table")
         raw = dict(raw)
-        servers.append(Endpoint(*_endpoint(raw, f"storage.servers[{i}].")))
+        servers.append(ServiceEndpoint(*_service_endpoint(raw, f"storage.servers[{i}].")))
         _no_extra(raw, f"storage.servers[{i}].")
     if not 1 <= replicas <= len(servers):
         raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import threading
@@ -24,8 +25,31 @@ OPTIONS = [
 
 
 def make_server(max_workers: int = 32) -> grpc.Server:
-    """A threaded gRPC server with fs3's message limits."""
-    return grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=OPTIONS)
+    """A threaded gRPC server with fs3's message limits, counting requests, latencies and bytes per method."""
+    from fireflyer.metrics import GrpcMetricsInterceptor
+
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        options=OPTIONS,
+        interceptors=[GrpcMetricsInterceptor()],
+    )
+
+
+def add_metrics_flag(ap: argparse.ArgumentParser) -> None:
+    """``--metrics-port``: where the service serves Prometheus ``/metrics`` (off when unset)."""
+    ap.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port (0 = any)"
+    )
+
+
+def start_metrics(args: argparse.Namespace, name: str) -> None:
+    """Serve ``/metrics`` on ``args.host:args.metrics_port`` if the flag was given; log where."""
+    if args.metrics_port is None:
+        return
+    from fireflyer.metrics import serve_metrics
+
+    port = serve_metrics(args.metrics_port, host=args.host)
+    logging.info("%s metrics on http://%s:%d/metrics", name, args.host, port)
 
 
 def channel(address: str) -> grpc.Channel:

@@ -62,6 +62,9 @@ class LocalCluster:
         self.mgmtd_port = free_port(c.host)
         self.meta_port = free_port(c.host)
         self.storage_ports = [free_port(c.host) for _ in range(c.num_storage)]
+        # Prometheus /metrics of each process, by launcher name (mgmtd, meta, storage-0, ...)
+        names = ["mgmtd", "meta", *(f"storage-{i}" for i in range(c.num_storage))]
+        self.metrics_ports = {n: free_port(c.host) for n in names}
         self.num_chains = c.num_chains or 2 * c.num_storage
         self._clients: list[FS3Client] = []
 
@@ -96,7 +99,7 @@ class LocalCluster:
         self.launcher.start(
             "mgmtd",
             [*py, "fs3.mgmtd", "--host", c.host, "--port", str(self.mgmtd_port), "--db", self.db_url,
-             "--lease-s", str(c.lease_s)],
+             "--lease-s", str(c.lease_s), "--metrics-port", str(self.metrics_ports["mgmtd"])],
             port=(c.host, self.mgmtd_port), env=c.extra_env,
         )  # fmt: skip
         if not self.routing().chains:  # a restart keeps the persisted chain table
@@ -131,7 +134,8 @@ class LocalCluster:
         c = self.config
         argv = [sys.executable, "-m", "fs3.storage", "--host", c.host, "--port", str(self.storage_ports[i]),
                 "--node-id", str(self.storage_node_id(i)), "--data-dir", str(self.storage_dir(i)),
-                "--mgmtd", self.mgmtd_address, "--heartbeat-s", str(c.heartbeat_s)]  # fmt: skip
+                "--mgmtd", self.mgmtd_address, "--heartbeat-s", str(c.heartbeat_s),
+                "--metrics-port", str(self.metrics_ports[f"storage-{i}"])]  # fmt: skip
         if not c.fsync:
             argv.append("--no-fsync")
         self.launcher.start(
@@ -144,9 +148,14 @@ class LocalCluster:
         self.launcher.start(
             "meta",
             [sys.executable, "-m", "fs3.meta", "--host", c.host, "--port", str(self.meta_port), "--db", self.db_url,
-             "--mgmtd", self.mgmtd_address, "--heartbeat-s", str(c.heartbeat_s)],
+             "--mgmtd", self.mgmtd_address, "--heartbeat-s", str(c.heartbeat_s),
+             "--metrics-port", str(self.metrics_ports["meta"])],
             port=(c.host, self.meta_port), env=c.extra_env,
         )  # fmt: skip
+
+    def metrics_url(self, name: str) -> str:
+        """Where process ``name`` (``mgmtd``, ``meta``, ``storage-N``) serves Prometheus metrics."""
+        return f"http://{self.config.host}:{self.metrics_ports[name]}/metrics"
 
     def kill_storage(self, i: int) -> None:
         """SIGKILL storage server ``i`` (a crash)."""

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,11 @@ def test_up_status_down_leave_nothing_running(tmp_path):
         assert again.returncode != 0 and "already running" in again.stderr
         nodes = subprocess.run([*haictl, "nodes"], capture_output=True, text=True, env=env)
         assert nodes.returncode == 0 and "node1" in nodes.stdout and "node2" in nodes.stdout, nodes.stderr
+        # every fs3 service and the scheduler serve Prometheus metrics where the state says
+        assert set(state["metrics"]) == {"scheduler", "mgmtd", "meta", "storage-0", "storage-1", "storage-2"}
+        for name, url in state["metrics"].items():
+            with urllib.request.urlopen(url, timeout=10) as rsp:
+                assert b"grpc_server_handled_total" in rsp.read(), name
     finally:
         down = subprocess.run([*haictl, "down", "--data-dir", data], capture_output=True, text=True, env=env)
     assert down.returncode == 0, down.stderr

@@ -67,6 +67,7 @@ def up(config_path: Path | None, data_dir: Path | None, no_client_config: bool, 
     click.echo(f"  status page   {state['web']}")
     click.echo(f"  scheduler     {state['scheduler']}   admin token: {state['admin_token_file']}")
     click.echo(f"  fs3 mgmtd     {state['mgmtd']}")
+    click.echo(f"  metrics       {', '.join(f'{n} {u}' for n, u in state['metrics'].items() if u)}")
     click.echo(f"  logs          {cfg.data_dir / 'logs'}")
     if "client_config" in state:
         click.echo(f"  haictl is pointed at it through {state['client_config']}")

@@ -18,6 +18,7 @@ def main() -> None:
     ap.add_argument("--mgmtd", required=True, help="mgmtd address host:port")
     ap.add_argument("--node-id", type=int, default=100)
     ap.add_argument("--heartbeat-s", type=float, default=1.0)
+    _rpc.add_metrics_flag(ap)
     args = ap.parse_args()
     _rpc.setup_logging("meta")
     svc = MetaService(
@@ -30,6 +31,7 @@ def main() -> None:
     server = _rpc.make_server()
     meta_pb2_grpc.add_MetaServicer_to_server(svc, server)
     server.add_insecure_port(f"{args.host}:{args.port}")
+    _rpc.start_metrics(args, "meta")
     _rpc.serve_forever(server, "meta", on_stop=svc.stop)
 
 

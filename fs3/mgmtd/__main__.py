@@ -19,12 +19,18 @@ def main() -> None:
         "--lease-s", type=float, default=60.0, help="a node is dead after this long without heartbeat"
     )
     ap.add_argument("--scan-interval-s", type=float, default=0.2, help="how often chains are re-evaluated")
+    _rpc.add_metrics_flag(ap)
     args = ap.parse_args()
     _rpc.setup_logging("mgmtd")
     svc = MgmtdService(args.db, lease_s=args.lease_s, scan_interval_s=args.scan_interval_s)
     server = _rpc.make_server()
     mgmtd_pb2_grpc.add_MgmtdServicer_to_server(svc, server)
     server.add_insecure_port(f"{args.host}:{args.port}")
+    if args.metrics_port is not None:
+        from prometheus_client import REGISTRY
+
+        REGISTRY.register(svc)  # target states and node liveness, read at each scrape
+    _rpc.start_metrics(args, "mgmtd")
     _rpc.serve_forever(server, "mgmtd", on_stop=svc.stop)
 
 

@@ -10,8 +10,10 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 import grpc
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from fs3._db import Database
 from fs3.protos import common_pb2 as cpb
@@ -240,6 +242,36 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                     self._save_chains([])
                 self._reconcile()
             return mpb.HeartbeatRsp(routing=self.routing(), lease_s=self.lease_s)
+
+    def collect(self) -> Iterator[Metric]:
+        """Prometheus collector: target states, node liveness and chain versions, read at scrape time."""
+        with self._lock:
+            info = self.routing()
+        targets = GaugeMetricFamily("fs3_targets", "Storage targets by public state", labels=["state"])
+        counts = dict.fromkeys((n for n in cpb.TargetState.keys() if n != "TARGET_STATE_UNSPECIFIED"), 0)
+        for ch in info.chains:
+            for t in ch.targets:
+                counts[cpb.TargetState.Name(t.state)] += 1
+        for state, n in counts.items():
+            targets.add_metric([state], n)
+        nodes = GaugeMetricFamily(
+            "fs3_nodes", "Registered fs3 services by role and liveness", labels=["role", "alive"]
+        )
+        alive: dict[tuple[str, str], int] = {}
+        for node in info.nodes:
+            key = (node.role, "true" if node.alive else "false")
+            alive[key] = alive.get(key, 0) + 1
+        for key, n in sorted(alive.items()):
+            nodes.add_metric(list(key), n)
+        versions = GaugeMetricFamily(
+            "fs3_chain_version", "Version of each chain (bumped on every membership change)", labels=["chain"]
+        )
+        for ch in info.chains:
+            versions.add_metric([str(ch.chain_id)], ch.version)
+        yield targets
+        yield nodes
+        yield versions
+        yield GaugeMetricFamily("fs3_routing_version", "Routing table version", value=info.routing_version)
 
     def GetRouting(self, request: mpb.GetRoutingReq, context: grpc.ServicerContext) -> mpb.GetRoutingRsp:
         with self._lock:

@@ -20,6 +20,7 @@ def main() -> None:
     ap.add_argument("--heartbeat-s", type=float, default=1.0)
     ap.add_argument("--no-fsync", action="store_true", help="do not fsync chunk files (benchmarks only)")
     ap.add_argument("--no-exit-on-mgmtd-loss", action="store_true", help="keep running without mgmtd")
+    _rpc.add_metrics_flag(ap)
     args = ap.parse_args()
     _rpc.setup_logging(f"storage-{args.node_id}")
     server = _rpc.make_server(max_workers=64)
@@ -35,6 +36,7 @@ def main() -> None:
     storage_pb2_grpc.add_StorageServicer_to_server(svc, server)
     server.add_insecure_port(f"{args.host}:{args.port}")
     svc.start()
+    _rpc.start_metrics(args, f"storage-{args.node_id}")
     _rpc.serve_forever(server, f"storage-{args.node_id}", on_stop=svc.stop)
 
 
