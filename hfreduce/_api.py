@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from hfreduce import _C
-from hfreduce._bootstrap import Topology, make_exchange, node_key, topology_from_keys
+from hfreduce._bootstrap import Exchange, Topology, make_exchange, node_key, topology_from_keys
 from hfreduce.errors import HFReduceError, TimeoutError, UsageError
 
 _DTYPE_CODES = {"float32": 0, "float16": 1, "bfloat16": 2}
@@ -131,8 +131,13 @@ def init(
     algo: str | None = None,
     chunk_bytes: int | None = None,
     heap_bytes: int | None = None,
+    exchange: Exchange | None = None,
 ) -> Topology:
-    """Join the job (mpirun or env vars), map the node's shared segment and connect node leaders. Idempotent."""
+    """Join the job (mpirun or env vars), map the node's shared segment and connect node leaders. Idempotent.
+
+    ``exchange`` replaces the start-up rendezvous found from the environment (e.g. a
+    :class:`hfreduce._bootstrap.StoreExchange` over torch's store); init closes it when done.
+    """
     global _group
     with _lock:
         if _group is not None:
@@ -148,7 +153,7 @@ def init(
         }
         if settings["algo"] not in ("tree", "ring"):
             raise UsageError(f"HFREDUCE_ALGO must be 'tree' or 'ring', not {settings['algo']!r}")
-        ex = make_exchange(max(timeout, 10.0))
+        ex = exchange if exchange is not None else make_exchange(max(timeout, 10.0))
         try:
             hostname = socket.gethostname()
             first = ex.allgather({"key": node_key(ex.rank, hostname), "job": uuid.uuid4().hex[:12], "pid": os.getpid()})
@@ -171,9 +176,8 @@ def init(
             addr = os.environ.get("HFREDUCE_IFADDR") or (ex.my_address() if topo.num_nodes > 1 else "127.0.0.1")
             eps = ex.allgather([addr, comm.port(), topo.rank])
             comm.connect([tuple(eps[r]) for r in topo.node_leaders])
-            ex.allgather("mapped")  # every local rank has mapped its node's segment: the name can go
             if topo.local_rank == 0:
-                comm.unlink_shm()
+                comm.unlink_shm()  # a no-op: the leader's constructor removed the name once its node had mapped it
         finally:
             ex.close()
         _group = _Group(topo, comm, settings)

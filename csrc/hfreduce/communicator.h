@@ -73,7 +73,8 @@ class Communicator {
   int port() const { return transport_ ? transport_->port() : 0; }
   // Phase 2 (leaders of multi-node jobs): connect to the other leaders, start the threads.
   void connect(const std::vector<Endpoint>& leaders);
-  // Called once every local rank has mapped the segment: removes its name from /dev/shm.
+  // Removes the segment's name from /dev/shm (idempotent; the leader's constructor already did, once
+  // every local rank had mapped it).
   void unlink_shm() { shm_->unlink_name(); }
 
   std::shared_ptr<WorkState> submit(CollKind kind, ReduceOp op, int root, DType dtype, void* ptr, size_t count);

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 
@@ -34,9 +35,22 @@ void futex_wake_all(std::atomic<uint32_t>* addr) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
+// Whether `pid` still runs. A killed rank stays a zombie until its parent (a launcher) reaps it, and
+// kill(pid, 0) succeeds on zombies, so look at its state too: a zombie counts as dead.
 bool process_alive(int pid) {
   if (pid <= 0) return true;
-  return kill(pid, 0) == 0 || errno != ESRCH;
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  FILE* f = std::fopen(path, "r");
+  if (!f) return true;  // no /proc (or not ours to read): trust kill()
+  char buf[512];
+  size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* paren = std::strrchr(buf, ')');  // "pid (comm) S ...": comm may contain spaces and parens
+  if (!paren || paren[1] != ' ') return true;
+  return paren[2] != 'Z' && paren[2] != 'X';
 }
 
 }  // namespace
@@ -85,6 +99,22 @@ NodeShm::NodeShm(const std::string& name, bool create, int local_rank, int local
   me.global_rank = global_ranks[local_rank];
   me.pid.store(getpid(), std::memory_order_release);
   free_[0] = heap_bytes;
+  if (create) {
+    // Every local rank registers its pid right after mapping the segment; once all have, nobody needs
+    // the name again, so remove it now: a crash from here on (even SIGKILL of every rank) leaks nothing.
+    // Waiting for the job-wide start-up exchange instead would leave the name in /dev/shm for as long as
+    // any other node is slow to start.
+    Deadline dl = Deadline::after_s(timeout_s);
+    for (int r = 0; r < local_size; ++r) {
+      while (slot(r).pid.load(std::memory_order_acquire) == 0) {
+        if (dl.expired())
+          throw Error(ErrorKind::kTimeout, "rank " + std::to_string(global_ranks[r]) + " (local rank " + std::to_string(r) +
+                                               ") never mapped the node's segment " + name + " (HFREDUCE_TIMEOUT_S)");
+        usleep(200);
+      }
+    }
+    seg_->unlink();
+  }
 }
 
 NodeShm::~NodeShm() = default;

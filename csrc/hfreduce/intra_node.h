@@ -71,7 +71,8 @@ struct NodeHeader {
 
 class NodeShm {
  public:
-  // Leader (local rank 0) creates; the others attach. `global_ranks[r]` names local rank r in errors.
+  // Leader (local rank 0) creates, waits until every local rank has attached (registered its pid) and
+  // removes the name from /dev/shm; the others attach. `global_ranks[r]` names local rank r in errors.
   NodeShm(const std::string& name, bool create, int local_rank, int local_size, const int* global_ranks,
           size_t chunk_bytes, int depth, size_t heap_bytes, double timeout_s);
   ~NodeShm();
