@@ -5,7 +5,8 @@ Three sources, tried in order: an initialised ``torch.distributed`` default grou
 torch's store, so HFReduce must not listen there too); ``mpirun`` (``OMPI_COMM_WORLD_RANK``/``PMI_RANK``
 set and mpi4py importable; MPI is used for nothing but this exchange); and env vars (``RANK``,
 ``WORLD_SIZE``, ``MASTER_ADDR``, and ``HFREDUCE_MASTER_PORT`` or else ``MASTER_PORT``) with a tiny TCP
-rendezvous served by rank 0.
+rendezvous served by rank 0. A caller may instead hand ``init(exchange=...)`` its own, e.g. a
+``StoreExchange`` over the store torch gives a backend's creator.
 """
 
 from __future__ import annotations
@@ -140,6 +141,37 @@ class TorchExchange(Exchange):
         except RuntimeError as exc:
             raise TimeoutError(f"hfreduce init: rank {self.rank}: torch.distributed allgather failed ({exc})") from exc
         return out
+
+    def my_address(self) -> str:
+        return _address_by_hostname(self)
+
+
+class StoreExchange(Exchange):
+    """Allgather through a ``torch.distributed`` key-value store (the one ``init_process_group`` hands a
+    backend's creator, whose TCPStore already holds MASTER_PORT): each round every rank sets its key."""
+
+    def __init__(self, store: Any, rank: int, world_size: int, timeout_s: float = 60.0) -> None:  # noqa: ANN401
+        self._store = store
+        self.rank, self.world_size = rank, world_size
+        self._timeout_s = timeout_s
+        self._round = 0
+
+    def allgather(self, value: Any) -> list[Any]:  # noqa: ANN401
+        import datetime
+
+        prefix = f"hfreduce/allgather/{self._round}/"
+        self._round += 1
+        self._store.set(prefix + str(self.rank), json.dumps(value))
+        keys = [prefix + str(r) for r in range(self.world_size)]
+        try:
+            self._store.wait(keys, datetime.timedelta(seconds=self._timeout_s))
+        except RuntimeError as exc:
+            missing = [r for r, k in enumerate(keys) if not self._store.check([k])]
+            raise TimeoutError(
+                f"hfreduce init: rank {self.rank}: ranks {missing} did not reach the store rendezvous "
+                f"within {self._timeout_s:g} s ({exc})"
+            ) from exc
+        return [json.loads(self._store.get(k)) for k in keys]
 
     def my_address(self) -> str:
         return _address_by_hostname(self)
