@@ -5,6 +5,8 @@ Flags live here and nowhere else:
   dispatch AVX-512/AVX2 at run time through per-function target attributes.
 - ``FIREFLYER_CUDA=1`` forces the CUDA staging extension, ``FIREFLYER_CUDA=0`` disables it; unset, it
   is built when ``nvcc`` exists and ``nvidia-smi -L`` lists a GPU.
+- ``FIREFLYER_CUDA_ARCH`` is nvcc's ``-arch`` (default ``native``; ``sm_90`` where no GPU is visible).
+- ``FIREFLYER_CUDA_ONLY=1`` builds only ``hfreduce._cuda`` (the CUDA compile test, CUDA iteration).
 - ``FIREFLYER_DEBUG=1`` builds with ``-O0 -g``.
 """
 
@@ -94,20 +96,40 @@ ext_modules = [
     )
 ]
 
+
+def _cuda_home() -> str:
+    """CUDA_HOME, else the toolkit holding nvcc (through symlinks), else /usr/local/cuda."""
+    env = os.environ.get("CUDA_HOME")
+    if env:
+        return env
+    nvcc = shutil.which("nvcc")
+    cands = [os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))] if nvcc else []
+    for home in [*cands, "/usr/local/cuda"]:
+        if os.path.exists(os.path.join(home, "include", "cuda_runtime_api.h")):
+            return home
+    return "/usr/local/cuda"
+
+
 if _cuda_wanted() and _sources("csrc/cuda/*.cu"):
-    cuda_home = os.environ.get(
-        "CUDA_HOME", os.path.dirname(os.path.dirname(shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"))
-    )
+    cuda_home = _cuda_home()
+    cuda_lib = os.path.join(cuda_home, "lib64")
+    if not os.path.isdir(cuda_lib):
+        cuda_lib = os.path.join(cuda_home, "lib")
     ext_modules.append(
         Pybind11Extension(
             "hfreduce._cuda",
             _sources("csrc/cuda/*.cc") + _sources("csrc/cuda/*.cu"),
             include_dirs=["csrc", os.path.join(cuda_home, "include")],
-            library_dirs=[os.path.join(cuda_home, "lib64")],
-            libraries=["cudart"],
+            library_dirs=[cuda_lib],
+            # Static runtime: the module loads wherever the driver (libcuda) is, with no libcudart path.
+            libraries=["cudart_static", "dl", "rt"],
             extra_compile_args=_cxx_flags(),
+            extra_link_args=["-pthread"],
             cxx_std=17,
         )
     )
+
+if os.environ.get("FIREFLYER_CUDA_ONLY") == "1":
+    ext_modules = [e for e in ext_modules if e.name == "hfreduce._cuda"]
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt})

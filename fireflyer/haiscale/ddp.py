@@ -99,10 +99,11 @@ class DistributedDataParallel(nn.Module):
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            if p.device.type != "cpu":
+            cuda_ok = p.device.type == "cuda" and getattr(self.comm, "accepts_cuda", False)
+            if p.device.type != "cpu" and not cuda_ok:
                 raise HaiScaleError(
-                    f"parameter {name!r} is on {p.device}: HaiScale DDP reduces CPU tensors "
-                    "(CUDA gradients go through fireflyer.haiscale.cuda staging)"
+                    f"parameter {name!r} is on {p.device}: this communicator reduces CPU tensors; pass "
+                    "comm=fireflyer.haiscale.cuda.CudaStagingCommunicator(device) for CUDA gradients"
                 )
             if p.layout != torch.strided:
                 raise HaiScaleError(
