@@ -7,14 +7,16 @@ and anything else is local. The cluster is found through ``--mgmtd``, then ``$FS
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat as stat_mod
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -43,11 +45,20 @@ def resolve_mgmtd(option: str | None) -> str:
 
 
 def _client(ctx: click.Context) -> Any:
+    """The ``FS3Client`` of this invocation (connected once, closed with the command).
+
+    A cluster that cannot be reached is reported as one line on stderr and exit status 1.
+    """
     obj = ctx.ensure_object(dict)
     if "client" not in obj:
         from fs3.client import FS3Client
 
-        obj["client"] = FS3Client(resolve_mgmtd(obj.get("mgmtd")))
+        addr = resolve_mgmtd(obj.get("mgmtd"))
+        try:
+            obj["client"] = FS3Client(addr)
+        except OSError as exc:
+            click.echo(f"haictl fs: cannot reach the fs3 cluster at {addr}: {_reason(exc)}", err=True)
+            sys.exit(1)
         ctx.call_on_close(obj["client"].close)
     return obj["client"]
 
@@ -63,9 +74,27 @@ def _remote(p: str) -> str:
     return p
 
 
-def _fail(exc: BaseException) -> None:
-    click.echo(f"haictl fs: {exc}", err=True)
+def _reason(exc: BaseException) -> str:
+    """``exc`` as a short human message: ``strerror`` for an OSError, ``str`` otherwise."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    """Report ``exc`` as ``haictl fs: PATH: reason`` on stderr (no traceback) and exit with status 1."""
+    name = getattr(exc, "filename", None)
+    click.echo(f"haictl fs: {name}: {_reason(exc)}" if name else f"haictl fs: {_reason(exc)}", err=True)
     sys.exit(1)
+
+
+@contextlib.contextmanager
+def _reported() -> Iterator[None]:
+    """Turn file-system errors (OSError, fs3's FS3Error) raised inside into a one-line failure."""
+    try:
+        yield
+    except OSError as exc:
+        _fail(exc)
 
 
 def _human(n: float) -> str:
@@ -94,20 +123,38 @@ def fs(ctx: click.Context, mgmtd: str | None) -> None:
 # --- namespace ---------------------------------------------------------------------------------
 
 
+def _type_name(st: Any) -> str:
+    if st.is_dir():
+        return "dir"
+    if st.is_symlink():
+        return "symlink"
+    return "file" if st.is_file() else "other"
+
+
 def _stat_dict(st: Any, path: str) -> dict[str, Any]:
-    return {
+    """The JSON form of a ``FileStat`` (``mode`` is the permission bits as an octal string)."""
+    d: dict[str, Any] = {
         "path": path,
-        "inode": st.inode_id,
-        "type": st.type_name,
-        "mode": f"{stat_mod.S_IMODE(st.mode):04o}",
-        "uid": st.uid,
-        "gid": st.gid,
-        "nlink": st.nlink,
-        "size": st.size,
-        "atime": st.atime,
-        "mtime": st.mtime,
-        "ctime": st.ctime,
+        "inode": st.st_ino,
+        "type": _type_name(st),
+        "mode": f"{stat_mod.S_IMODE(st.st_mode):04o}",
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "nlink": st.st_nlink,
+        "size": st.st_size,
+        "atime": st.st_atime,
+        "mtime": st.st_mtime,
+        "ctime": st.st_ctime,
     }
+    if st.is_file():
+        d |= {"chunk_size": st.chunk_size, "stripe": st.stripe, "chains": list(st.chains)}
+    if st.is_symlink():
+        d["target"] = st.symlink_target
+    return d
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base.rstrip('/')}/{name}"
 
 
 @fs.command()
@@ -116,53 +163,57 @@ def _stat_dict(st: Any, path: str) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
 def ls(ctx: click.Context, path: str, long_: bool, as_json: bool) -> None:
-    """List a cluster directory.
+    """List a cluster directory (or show one file).
 
     \b
     Example:
       haictl fs ls -l /data
     """
-    c = _client(ctx)
     path = _remote(path)
-    try:
+    with _reported():
+        c = _client(ctx)
         st = c.stat(path)
-        names = [os.path.basename(path)] if st.type_name != "dir" else sorted(c.listdir(path))
-        base = os.path.dirname(path) if st.type_name != "dir" else path
+        if st.is_dir():
+            names = [e.name for e in c.scandir(path)]
+            full = [_join(path, n) for n in names]
+        else:
+            names, full = [os.path.basename(path)], [path]
         rows = []
-        for n in names:
-            full = os.path.join(base, n)
-            rows.append(_stat_dict(c.stat(full) if (long_ or as_json) else st, full) | {"name": n})
-    except OSError as exc:
-        _fail(exc)
+        if long_ or as_json:
+            for n, f in zip(names, full, strict=True):
+                try:
+                    rows.append(_stat_dict(c.lstat(f), f) | {"name": n})
+                except FileNotFoundError:
+                    continue  # removed since the listing
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    if not long_:
+        for n in names:
+            click.echo(n)
+        return
     for r in rows:
-        if long_:
-            t = {"dir": "d", "symlink": "l"}.get(r["type"], "-")
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["mtime"]))
-            click.echo(
-                f"{t}{r['mode']} {r['nlink']:>3} {r['uid']:>5} {r['gid']:>5} {r['size']:>12} {when} {r['name']}"
-            )
-        else:
-            click.echo(r["name"])
+        ftype = {"dir": stat_mod.S_IFDIR, "symlink": stat_mod.S_IFLNK}.get(r["type"], stat_mod.S_IFREG)
+        mode = stat_mod.filemode(ftype | int(r["mode"], 8))
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["mtime"]))
+        name = f"{r['name']} -> {r['target']}" if r["type"] == "symlink" else r["name"]
+        click.echo(f"{mode} {r['nlink']:>3} {r['uid']:>5} {r['gid']:>5} {r['size']:>12} {when} {name}")
 
 
 @fs.command("stat")
 @click.argument("paths", nargs=-1, required=True)
 @click.pass_context
 def stat_cmd(ctx: click.Context, paths: tuple[str, ...]) -> None:
-    """Show inode, type, mode, owner, size and times as JSON.
+    """Show inode, type, mode, owner, size, times (and a file's layout) as JSON.
 
     \b
     Example:
       haictl fs stat /data/train.pack
     """
-    c = _client(ctx)
-    try:
-        out = [_stat_dict(c.stat(_remote(p)), _remote(p)) for p in paths]
-    except OSError as exc:
-        _fail(exc)
+    remote = [_remote(p) for p in paths]
+    with _reported():
+        c = _client(ctx)
+        out = [_stat_dict(c.stat(p), p) for p in remote]
     click.echo(json.dumps(out[0] if len(out) == 1 else out, indent=2))
 
 
@@ -178,12 +229,15 @@ def mkdir(ctx: click.Context, paths: tuple[str, ...], parents: bool, mode: str) 
     Example:
       haictl fs mkdir -p /data/imagenet
     """
-    c = _client(ctx)
     try:
-        for p in paths:
-            c.mkdir(_remote(p), mode=int(mode, 8), parents=parents)
-    except OSError as exc:
-        _fail(exc)
+        bits = int(mode, 8)
+    except ValueError:
+        raise click.BadParameter(f"not an octal mode: {mode!r}", param_hint="--mode") from None
+    remote = [_remote(p) for p in paths]
+    with _reported():
+        c = _client(ctx)
+        for p in remote:
+            c.mkdir(p, mode=bits, parents=parents)
 
 
 @fs.command()
@@ -192,32 +246,38 @@ def mkdir(ctx: click.Context, paths: tuple[str, ...], parents: bool, mode: str) 
 @click.option("-f", "--force", is_flag=True, help="ignore missing paths")
 @click.pass_context
 def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool, force: bool) -> None:
-    """Remove files (and with -r, directory trees).
+    """Remove files (and with -r, directory trees; symlinks are removed, not followed).
 
     \b
     Example:
       haictl fs rm -r /data/old
     """
-    c = _client(ctx)
-    for p in paths:
-        try:
-            _remove(c, _remote(p), recursive)
-        except FileNotFoundError as exc:
-            if not force:
-                _fail(exc)
-        except OSError as exc:
-            _fail(exc)
+    remote = [_remote(p) for p in paths]
+    with _reported():
+        c = _client(ctx)
+        for p in remote:
+            try:
+                _remove(c, p, recursive)
+            except FileNotFoundError:
+                if not force:
+                    raise
 
 
 def _remove(c: Any, path: str, recursive: bool) -> None:
-    st = c.stat(path)
-    if st.type_name != "dir":
+    if path.rstrip("/") == "":
+        raise IsADirectoryError(21, "refusing to remove the root directory", "/")
+    st = c.lstat(path)
+    if not st.is_dir():
         c.unlink(path)
         return
     if not recursive:
-        raise IsADirectoryError(21, "is a directory (use -r)", path)
-    for name in c.listdir(path):
-        _remove(c, f"{path.rstrip('/')}/{name}", True)
+        raise IsADirectoryError(21, "is a directory (use -r to remove it and its contents)", path)
+    for e in c.scandir(path):
+        child = _join(path, e.name)
+        if e.type == 2:
+            _remove(c, child, True)
+        else:
+            c.unlink(child)
     c.rmdir(path)
 
 
@@ -232,52 +292,65 @@ def mv(ctx: click.Context, src: str, dst: str) -> None:
     Example:
       haictl fs mv /data/tmp.pack /data/train.pack
     """
-    c = _client(ctx)
     src, dst = _remote(src), _remote(dst)
-    try:
+    with _reported():
+        c = _client(ctx)
         try:
-            if c.stat(dst).type_name == "dir":
-                dst = f"{dst.rstrip('/')}/{os.path.basename(src)}"
+            if c.stat(dst).is_dir():
+                dst = _join(dst, os.path.basename(src.rstrip("/")))
         except FileNotFoundError:
             pass
         c.rename(src, dst)
-    except OSError as exc:
-        _fail(exc)
+
+
+def _df_info(c: Any) -> dict[str, Any]:
+    """Cluster capacity (``statfs``) plus every target's state and usage (``target_usage``)."""
+    from dataclasses import asdict
+
+    sf = c.statfs()
+    return {
+        "total_bytes": sf.total_bytes,
+        "free_bytes": sf.free_bytes,
+        "used_bytes": sf.total_bytes - sf.free_bytes,
+        "file_bytes": sf.used_bytes,
+        "inodes": sf.inodes,
+        "targets": [asdict(t) for t in c.target_usage()],
+    }
 
 
 @fs.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
 def df(ctx: click.Context, as_json: bool) -> None:
-    """Capacity of the cluster and usage of each storage target.
+    """Capacity of the cluster and the state and usage of each storage target.
+
+    Size/Used/Avail are the storage disks (each node's disk counted once, replicas included);
+    Files is the sum of file sizes in the namespace; per target, used is its stored chunk bytes.
 
     \b
     Example:
       haictl fs df
     """
-    c = _client(ctx)
-    try:
-        info = c.capacity()
-    except OSError as exc:
-        _fail(exc)
+    with _reported():
+        info = _df_info(_client(ctx))
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    total, free = info["total_bytes"], info["free_bytes"]
-    used = total - free
-    click.echo(f"{'Filesystem':<12}{'Size':>12}{'Used':>12}{'Avail':>12}{'Use%':>6}  Inodes")
+    total, free, used = info["total_bytes"], info["free_bytes"], info["used_bytes"]
     pct = f"{100 * used / total:.0f}%" if total else "-"
+    click.echo(f"{'Filesystem':<12}{'Size':>12}{'Used':>12}{'Avail':>12}{'Use%':>6}{'Files':>12}  Inodes")
     click.echo(
-        f"{'fs3':<12}{_human(total):>12}{_human(used):>12}{_human(free):>12}{pct:>6}  {info.get('inodes', '-')}"
+        f"{'fs3':<12}{_human(total):>12}{_human(used):>12}{_human(free):>12}{pct:>6}"
+        f"{_human(info['file_bytes']):>12}  {info['inodes']}"
     )
-    targets = info.get("targets", [])
-    if targets:
-        click.echo(f"\n{'target':>8} {'node':>6} {'chain':>6} {'state':<9}{'chunks':>8}{'used':>12}")
-        for t in targets:
-            click.echo(
-                f"{t['target_id']:>8} {t['node_id']:>6} {t.get('chain_id', '-'):>6} {t.get('state', '-'):<9}"
-                f"{t.get('chunks', '-'):>8}{_human(t.get('used_bytes', 0)):>12}"
-            )
+    click.echo(f"\n{'target':>8} {'node':>6} {'chain':>6} {'state':<9}{'chunks':>8}{'used':>12}  address")
+    for t in info["targets"]:
+        chunks = "-" if t["chunks"] is None else str(t["chunks"])
+        tused = "-" if t["used_bytes"] is None else _human(t["used_bytes"])
+        addr = t["address"] + ("" if t["alive"] else " (dead)")
+        click.echo(
+            f"{t['target_id']:>8} {t['node_id']:>6} {t['chain_id']:>6} {t['state']:<9}{chunks:>8}{tused:>12}  {addr}"
+        )
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -358,22 +431,30 @@ def cp(ctx: click.Context, src: str, dst: str, block_size: str, progress: bool |
     """
     if not _is_remote(src) and not _is_remote(dst):
         raise click.UsageError("one of SRC/DST must be a cluster path (fs3:/...)")
-    c = _client(ctx)
+    for p in (src, dst):
+        if _is_remote(p):
+            _remote(p)  # absolute, or a usage error
     block = _parse_size(block_size)
     if progress is None:
         progress = sys.stderr.isatty()
-    try:
+    with _reported():
+        c = _client(ctx)
+        src_st = c.stat(_remote(src)) if _is_remote(src) else os.stat(src)
+        if stat_mod.S_ISDIR(src_st.st_mode):
+            raise IsADirectoryError(21, "is a directory (cp copies one file; `pack` packs a directory)", src)
+        src_name = os.path.basename((_remote(src) if _is_remote(src) else src).rstrip("/"))
         if _is_remote(dst):
             try:
-                if c.stat(_remote(dst)).type_name == "dir":
-                    dst = f"{dst.rstrip('/')}/{os.path.basename(src.removeprefix(_PREFIX))}"
+                if c.stat(_remote(dst)).is_dir():
+                    dst = _PREFIX + _join(_remote(dst), src_name)
             except FileNotFoundError:
                 pass
         elif os.path.isdir(dst):
-            dst = os.path.join(dst, os.path.basename(_remote(src)))
+            dst = os.path.join(dst, src_name)
+        if _is_remote(src) and _is_remote(dst) and c.exists(_remote(dst)):
+            if c.stat(_remote(dst)).st_ino == src_st.st_ino:
+                raise OSError(22, "source and destination are the same file", dst)
         summary = _copy_file(c, src, dst, block, progress)
-    except OSError as exc:
-        _fail(exc)
     click.echo(f"{src} -> {dst}: {summary}")
 
 
@@ -404,29 +485,25 @@ def pack(ctx: click.Context, src_dir: str, dst: str, progress: bool | None) -> N
     Example:
       haictl fs pack ./images fs3:/data/images.pack
     """
-    from fs3.dataset import pack_directory
+    from fs3.dataset import PackedReader, pack_directory
 
-    client = _client(ctx) if _is_remote(dst) else None
     path = _remote(dst) if _is_remote(dst) else dst
     if progress is None:
         progress = sys.stderr.isatty()
-    t0 = time.perf_counter()
 
     def show(k: int, total: int) -> None:
         if progress:
             click.echo(f"\rpacked {k} files, {_human(total)}", err=True, nl=False)
 
-    try:
+    with _reported():
+        client = _client(ctx) if _is_remote(dst) else None
+        t0 = time.perf_counter()
         total = pack_directory(src_dir, path, client=client, progress=show)
-    except (OSError, ValueError) as exc:
-        _fail(exc)
-    if progress:
-        click.echo("", err=True)
-    dt = time.perf_counter() - t0
-    from fs3.dataset import PackedReader
-
-    with PackedReader.open(path, client=client) as r:
-        n = len(r)
+        dt = time.perf_counter() - t0
+        if progress:
+            click.echo("", err=True)
+        with PackedReader.open(path, client=client) as r:
+            n = len(r)
     click.echo(f"{dst}: {n} samples, {_human(total)} in {dt:.2f} s ({total / max(dt, 1e-9) / 1e6:.1f} MB/s)")
 
 
@@ -491,3 +568,68 @@ def umount(mountpoint: str) -> None:
         click.echo(f"{mountpoint} was not mounted", err=True)
         sys.exit(1)
     click.echo(f"unmounted {os.path.abspath(mountpoint)}")
+
+
+# --- bench -------------------------------------------------------------------------------------
+
+
+@fs.command("bench")
+@click.option("--size", default="1G", show_default=True, help="bytes of the dd-style sequential test (K/M/G)")
+@click.option("--files", default=500, show_default=True, help="empty files per create/stat run")
+@click.option("--samples", default=1000, show_default=True, help="4 KiB samples in the dataset test")
+@click.option("--reads", default=2000, show_default=True, help="random sample reads per dataset run")
+@click.option("--repeats", default=3, show_default=True, help="runs per figure (the median is shown)")
+@click.option(
+    "--local/--running",
+    "local",
+    default=None,
+    help="start a private local cluster / use the running one (default: the running one if reachable)",
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="where mount, peer files, cluster live")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def bench_cmd(
+    ctx: click.Context,
+    size: str,
+    files: int,
+    samples: int,
+    reads: int,
+    repeats: int,
+    local: bool | None,
+    data_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Benchmark a FUSE mount against the native client and the local disk, in one run.
+
+    Mounts the cluster in a temp dir (unmounted at the end, also on failure) and prints three tables:
+    dd-style sequential write/read, small-file creates/stats, and random 4 KiB sample reads from a
+    packed dataset vs the same samples as individual files. Uses the running cluster (found like the
+    other fs commands: --mgmtd, $FS3_MGMTD, client.toml from `haictl up`), else starts its own.
+
+    \b
+    Example:
+      haictl fs bench --size 256M
+      haictl fs bench --local --size 1G --repeats 3
+    """
+    from fs3.bench import emit, mount_bench
+    from fs3.cluster import routing
+
+    mgmtd = None
+    if local is not True:
+        try:
+            mgmtd = resolve_mgmtd(ctx.obj.get("mgmtd"))
+            routing(mgmtd, timeout_s=3)
+        except (click.UsageError, OSError) as exc:
+            if local is False:
+                _fail(exc)
+            mgmtd = None
+    if data_dir:
+        os.makedirs(data_dir, exist_ok=True)
+    try:
+        tables = mount_bench(
+            mgmtd, _parse_size(size), files, samples, reads, repeats, data_dir,
+            log=lambda m: click.echo(f"haictl fs bench: {m}", err=True),
+        )  # fmt: skip
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        _fail(exc)
+    emit(tables, as_json)

@@ -14,7 +14,7 @@ import stat as _stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -41,6 +41,42 @@ _MODES = {
     "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
     "x+": os.O_RDWR | os.O_CREAT | os.O_EXCL,
 }
+
+
+def _varint(buf: memoryview, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def parse_read_rsp(raw: bytes) -> tuple[bool, memoryview]:
+    """(found, data) of a serialized ``ReadRsp``, the data a view into ``raw``.
+
+    Parsing with protobuf copies a 1 MiB payload twice (into the message, then out of it as ``bytes``);
+    the chunk read path is copy-bound on the client, so it decodes the four fields itself.
+    """
+    mv = memoryview(raw)
+    found, data, i = False, mv[0:0], 0
+    while i < len(mv):
+        key, i = _varint(mv, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(mv, i)
+            if field == 1:
+                found = bool(value)
+        elif wire == 2:
+            n, i = _varint(mv, i)
+            if field == 4:
+                data = mv[i : i + n]
+            i += n
+        else:
+            raise E.IOFailure("storage reply", f"unexpected wire type {wire} in ReadRsp field {field}")
+    return found, data
 
 
 @dataclass(frozen=True)
@@ -101,6 +137,25 @@ class StatFs:
     free_bytes: int
     used_bytes: int  # sum of file sizes
     inodes: int
+
+
+@dataclass(frozen=True)
+class TargetUsage:
+    """One storage target as ``df`` shows it: where it lives, its chain state and what it stores.
+
+    ``chunks``/``used_bytes``/``disk_*`` are None when its node did not answer (dead or unreachable).
+    """
+
+    target_id: int
+    node_id: int
+    chain_id: int
+    state: str  # SERVING, SYNCING, WAITING, LASTSRV, OFFLINE (the chain table's view)
+    address: str
+    alive: bool  # the node's lease with mgmtd
+    chunks: int | None
+    used_bytes: int | None  # sum of the target's committed chunk lengths
+    disk_total_bytes: int | None  # the target's file system (shared by a node's targets)
+    disk_free_bytes: int | None
 
 
 @dataclass
@@ -202,12 +257,21 @@ class FS3Client:
         raise E.NotFound(f"node {node_id}", "not registered with mgmtd")
 
     def _stub(self, node_id: int) -> storage_pb2_grpc.StorageStub:
+        return self._storage(node_id)[0]
+
+    def _raw_read(self, node_id: int) -> Callable[..., Iterator[bytes]]:
+        """``Storage/Read`` whose replies stay serialized: ``read_chunk`` takes the payload out uncopied."""
+        return self._storage(node_id)[1]
+
+    def _storage(self, node_id: int) -> tuple[storage_pb2_grpc.StorageStub, Callable[..., Iterator[bytes]]]:
         addr = self._address(node_id)
         with self._stubs_lock:
-            stub = self._stubs.get(addr)
-            if stub is None:
-                stub = self._stubs[addr] = storage_pb2_grpc.StorageStub(_rpc.channel(addr))
-            return stub
+            entry = self._stubs.get(addr)
+            if entry is None:
+                ch = _rpc.channel(addr)
+                raw = ch.unary_stream("/fs3.Storage/Read", request_serializer=spb.ReadReq.SerializeToString)
+                entry = self._stubs[addr] = (storage_pb2_grpc.StorageStub(ch), raw)
+            return entry
 
     # ---- meta calls --------------------------------------------------------------------------
     def _call(self, method: str, request: object, what: str) -> object:
@@ -287,6 +351,12 @@ class FS3Client:
         """Entries (name, inode_id, type 1 file / 2 dir / 3 symlink) of directory ``path``."""
         path = self._check_path(path)
         return list(self._call("List", mpb.ListReq(user=self.user, path=path), path).entries)
+
+    def scandir_stat(self, path: str = "/") -> list[tuple[str, FileStat]]:
+        """(name, lstat) of every entry of directory ``path``, in one meta round trip (like readdirplus)."""
+        path = self._check_path(path)
+        rsp = self._call("List", mpb.ListReq(user=self.user, path=path, with_inodes=True), path)
+        return [(e.name, FileStat.from_inode(e.inode)) for e in rsp.entries]
 
     def walk(self, top: str = "/") -> Iterator[tuple[str, list[str], list[str]]]:
         """Like ``os.walk`` (top-down, symlinks not followed)."""
@@ -382,6 +452,53 @@ class FS3Client:
                     total += t.total_bytes
                     free += t.free_bytes
         return StatFs(total_bytes=total, free_bytes=free, used_bytes=rsp.used_bytes, inodes=rsp.inodes)
+
+    def target_usage(self, exact_bytes: bool = True) -> list[TargetUsage]:
+        """Every target of the chain table with its state, chunk count and bytes stored (for ``df``).
+
+        Asks each storage node's ``Space``; with ``exact_bytes`` also sums chunk lengths from
+        ``DumpChunkMeta`` (one message per target, so it costs in proportion to the chunk count).
+        """
+        routing = self.refresh_routing()
+        nodes = {n.node_id: n for n in routing.nodes}
+        space: dict[int, spb.TargetSpace] = {}
+        for n in routing.nodes:
+            if n.role != "storage" or not n.alive:
+                continue
+            try:
+                for t in self._stub(n.node_id).Space(spb.TargetSpaceReq(), timeout=10).targets:
+                    space[t.target_id] = t
+            except grpc.RpcError:
+                continue
+        out = []
+        for chain in sorted(routing.chains, key=lambda c: c.chain_id):
+            for t in chain.targets:
+                node = nodes.get(t.node_id)
+                sp = space.get(t.target_id)
+                used = None
+                if sp is not None and exact_bytes:
+                    try:
+                        rsp = self._stub(t.node_id).DumpChunkMeta(
+                            spb.DumpChunkMetaReq(target_id=t.target_id), timeout=30
+                        )
+                        used = sum(m.length for m in rsp.chunks)
+                    except grpc.RpcError:
+                        pass
+                out.append(
+                    TargetUsage(
+                        target_id=t.target_id,
+                        node_id=t.node_id,
+                        chain_id=chain.chain_id,
+                        state=S.Name(t.state),
+                        address=node.address if node else "",
+                        alive=bool(node and node.alive),
+                        chunks=sp.chunks if sp else None,
+                        used_bytes=used,
+                        disk_total_bytes=sp.total_bytes if sp else None,
+                        disk_free_bytes=sp.free_bytes if sp else None,
+                    )
+                )
+        return out
 
     # ---- files -------------------------------------------------------------------------------
     def open(self, path: str, mode: str = "r", perm: int = 0o644, encoding: str | None = None) -> io.IOBase:
@@ -520,10 +637,10 @@ class FS3Client:
                 )
                 try:
                     n = 0
-                    for msg in self._stub(t.node_id).Read(req, timeout=self.timeout_s):
-                        if n == 0 and not msg.found and not msg.data:
+                    for raw in self._raw_read(t.node_id)(req, timeout=self.timeout_s):
+                        found, d = parse_read_rsp(raw)
+                        if n == 0 and not found and not d:
                             break
-                        d = msg.data
                         out[n : n + len(d)] = d
                         n += len(d)
                     out[n:length] = bytes(length - n)
