@@ -129,14 +129,7 @@ class FS3Backend:
 
     @_eio
     def listdir(self, path: str) -> list[tuple[str, Attr]]:
-        out = []
-        base = path.rstrip("/")
-        for e in self.client.scandir(path):
-            try:
-                out.append((e.name, _attr(self.client.lstat(f"{base}/{e.name}"))))
-            except FileNotFoundError:
-                continue  # removed since the listing
-        return out
+        return [(name, _attr(st)) for name, st in self.client.scandir_stat(path)]
 
     @_eio
     def mkdir(self, path: str, mode: int, uid: int, gid: int) -> Attr:

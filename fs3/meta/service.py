@@ -422,6 +422,18 @@ class MetaService(meta_pb2_grpc.MetaServicer):
             if row[1] != DIR:
                 raise E.NotADirectory(request.path, "not a directory")
             self._check(row, request.user, 4, request.path)
+            if request.with_inodes:
+                cols = ", ".join(f"i.{c.strip()}" for c in COLS.split(","))
+                rows = cur.execute(
+                    f"SELECT d.name, {cols} FROM meta_dentries d JOIN meta_inodes i ON i.id = d.inode "
+                    "WHERE d.parent = ? ORDER BY d.name",
+                    (row[0],),
+                )
+                return pb.ListRsp(
+                    entries=[
+                        pb.DirEntry(name=r[0], inode_id=r[1], type=r[2], inode=self._msg(r[1:])) for r in rows
+                    ]
+                )
             rows = cur.execute(
                 "SELECT name, inode, type FROM meta_dentries WHERE parent = ? ORDER BY name", (row[0],)
             )

@@ -96,22 +96,26 @@ class CloseReq(_message.Message):
     def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., inode_id: _Optional[int] = ..., session_id: _Optional[int] = ..., length: _Optional[int] = ..., wrote: _Optional[bool] = ...) -> None: ...
 
 class ListReq(_message.Message):
-    __slots__ = ("user", "path")
+    __slots__ = ("user", "path", "with_inodes")
     USER_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    WITH_INODES_FIELD_NUMBER: _ClassVar[int]
     user: User
     path: str
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., path: _Optional[str] = ...) -> None: ...
+    with_inodes: bool
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., path: _Optional[str] = ..., with_inodes: _Optional[bool] = ...) -> None: ...
 
 class DirEntry(_message.Message):
-    __slots__ = ("name", "inode_id", "type")
+    __slots__ = ("name", "inode_id", "type", "inode")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INODE_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    INODE_FIELD_NUMBER: _ClassVar[int]
     name: str
     inode_id: int
     type: int
-    def __init__(self, name: _Optional[str] = ..., inode_id: _Optional[int] = ..., type: _Optional[int] = ...) -> None: ...
+    inode: _common_pb2.Inode
+    def __init__(self, name: _Optional[str] = ..., inode_id: _Optional[int] = ..., type: _Optional[int] = ..., inode: _Optional[_Union[_common_pb2.Inode, _Mapping]] = ...) -> None: ...
 
 class ListRsp(_message.Message):
     __slots__ = ("entries",)

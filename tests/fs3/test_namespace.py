@@ -45,6 +45,24 @@ def test_mkdir_create_stat_listdir(fs):
     assert cl.stat_inode(st.st_ino).st_size == 5
 
 
+def test_scandir_stat_matches_lstat_of_each_entry(fs, ns_cluster):
+    cl, top = fs
+    cl.mkdir(f"{top}/sub", mode=0o750)
+    cl.write_bytes(f"{top}/file", b"x" * 12345)
+    cl.symlink("file", f"{top}/link")
+    listed = cl.scandir_stat(top)
+    assert [name for name, _ in listed] == ["file", "link", "sub"]
+    for name, st in listed:
+        assert st == cl.lstat(f"{top}/{name}"), name
+    with pytest.raises(NotADirectoryError):
+        cl.scandir_stat(f"{top}/file")
+    # the listing obeys the directory's read permission like listdir
+    cl.chmod(f"{top}/sub", 0o700)
+    other = ns_cluster.client(uid=1234, gid=1234)
+    with pytest.raises(PermissionError):
+        other.scandir_stat(f"{top}/sub")
+
+
 def test_rename_is_atomic_and_checks_loops(fs):
     cl, top = fs
     cl.mkdir(f"{top}/a/b/c", parents=True)
