@@ -94,7 +94,7 @@ class FS3File(io.RawIOBase):
         """Up to ``length`` bytes at ``offset`` (fewer at end of file); does not move the position."""
         buf = bytearray(max(0, min(length, self.size - offset)))
         n = self.preadinto(buf, offset)
-        return bytes(buf[:n])
+        return bytes(buf) if n == len(buf) else bytes(memoryview(buf)[:n])  # one copy, not two
 
     def preadinto(self, buf: bytearray | memoryview, offset: int) -> int:
         """Fill ``buf`` from ``offset``; returns the bytes read (short at end of file)."""
