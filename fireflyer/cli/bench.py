@@ -8,6 +8,7 @@ import click
 
 # (name, module, attribute) of each benchmark's click command.
 _BENCHMARKS: list[tuple[str, str, str]] = [
+    ("allreduce", "hfreduce.bench", "click_command"),
     ("sched", "haiplatform.bench", "sched_bench"),
     ("fs", "fs3.bench", "fs_bench"),
     ("train", "fireflyer.haiscale.bench", "click_command"),
