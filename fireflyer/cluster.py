@@ -100,17 +100,32 @@ def chain_table_for(cfg: ClusterConfig) -> Any:
 def resolve_ports(cfg: ClusterConfig) -> ClusterConfig:
     """A copy of ``cfg`` with every port 0 replaced by a port free now (single-machine clusters)."""
 
-    def fix(ep: Any) -> Any:
-        ep = replace(ep, port=ep.port or free_port(ep.host))
+    def free(host: str, where: str) -> int:
+        try:
+            return free_port(host)
+        except OSError as exc:
+            raise FireflyerError(
+                f"{where} is 0 (a free port), but {host} is not an address of this machine ({exc.strerror}): "
+                "give it a fixed port"
+            ) from None
+
+    def fix(ep: Any, where: str) -> Any:
+        ep = replace(ep, port=ep.port or free(ep.host, f"{where}.port"))
         if hasattr(ep, "metrics_port"):
-            ep = replace(ep, metrics_port=ep.metrics_port or free_port(ep.host))
+            ep = replace(ep, metrics_port=ep.metrics_port or free(ep.host, f"{where}.metrics_port"))
         return ep
 
-    sched = fix(cfg.scheduler)
+    sched = fix(cfg.scheduler, "scheduler")
     if not sched.web_port:
-        sched = replace(sched, web_port=free_port(sched.host))
-    storage = replace(cfg.storage, servers=[fix(s) for s in cfg.storage.servers])
-    return replace(cfg, mgmtd=fix(cfg.mgmtd), meta=fix(cfg.meta), storage=storage, scheduler=sched)
+        sched = replace(sched, web_port=free(sched.host, "scheduler.web_port"))
+    servers = [fix(s, f"storage.servers[{i}]") for i, s in enumerate(cfg.storage.servers)]
+    return replace(
+        cfg,
+        mgmtd=fix(cfg.mgmtd, "mgmtd"),
+        meta=fix(cfg.meta, "meta"),
+        storage=replace(cfg.storage, servers=servers),
+        scheduler=sched,
+    )
 
 
 def dump_config(cfg: ClusterConfig) -> str:

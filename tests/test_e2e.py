@@ -14,6 +14,7 @@ import pytest
 
 from fireflyer import cluster
 from fireflyer.config import load_config
+from fireflyer.errors import FireflyerError
 from fireflyer.demo.run import run_demo
 from fireflyer.netns import HostNet, NetnsUnavailable
 
@@ -97,10 +98,11 @@ def test_training_job_across_hosts_in_network_namespaces(tmp_path):
     try:
         cfg = load_config(None)
         services = net.address(0)  # host 0: mgmtd, meta, storage, scheduler; hosts 1, 2: one agent each
-        cfg.mgmtd.host, cfg.mgmtd.port = services, 9000
-        cfg.meta.host, cfg.meta.port = services, 9100
+        # fixed ports, as on real hosts: "0 = a free port" can only be resolved for this host's addresses
+        cfg.mgmtd.host, cfg.mgmtd.port, cfg.mgmtd.metrics_port = services, 9000, 9001
+        cfg.meta.host, cfg.meta.port, cfg.meta.metrics_port = services, 9100, 9101
         for i, srv in enumerate(cfg.storage.servers):
-            srv.host, srv.port = services, 9200 + i
+            srv.host, srv.port, srv.metrics_port = services, 9200 + i, 9250 + i
         cfg.scheduler.host, cfg.scheduler.port, cfg.scheduler.web_port = services, 9300, 8080
         for i, agent in enumerate(cfg.agents):
             agent.host = net.address(i + 1)
@@ -114,3 +116,10 @@ def test_training_job_across_hosts_in_network_namespaces(tmp_path):
         assert set(rank_logs) == {"node1", "node2"}, "\n".join(lines)
     finally:
         net.down()
+
+
+def test_free_port_for_a_foreign_address_is_a_clear_error():
+    cfg = load_config(None)
+    cfg.storage.servers[1].host, cfg.storage.servers[1].port = "192.0.2.7", 9200  # TEST-NET-1: never local
+    with pytest.raises(FireflyerError, match=r"^storage\.servers\[1\]\.metrics_port is 0 .* 192\.0\.2\.7"):
+        cluster.resolve_ports(cfg)
