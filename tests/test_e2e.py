@@ -14,8 +14,8 @@ import pytest
 
 from fireflyer import cluster
 from fireflyer.config import load_config
-from fireflyer.errors import FireflyerError
 from fireflyer.demo.run import run_demo
+from fireflyer.errors import FireflyerError
 from fireflyer.netns import HostNet, NetnsUnavailable
 
 
