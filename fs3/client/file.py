@@ -111,12 +111,7 @@ class FS3File(io.RawIOBase):
             return 0
         out = memoryview(buf).cast("B")
         spans = self._spans(offset, length)
-        self._client.parallel(
-            [
-                lambda s=s: self._client.read_chunk(self._inode, s[0], s[1], s[2], out[s[3] : s[3] + s[2]])
-                for s in spans
-            ]
-        )
+        self._client.read_chunks(self._inode, spans, out)  # batched per storage node
         return length
 
     def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> int:

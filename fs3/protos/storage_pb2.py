@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66s3/protos/storage.proto\x12\x03\x66s3\"*\n\x07\x43hunkId\x12\x10\n\x08inode_id\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\r\"\xaf\x02\n\tUpdateReq\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\r\x12\x15\n\rchain_version\x18\x02 \x01(\x04\x12\x11\n\ttarget_id\x18\x03 \x01(\x04\x12\x1b\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x0c.fs3.ChunkId\x12\x1d\n\x04type\x18\x05 \x01(\x0e\x32\x0f.fs3.UpdateType\x12\x0e\n\x06offset\x18\x06 \x01(\r\x12\x0e\n\x06length\x18\x07 \x01(\r\x12\x12\n\nchunk_size\x18\x08 \x01(\r\x12\x16\n\x0epayload_crc32c\x18\t \x01(\r\x12\x16\n\x0eupdate_version\x18\n \x01(\x04\x12\x13\n\x0b\x66rom_client\x18\x0b \x01(\x08\x12\x0c\n\x04\x64\x61ta\x18\x0c \x01(\x0c\x12\x15\n\rmax_file_size\x18\r \x01(\x04\x12\x0c\n\x04sync\x18\x0e \x01(\x08\"e\n\tUpdateRsp\x12\x19\n\x11\x63ommitted_version\x18\x01 \x01(\x04\x12\x14\n\x0c\x63hunk_crc32c\x18\x02 \x01(\r\x12\x14\n\x0c\x63hunk_length\x18\x03 \x01(\r\x12\x11\n\tneed_full\x18\x04 \x01(\x08\"\x81\x01\n\x07ReadReq\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12\x1b\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x0c.fs3.ChunkId\x12\x0e\n\x06offset\x18\x03 \x01(\r\x12\x0e\n\x06length\x18\x04 \x01(\r\x12\x0f\n\x07relaxed\x18\x05 \x01(\x08\x12\x15\n\rchain_version\x18\x06 \x01(\x04\"W\n\x07ReadRsp\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x19\n\x11\x63ommitted_version\x18\x02 \x01(\x04\x12\x14\n\x0c\x63hunk_length\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x93\x01\n\tChunkMeta\x12\x1b\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x0c.fs3.ChunkId\x12\x19\n\x11\x63ommitted_version\x18\x02 \x01(\x04\x12\x17\n\x0fpending_version\x18\x03 \x01(\x04\x12\x0e\n\x06\x63rc32c\x18\x04 \x01(\r\x12\x0e\n\x06length\x18\x05 \x01(\r\x12\x15\n\rchain_version\x18\x06 \x01(\x04\"%\n\x10\x44umpChunkMetaReq\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\"2\n\x10\x44umpChunkMetaRsp\x12\x1e\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x0e.fs3.ChunkMeta\"s\n\x0eRemoveRangeReq\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\r\x12\x15\n\rchain_version\x18\x02 \x01(\x04\x12\x11\n\ttarget_id\x18\x03 \x01(\x04\x12\x10\n\x08inode_id\x18\x04 \x01(\x04\x12\x13\n\x0b\x66irst_index\x18\x05 \x01(\r\"!\n\x0eRemoveRangeRsp\x12\x0f\n\x07removed\x18\x01 \x01(\r\"\x10\n\x0eTargetSpaceReq\"Y\n\x0bTargetSpace\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x04\x12\x12\n\nfree_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x04 \x01(\x04\"3\n\x0eTargetSpaceRsp\x12!\n\x07targets\x18\x01 \x03(\x0b\x32\x10.fs3.TargetSpace*`\n\nUpdateType\x12\x1b\n\x17UPDATE_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05WRITE\x10\x01\x12\x10\n\x0c\x46ULL_REPLACE\x10\x02\x12\x0c\n\x08TRUNCATE\x10\x03\x12\n\n\x06REMOVE\x10\x04\x32\x86\x02\n\x07Storage\x12*\n\x06Update\x12\x0e.fs3.UpdateReq\x1a\x0e.fs3.UpdateRsp(\x01\x12$\n\x04Read\x12\x0c.fs3.ReadReq\x1a\x0c.fs3.ReadRsp0\x01\x12=\n\rDumpChunkMeta\x12\x15.fs3.DumpChunkMetaReq\x1a\x15.fs3.DumpChunkMetaRsp\x12\x37\n\x0bRemoveRange\x12\x13.fs3.RemoveRangeReq\x1a\x13.fs3.RemoveRangeRsp\x12\x31\n\x05Space\x12\x13.fs3.TargetSpaceReq\x1a\x13.fs3.TargetSpaceRspb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66s3/protos/storage.proto\x12\x03\x66s3\"*\n\x07\x43hunkId\x12\x10\n\x08inode_id\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\r\"\xaf\x02\n\tUpdateReq\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\r\x12\x15\n\rchain_version\x18\x02 \x01(\x04\x12\x11\n\ttarget_id\x18\x03 \x01(\x04\x12\x1b\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x0c.fs3.ChunkId\x12\x1d\n\x04type\x18\x05 \x01(\x0e\x32\x0f.fs3.UpdateType\x12\x0e\n\x06offset\x18\x06 \x01(\r\x12\x0e\n\x06length\x18\x07 \x01(\r\x12\x12\n\nchunk_size\x18\x08 \x01(\r\x12\x16\n\x0epayload_crc32c\x18\t \x01(\r\x12\x16\n\x0eupdate_version\x18\n \x01(\x04\x12\x13\n\x0b\x66rom_client\x18\x0b \x01(\x08\x12\x0c\n\x04\x64\x61ta\x18\x0c \x01(\x0c\x12\x15\n\rmax_file_size\x18\r \x01(\x04\x12\x0c\n\x04sync\x18\x0e \x01(\x08\"e\n\tUpdateRsp\x12\x19\n\x11\x63ommitted_version\x18\x01 \x01(\x04\x12\x14\n\x0c\x63hunk_crc32c\x18\x02 \x01(\r\x12\x14\n\x0c\x63hunk_length\x18\x03 \x01(\r\x12\x11\n\tneed_full\x18\x04 \x01(\x08\"\x81\x01\n\x07ReadReq\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12\x1b\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x0c.fs3.ChunkId\x12\x0e\n\x06offset\x18\x03 \x01(\r\x12\x0e\n\x06length\x18\x04 \x01(\r\x12\x0f\n\x07relaxed\x18\x05 \x01(\x08\x12\x15\n\rchain_version\x18\x06 \x01(\x04\"W\n\x07ReadRsp\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x19\n\x11\x63ommitted_version\x18\x02 \x01(\x04\x12\x14\n\x0c\x63hunk_length\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"+\n\x0c\x42\x61tchReadReq\x12\x1b\n\x05items\x18\x01 \x03(\x0b\x32\x0c.fs3.ReadReq\"y\n\x0c\x42\x61tchReadRsp\x12\x0c\n\x04item\x18\x01 \x01(\r\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\x19\n\x11\x63ommitted_version\x18\x03 \x01(\x04\x12\x14\n\x0c\x63hunk_length\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\x93\x01\n\tChunkMeta\x12\x1b\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x0c.fs3.ChunkId\x12\x19\n\x11\x63ommitted_version\x18\x02 \x01(\x04\x12\x17\n\x0fpending_version\x18\x03 \x01(\x04\x12\x0e\n\x06\x63rc32c\x18\x04 \x01(\r\x12\x0e\n\x06length\x18\x05 \x01(\r\x12\x15\n\rchain_version\x18\x06 \x01(\x04\"%\n\x10\x44umpChunkMetaReq\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\"2\n\x10\x44umpChunkMetaRsp\x12\x1e\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x0e.fs3.ChunkMeta\"s\n\x0eRemoveRangeReq\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\r\x12\x15\n\rchain_version\x18\x02 \x01(\x04\x12\x11\n\ttarget_id\x18\x03 \x01(\x04\x12\x10\n\x08inode_id\x18\x04 \x01(\x04\x12\x13\n\x0b\x66irst_index\x18\x05 \x01(\r\"!\n\x0eRemoveRangeRsp\x12\x0f\n\x07removed\x18\x01 \x01(\r\"\x10\n\x0eTargetSpaceReq\"Y\n\x0bTargetSpace\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x04\x12\x12\n\nfree_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x04 \x01(\x04\"3\n\x0eTargetSpaceRsp\x12!\n\x07targets\x18\x01 \x03(\x0b\x32\x10.fs3.TargetSpace*`\n\nUpdateType\x12\x1b\n\x17UPDATE_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05WRITE\x10\x01\x12\x10\n\x0c\x46ULL_REPLACE\x10\x02\x12\x0c\n\x08TRUNCATE\x10\x03\x12\n\n\x06REMOVE\x10\x04\x32\xbb\x02\n\x07Storage\x12*\n\x06Update\x12\x0e.fs3.UpdateReq\x1a\x0e.fs3.UpdateRsp(\x01\x12$\n\x04Read\x12\x0c.fs3.ReadReq\x1a\x0c.fs3.ReadRsp0\x01\x12\x33\n\tBatchRead\x12\x11.fs3.BatchReadReq\x1a\x11.fs3.BatchReadRsp0\x01\x12=\n\rDumpChunkMeta\x12\x15.fs3.DumpChunkMetaReq\x1a\x15.fs3.DumpChunkMetaRsp\x12\x37\n\x0bRemoveRange\x12\x13.fs3.RemoveRangeReq\x1a\x13.fs3.RemoveRangeRsp\x12\x31\n\x05Space\x12\x13.fs3.TargetSpaceReq\x1a\x13.fs3.TargetSpaceRspb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fs3.protos.storage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_UPDATETYPE']._serialized_start=1262
-  _globals['_UPDATETYPE']._serialized_end=1358
+  _globals['_UPDATETYPE']._serialized_start=1430
+  _globals['_UPDATETYPE']._serialized_end=1526
   _globals['_CHUNKID']._serialized_start=33
   _globals['_CHUNKID']._serialized_end=75
   _globals['_UPDATEREQ']._serialized_start=78
@@ -43,22 +43,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_READREQ']._serialized_end=616
   _globals['_READRSP']._serialized_start=618
   _globals['_READRSP']._serialized_end=705
-  _globals['_CHUNKMETA']._serialized_start=708
-  _globals['_CHUNKMETA']._serialized_end=855
-  _globals['_DUMPCHUNKMETAREQ']._serialized_start=857
-  _globals['_DUMPCHUNKMETAREQ']._serialized_end=894
-  _globals['_DUMPCHUNKMETARSP']._serialized_start=896
-  _globals['_DUMPCHUNKMETARSP']._serialized_end=946
-  _globals['_REMOVERANGEREQ']._serialized_start=948
-  _globals['_REMOVERANGEREQ']._serialized_end=1063
-  _globals['_REMOVERANGERSP']._serialized_start=1065
-  _globals['_REMOVERANGERSP']._serialized_end=1098
-  _globals['_TARGETSPACEREQ']._serialized_start=1100
-  _globals['_TARGETSPACEREQ']._serialized_end=1116
-  _globals['_TARGETSPACE']._serialized_start=1118
-  _globals['_TARGETSPACE']._serialized_end=1207
-  _globals['_TARGETSPACERSP']._serialized_start=1209
-  _globals['_TARGETSPACERSP']._serialized_end=1260
-  _globals['_STORAGE']._serialized_start=1361
-  _globals['_STORAGE']._serialized_end=1623
+  _globals['_BATCHREADREQ']._serialized_start=707
+  _globals['_BATCHREADREQ']._serialized_end=750
+  _globals['_BATCHREADRSP']._serialized_start=752
+  _globals['_BATCHREADRSP']._serialized_end=873
+  _globals['_CHUNKMETA']._serialized_start=876
+  _globals['_CHUNKMETA']._serialized_end=1023
+  _globals['_DUMPCHUNKMETAREQ']._serialized_start=1025
+  _globals['_DUMPCHUNKMETAREQ']._serialized_end=1062
+  _globals['_DUMPCHUNKMETARSP']._serialized_start=1064
+  _globals['_DUMPCHUNKMETARSP']._serialized_end=1114
+  _globals['_REMOVERANGEREQ']._serialized_start=1116
+  _globals['_REMOVERANGEREQ']._serialized_end=1231
+  _globals['_REMOVERANGERSP']._serialized_start=1233
+  _globals['_REMOVERANGERSP']._serialized_end=1266
+  _globals['_TARGETSPACEREQ']._serialized_start=1268
+  _globals['_TARGETSPACEREQ']._serialized_end=1284
+  _globals['_TARGETSPACE']._serialized_start=1286
+  _globals['_TARGETSPACE']._serialized_end=1375
+  _globals['_TARGETSPACERSP']._serialized_start=1377
+  _globals['_TARGETSPACERSP']._serialized_end=1428
+  _globals['_STORAGE']._serialized_start=1529
+  _globals['_STORAGE']._serialized_end=1844
 # @@protoc_insertion_point(module_scope)

@@ -100,6 +100,28 @@ class ReadRsp(_message.Message):
     data: bytes
     def __init__(self, found: _Optional[bool] = ..., committed_version: _Optional[int] = ..., chunk_length: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class BatchReadReq(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ReadReq]
+    def __init__(self, items: _Optional[_Iterable[_Union[ReadReq, _Mapping]]] = ...) -> None: ...
+
+class BatchReadRsp(_message.Message):
+    __slots__ = ("item", "found", "committed_version", "chunk_length", "data", "error")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    item: int
+    found: bool
+    committed_version: int
+    chunk_length: int
+    data: bytes
+    error: str
+    def __init__(self, item: _Optional[int] = ..., found: _Optional[bool] = ..., committed_version: _Optional[int] = ..., chunk_length: _Optional[int] = ..., data: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
+
 class ChunkMeta(_message.Message):
     __slots__ = ("chunk", "committed_version", "pending_version", "crc32c", "length", "chain_version")
     CHUNK_FIELD_NUMBER: _ClassVar[int]

@@ -44,6 +44,11 @@ class StorageStub:
                 request_serializer=fs3_dot_protos_dot_storage__pb2.ReadReq.SerializeToString,
                 response_deserializer=fs3_dot_protos_dot_storage__pb2.ReadRsp.FromString,
                 _registered_method=True)
+        self.BatchRead = channel.unary_stream(
+                '/fs3.Storage/BatchRead',
+                request_serializer=fs3_dot_protos_dot_storage__pb2.BatchReadReq.SerializeToString,
+                response_deserializer=fs3_dot_protos_dot_storage__pb2.BatchReadRsp.FromString,
+                _registered_method=True)
         self.DumpChunkMeta = channel.unary_unary(
                 '/fs3.Storage/DumpChunkMeta',
                 request_serializer=fs3_dot_protos_dot_storage__pb2.DumpChunkMetaReq.SerializeToString,
@@ -71,6 +76,12 @@ class StorageServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Read(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchRead(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +117,11 @@ def add_StorageServicer_to_server(servicer, server):
                     servicer.Read,
                     request_deserializer=fs3_dot_protos_dot_storage__pb2.ReadReq.FromString,
                     response_serializer=fs3_dot_protos_dot_storage__pb2.ReadRsp.SerializeToString,
+            ),
+            'BatchRead': grpc.unary_stream_rpc_method_handler(
+                    servicer.BatchRead,
+                    request_deserializer=fs3_dot_protos_dot_storage__pb2.BatchReadReq.FromString,
+                    response_serializer=fs3_dot_protos_dot_storage__pb2.BatchReadRsp.SerializeToString,
             ),
             'DumpChunkMeta': grpc.unary_unary_rpc_method_handler(
                     servicer.DumpChunkMeta,
@@ -177,6 +193,33 @@ class Storage:
             '/fs3.Storage/Read',
             fs3_dot_protos_dot_storage__pb2.ReadReq.SerializeToString,
             fs3_dot_protos_dot_storage__pb2.ReadRsp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fs3.Storage/BatchRead',
+            fs3_dot_protos_dot_storage__pb2.BatchReadReq.SerializeToString,
+            fs3_dot_protos_dot_storage__pb2.BatchReadRsp.FromString,
             options,
             channel_credentials,
             insecure,
