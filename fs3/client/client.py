@@ -54,28 +54,39 @@ def _varint(buf: memoryview, i: int) -> tuple[int, int]:
         shift += 7
 
 
-def parse_read_rsp(raw: bytes) -> tuple[bool, memoryview]:
-    """(found, data) of a serialized ``ReadRsp``, the data a view into ``raw``.
+def _wire_fields(raw: bytes, what: str) -> Iterator[tuple[int, int | memoryview]]:
+    """(field number, value) of a serialized message of varint and length-delimited fields only.
 
-    Parsing with protobuf copies a 1 MiB payload twice (into the message, then out of it as ``bytes``);
-    the chunk read path is copy-bound on the client, so it decodes the four fields itself.
+    Length-delimited values are views into ``raw``, so a 1 MiB chunk payload is never copied.
     """
     mv = memoryview(raw)
-    found, data, i = False, mv[0:0], 0
+    i = 0
     while i < len(mv):
         key, i = _varint(mv, i)
         field, wire = key >> 3, key & 7
         if wire == 0:
             value, i = _varint(mv, i)
-            if field == 1:
-                found = bool(value)
+            yield field, value
         elif wire == 2:
             n, i = _varint(mv, i)
-            if field == 4:
-                data = mv[i : i + n]
+            yield field, mv[i : i + n]
             i += n
         else:
-            raise E.IOFailure("storage reply", f"unexpected wire type {wire} in ReadRsp field {field}")
+            raise E.IOFailure("storage reply", f"unexpected wire type {wire} in {what} field {field}")
+
+
+def parse_read_rsp(raw: bytes) -> tuple[bool, memoryview]:
+    """(found, data) of a serialized ``ReadRsp``, the data a view into ``raw``.
+
+    Parsing with protobuf copies a 1 MiB payload twice (into the message, then out of it as ``bytes``);
+    the chunk read path is copy-bound on the client, so it decodes the fields itself.
+    """
+    found, data = False, memoryview(b"")
+    for number, value in _wire_fields(raw, "ReadRsp"):
+        if number == 1:
+            found = bool(value)
+        elif number == 4:
+            data = value  # type: ignore[assignment]
     return found, data
 
 
@@ -84,29 +95,19 @@ def parse_batch_read_rsp(raw: bytes) -> tuple[int, bool, int, memoryview, str]:
 
     Same reason as :func:`parse_read_rsp`: decoding by hand keeps the 1 MiB payload uncopied.
     """
-    mv = memoryview(raw)
-    item = chunk_length = i = 0
-    found, data, error = False, mv[0:0], ""
-    while i < len(mv):
-        key, i = _varint(mv, i)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(mv, i)
-            if field == 1:
-                item = value
-            elif field == 2:
-                found = bool(value)
-            elif field == 4:
-                chunk_length = value
-        elif wire == 2:
-            n, i = _varint(mv, i)
-            if field == 5:
-                data = mv[i : i + n]
-            elif field == 6:
-                error = bytes(mv[i : i + n]).decode("utf-8", "replace")
-            i += n
-        else:
-            raise E.IOFailure("storage reply", f"unexpected wire type {wire} in BatchReadRsp field {field}")
+    item = chunk_length = 0
+    found, data, error = False, memoryview(b""), ""
+    for number, value in _wire_fields(raw, "BatchReadRsp"):
+        if number == 1:
+            item = value  # type: ignore[assignment]
+        elif number == 2:
+            found = bool(value)
+        elif number == 4:
+            chunk_length = value  # type: ignore[assignment]
+        elif number == 5:
+            data = value  # type: ignore[assignment]
+        elif number == 6:
+            error = bytes(value).decode("utf-8", "replace")  # type: ignore[arg-type]
     return item, found, chunk_length, data, error
 
 
