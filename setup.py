@@ -93,7 +93,14 @@ ext_modules = [
         extra_compile_args=_cxx_flags(),
         extra_link_args=["-pthread", "-lrt"],
         cxx_std=17,
-    )
+    ),
+    Pybind11Extension(
+        "fs3._native",
+        _sources("csrc/fs3/*.cc"),
+        include_dirs=["csrc"],
+        extra_compile_args=_cxx_flags(),
+        cxx_std=17,
+    ),
 ]
 
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fireflyer.config import AgentConfig, ClusterConfig, ServiceEndpoint
+from fireflyer.config import AgentConfig, ClusterConfig, ServiceEndpoint, StorageServerConfig
 from fireflyer.errors import FireflyerError
 from fireflyer.launcher import Launcher, free_port
 
@@ -69,7 +69,8 @@ def service_argv(
             )
         srv = cfg.storage.servers[index]
         return [*py, "fs3.storage", "--host", srv.host, "--port", str(srv.port), "--node-id", str(10001 + index),
-                "--data-dir", str(cfg.data_dir / f"storage-{index}"), "--mgmtd", mgmtd, *_metrics(srv)]  # fmt: skip
+                "--data-dir", str(cfg.data_dir / f"storage-{index}"), "--mgmtd", mgmtd, *_metrics(srv),
+                "--data-port", str(srv.data_port)]  # fmt: skip
     if role == "scheduler":
         sc = cfg.scheduler
         argv = [*py, "haiplatform.scheduler", "--host", sc.host, "--port", str(sc.port),
@@ -135,7 +136,8 @@ def dump_config(cfg: ClusterConfig) -> str:
         return json.dumps(s)
 
     def ep(e: ServiceEndpoint) -> str:
-        return f"{{ host = {q(e.host)}, port = {e.port}, metrics_port = {e.metrics_port} }}"
+        data = f", data_port = {e.data_port}" if isinstance(e, StorageServerConfig) else ""
+        return f"{{ host = {q(e.host)}, port = {e.port}, metrics_port = {e.metrics_port}{data} }}"
 
     lines = [
         "[cluster]", f"name = {q(cfg.name)}", f"data_dir = {q(str(cfg.data_dir))}", "",

@@ -35,7 +35,8 @@ database = "sqlite"               # "sqlite" (file under data_dir) or a postgres
 [storage]
 replicas = 3                      # chain length (copies of every chunk)
 chunk_size_bytes = 1048576
-servers = [                       # each may also set metrics_port
+servers = [                       # each may also set metrics_port and data_port (chunk reads over
+                                  # TCP; 0: a free port, advertised to clients through mgmtd)
   { host = "127.0.0.1", port = 0 },
   { host = "127.0.0.1", port = 0 },
   { host = "127.0.0.1", port = 0 },
@@ -90,10 +91,18 @@ class MetaConfig(ServiceEndpoint):
 
 
 @dataclass
+class StorageServerConfig(ServiceEndpoint):
+    """A storage server; ``data_port`` serves chunk reads over plain TCP (0: any free port, which the
+    server advertises through mgmtd, so only a firewall needs it fixed)."""
+
+    data_port: int = 0
+
+
+@dataclass
 class StorageConfig:
     replicas: int = 3
     chunk_size_bytes: int = 1 << 20
-    servers: list[ServiceEndpoint] = field(default_factory=list)
+    servers: list[StorageServerConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -198,7 +207,12 @@ def parse_config(text: str) -> ClusterConfig:
         if not isinstance(raw, dict):
             raise ConfigError(f"storage.servers[{i}]: must be a table")
         raw = dict(raw)
-        servers.append(ServiceEndpoint(*_service_endpoint(raw, f"storage.servers[{i}].")))
+        servers.append(
+            StorageServerConfig(
+                *_service_endpoint(raw, f"storage.servers[{i}]."),
+                data_port=_port(raw, f"storage.servers[{i}].", "data_port"),
+            )
+        )
         _no_extra(raw, f"storage.servers[{i}].")
     if not 1 <= replicas <= len(servers):
         raise ConfigError(

@@ -424,8 +424,10 @@ def _add_io_row(
     table.add(op, r, t, size / MiB, fs3_s, f, lo, so, ratio(f, lo), ratio(f, so))
 
 
-def _seq_io_rows(table: Table, client: Any, r: int, t: int, size: int, repeats: int, local: Path) -> None:
-    """Write then read rows for ``t`` threads on an ``r``-way cluster, each peer measured right after fs3."""
+def _seq_io_rows(
+    table: Table, client: Any, grpc_client: Any, r: int, t: int, size: int, repeats: int, local: Path
+) -> None:
+    """Write, read and read(grpc) rows for ``t`` threads on an ``r``-way cluster, peers measured right after."""
     path = f"/seq-{t}.bin"
     w = median_s(
         lambda: fs3_write_s(client, path, size, t), repeats, setup=lambda: _remove_quiet(client.remove, path)
@@ -439,6 +441,8 @@ def _seq_io_rows(table: Table, client: Any, r: int, t: int, size: int, repeats: 
     lr = median_s(lambda: posix_read_s(local, size, t), repeats)
     sk = median_s(lambda: socket_stream_s(size, t), repeats)
     _add_io_row(table, "read", r, t, size, rd, lr, sk)
+    rg = median_s(lambda: fs3_read_s(grpc_client, path, size, t), repeats)
+    _add_io_row(table, "read(grpc)", r, t, size, rg, lr, sk)
     client.remove(path)
     _remove_quiet(os.unlink, local)
 
@@ -465,6 +469,8 @@ def seq_io_table(
             "local: pwrite+fsync / pread of the same bytes in the same directory as the cluster's data",
             "socket: raw Python TCP stream of the same bytes over 127.0.0.1",
             "fs3 write = open, pwrite, close (every replica fsyncs each chunk before the ACK)",
+            "fs3 read: chunk payloads over the storage data ports (framed TCP, CRC32C checked by the server "
+            "and again by the client); read(grpc): the same reads over gRPC BatchRead, for comparison",
             PAGE_CACHE_NOTE,
         ],
     )  # fmt: skip
@@ -473,9 +479,11 @@ def seq_io_table(
         cfg = ClusterConfig(num_storage=num_storage, replicas=r, chunk_size=chunk_size)
         with LocalCluster(cfg, work_dir=work_dir / f"cluster-r{r}") as cluster:
             client = cluster.client()
+            grpc_client = cluster.client(data_port=False)
             client.write_bytes("/warmup", b"x" * chunk_size)  # connect to meta and every storage node
+            grpc_client.read_bytes("/warmup")
             for t in threads:
-                _seq_io_rows(table, client, r, t, size, repeats, local)
+                _seq_io_rows(table, client, grpc_client, r, t, size, repeats, local)
     return table
 
 

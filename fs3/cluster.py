@@ -235,12 +235,18 @@ class LocalCluster:
 
 # ---- cluster administration, for clusters not started by LocalCluster (haictl up / serve) ------
 def chain_table_request(
-    num_storage: int, replicas: int, chunk_size: int, num_chains: int = 0, stripe: int = 0,
+    num_storage: int,
+    replicas: int,
+    chunk_size: int,
+    num_chains: int = 0,
+    stripe: int = 0,
     max_file_size: int = 1 << 40,
 ) -> gpb.SetChainTableReq:
     """Chains of ``replicas`` targets over storage nodes 10001.., rotated so every node heads some chains."""
     num_chains = num_chains or 2 * num_storage
-    req = gpb.SetChainTableReq(chunk_size=chunk_size, stripe=stripe or num_chains, max_file_size=max_file_size)
+    req = gpb.SetChainTableReq(
+        chunk_size=chunk_size, stripe=stripe or num_chains, max_file_size=max_file_size
+    )
     for chain_id in range(1, num_chains + 1):
         nodes = [(chain_id - 1 + r) % num_storage for r in range(replicas)]
         req.chains.add(

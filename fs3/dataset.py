@@ -28,9 +28,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import google_crc32c
 import numpy as np
 
+from fs3.crc import crc32c as _crc32c
 from fs3.errors import ChecksumMismatchError, PackedFormatError
 from fs3.pio import PReadable, PWritable, get_filesystem
 
@@ -51,10 +51,8 @@ __all__ = [
 
 
 def crc32c(data: Any) -> int:
-    """CRC32C (Castagnoli) of any buffer (bytes, bytearray, memoryview, numpy array)."""
-    if isinstance(data, bytes):
-        return google_crc32c.value(data)
-    return google_crc32c.value(np.frombuffer(data, dtype=np.uint8))
+    """CRC32C (Castagnoli) of any contiguous buffer (bytes, bytearray, memoryview, numpy array)."""
+    return _crc32c(data)
 
 
 def _index_bytes(n: int) -> int:

@@ -121,7 +121,6 @@ class IOFailure(FS3Error):
     errno_value = _errno.EIO
 
 
-
 class PackedFormatError(FS3Error, ValueError):
     """A packed dataset or checkpoint file is malformed, truncated or used inconsistently (local only)."""
 

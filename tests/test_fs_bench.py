@@ -25,7 +25,7 @@ def test_fs3_bench_tables_via_haictl() -> None:
     tables = json.loads(res.output)
     seq = _rows(tables, "sequential I/O")
     assert {(r["op"], r["replicas"], r["threads"]) for r in seq} == {
-        (op, rep, t) for op in ("write", "read") for rep in (3, 1) for t in (1, 4)
+        (op, rep, t) for op in ("write", "read", "read(grpc)") for rep in (3, 1) for t in (1, 4)
     }
     for r in seq:
         for col in ("fs3(GB/s)", "local(GB/s)", "socket(GB/s)", "fs3/local", "fs3/socket"):

@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from fs3 import _dataport as W
 from fs3 import _rpc
 from fs3 import errors as E
+from fs3.client.dataport import DataPortPool, PartialRead, ReadRequest
+from fs3.crc import crc32c
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import meta_pb2 as mpb
 from fs3.protos import meta_pb2_grpc, mgmtd_pb2_grpc, storage_pb2_grpc
 from fs3.protos import mgmtd_pb2 as gpb
 from fs3.protos import storage_pb2 as spb
-from fs3.storage.store.engine import crc32c
 
 S = cpb.TargetState
 _TYPE_BITS = {1: _stat.S_IFREG, 2: _stat.S_IFDIR, 3: _stat.S_IFLNK}
@@ -218,6 +220,7 @@ class ClientStats:
     write_retries: int = 0
     batch_reads: int = 0  # BatchRead RPCs issued
     batch_fallbacks: int = 0  # chunk spans of a batch re-read one by one with read_chunk (failed items)
+    data_port_items: int = 0  # chunk reads answered over storage data ports (the rest went over gRPC)
 
 
 class FS3Client:
@@ -234,11 +237,13 @@ class FS3Client:
         timeout_s: float = 60.0,
         verify_reads: bool = True,
         connect_retry_s: float = 10.0,
+        data_port: bool = True,
     ) -> None:
         self.mgmtd_address = mgmtd
         self.user = mpb.User(uid=uid, gid=gid, groups=list(groups))
         self.timeout_s = timeout_s
-        self.verify_reads = verify_reads
+        self.verify_reads = verify_reads  # check each read's bytes against the CRC32C the server sent
+        self.use_data_port = data_port  # chunk reads over storage data ports (False: gRPC only)
         self.connect_retry_s = connect_retry_s  # how long meta calls retry while meta is unreachable
         self.client_id = f"client-{uuid.uuid4().hex[:12]}"
         self.stats = ClientStats()
@@ -258,6 +263,7 @@ class FS3Client:
         self._stubs: dict[str, storage_pb2_grpc.StorageStub] = {}
         self._stubs_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="fs3-io")
+        self._data = DataPortPool(timeout_s, per_address=io_threads, verify=verify_reads)
         self._closed = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -266,6 +272,7 @@ class FS3Client:
         if not self._closed:
             self._closed = True
             self._pool.shutdown(wait=True)
+            self._data.close()
             self._meta_channel.close()
 
     def __enter__(self) -> FS3Client:
@@ -308,6 +315,15 @@ class FS3Client:
             if n.node_id == node_id:
                 return n.address
         raise E.NotFound(f"node {node_id}", "not registered with mgmtd")
+
+    def _data_address(self, node_id: int) -> str:
+        """The node's data port ("" when it has none, or the client was told not to use them)."""
+        if not self.use_data_port:
+            return ""
+        for n in self._routing.nodes:
+            if n.node_id == node_id:
+                return n.data_address
+        return ""
 
     def _stub(self, node_id: int) -> storage_pb2_grpc.StorageStub:
         return self._storage(node_id)[0]
@@ -699,17 +715,9 @@ class FS3Client:
                     chain_version=chain.version,
                 )
                 try:
-                    n = 0
-                    for raw in self._raw_read(t.node_id)(req, timeout=self.timeout_s):
-                        found, d = parse_read_rsp(raw)
-                        if n == 0 and not found and not d:
-                            break
-                        out[n : n + len(d)] = d
-                        n += len(d)
-                    out[n:length] = bytes(length - n)
-                    return n
-                except grpc.RpcError as exc:
-                    err = E.from_rpc_error(exc, f"target {t.target_id}")
+                    return self._read_replica(t, req, out)
+                except E.FS3Error as exc:
+                    err = exc
                 if isinstance(err, E.ChecksumMismatch):
                     msg = (
                         f"chain {chain_id} target {t.target_id} chunk {ino.inode_id}:{index}: {err.strerror}"
@@ -734,6 +742,41 @@ class FS3Client:
         if isinstance(last, E.ChecksumMismatch):
             raise last
         raise E.ClusterTimeout(f"chain {chain_id}", f"chunk {ino.inode_id}:{index} not readable: {last}")
+
+    def _read_replica(self, t: cpb.ChainTarget, req: spb.ReadReq, out: memoryview) -> int:
+        """One read of ``req`` from replica ``t`` (data port if it has one, else gRPC); bytes found.
+
+        ``out[found:req.length]`` is zeroed. Raises the FS3Error the replica answered, or
+        ClusterTimeout when it could not be reached.
+        """
+        length = req.length
+        address = self._data_address(t.node_id)
+        if address:
+            dreq = ReadRequest(
+                t.target_id, req.chunk.inode_id, req.chunk.index, req.offset, length, out[:length],
+                req.chain_version, req.relaxed,
+            )  # fmt: skip
+            try:
+                (r,) = self._data.read(address, [dreq])
+            except OSError as exc:
+                raise E.ClusterTimeout(f"target {t.target_id} (data port {address})", str(exc)) from None
+            self.stats.data_port_items += 1
+            if r.status == W.STATUS_ERROR:
+                raise E.from_rpc_error(_WireError(r.error), f"target {t.target_id}")  # type: ignore[arg-type]
+            out[r.n : length] = bytes(length - r.n)
+            return r.n
+        try:
+            n = 0
+            for raw in self._raw_read(t.node_id)(req, timeout=self.timeout_s):
+                found, d = parse_read_rsp(raw)
+                if n == 0 and not found and not d:
+                    break
+                out[n : n + len(d)] = d
+                n += len(d)
+            out[n:length] = bytes(length - n)
+            return n
+        except grpc.RpcError as exc:
+            raise E.from_rpc_error(exc, f"target {t.target_id}") from None
 
     @staticmethod
     def first_replica(inode_id: int, index: int, n_serving: int) -> int:
@@ -802,6 +845,10 @@ class FS3Client:
         Never raises for storage errors: an item is done only when its whole range arrived, so a broken
         stream leaves the rest to the caller's per-chunk fallback.
         """
+        self.stats.batch_reads += 1
+        address = self._data_address(node_id)
+        if address:
+            return self._data_batch_read(ino, node_id, address, items, out)
         req = spb.BatchReadReq(
             items=[
                 spb.ReadReq(
@@ -817,7 +864,6 @@ class FS3Client:
         k = len(items)
         seen, ok = [False] * k, [False] * k
         got, want = [0] * k, [0] * k
-        self.stats.batch_reads += 1
         try:
             for raw in self._raw_batch_read(node_id)(req, timeout=self.timeout_s):
                 i, found, chunk_length, d, error = parse_batch_read_rsp(raw)
@@ -850,6 +896,32 @@ class FS3Client:
                     out[s[3] + want[i] : s[3] + s[2]] = bytes(s[2] - want[i])
             else:
                 failed.append(s)
+        return failed
+
+    def _data_batch_read(
+        self, ino: cpb.Inode, node_id: int, address: str, items: list[tuple[Span, int, int]], out: memoryview
+    ) -> list[Span]:
+        """``_batch_read`` over the node's data port: the payload lands in ``out`` straight from the socket."""
+        reqs = [
+            ReadRequest(tid, ino.inode_id, s[0], s[1], s[2], out[s[3] : s[3] + s[2]], cv)
+            for s, tid, cv in items
+        ]
+        try:
+            results = self._data.read(address, reqs)
+        except PartialRead as exc:
+            logging.debug("data port read from storage node %d broke off: %s", node_id, exc.cause)
+            results = exc.results
+        except OSError as exc:
+            logging.debug("data port of storage node %d (%s) unreachable: %s", node_id, address, exc)
+            results = []
+        self.stats.data_port_items += len(results)
+        failed = [s for s, _, _ in items[len(results) :]]
+        for (s, tid, _), r in zip(items, results, strict=False):
+            if r.status == W.STATUS_ERROR:
+                logging.debug("data port item failed, reading it alone: target %d: %s", tid, r.error)
+                failed.append(s)
+            elif r.n < s[2]:
+                out[s[3] + r.n : s[3] + s[2]] = bytes(s[2] - r.n)  # past the chunk's end, or a hole
         return failed
 
     def parallel(self, fns: list) -> list:

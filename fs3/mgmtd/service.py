@@ -178,6 +178,7 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                 role=n["role"],
                 alive=self._alive(nid, now),
                 last_heartbeat_s=n["last_wall"],
+                data_address=n.get("data_address", ""),
             )
         return info
 
@@ -199,11 +200,14 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                     )
                 )
                 self._routing_version += 1
+            if node is not None and node.get("data_address", "") != request.data_address:
+                self._routing_version += 1  # clients route reads by it (not persisted: resent every beat)
             self._nodes[request.node_id] = {
                 "address": request.address,
                 "role": request.role,
                 "last_hb": time.monotonic(),
                 "last_wall": time.time(),
+                "data_address": request.data_address,
             }
             if request.restarted:
                 # A fresh process: all its targets go offline before anything else (3FS recovery step 1).

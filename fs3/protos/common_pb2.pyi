@@ -52,18 +52,20 @@ class Chain(_message.Message):
     def __init__(self, chain_id: _Optional[int] = ..., version: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[ChainTarget, _Mapping]]] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "address", "role", "alive", "last_heartbeat_s")
+    __slots__ = ("node_id", "address", "role", "alive", "last_heartbeat_s", "data_address")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_S_FIELD_NUMBER: _ClassVar[int]
+    DATA_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     address: str
     role: str
     alive: bool
     last_heartbeat_s: float
-    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., role: _Optional[str] = ..., alive: _Optional[bool] = ..., last_heartbeat_s: _Optional[float] = ...) -> None: ...
+    data_address: str
+    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., role: _Optional[str] = ..., alive: _Optional[bool] = ..., last_heartbeat_s: _Optional[float] = ..., data_address: _Optional[str] = ...) -> None: ...
 
 class RoutingInfo(_message.Message):
     __slots__ = ("routing_version", "chains", "nodes", "chunk_size", "stripe", "max_file_size")

@@ -16,18 +16,20 @@ class TargetReport(_message.Message):
     def __init__(self, target_id: _Optional[int] = ..., local_state: _Optional[_Union[_common_pb2.LocalState, str]] = ...) -> None: ...
 
 class HeartbeatReq(_message.Message):
-    __slots__ = ("node_id", "address", "role", "restarted", "targets")
+    __slots__ = ("node_id", "address", "role", "restarted", "targets", "data_address")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     RESTARTED_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
+    DATA_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     address: str
     role: str
     restarted: bool
     targets: _containers.RepeatedCompositeFieldContainer[TargetReport]
-    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., role: _Optional[str] = ..., restarted: _Optional[bool] = ..., targets: _Optional[_Iterable[_Union[TargetReport, _Mapping]]] = ...) -> None: ...
+    data_address: str
+    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., role: _Optional[str] = ..., restarted: _Optional[bool] = ..., targets: _Optional[_Iterable[_Union[TargetReport, _Mapping]]] = ..., data_address: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRsp(_message.Message):
     __slots__ = ("routing", "lease_s")

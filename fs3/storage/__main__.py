@@ -1,4 +1,7 @@
-"""``python -m fs3.storage --port P --node-id 10001 --data-dir DIR --mgmtd HOST:PORT``: run a storage server."""
+"""``python -m fs3.storage --port P --node-id 10001 --data-dir DIR --mgmtd HOST:PORT``: run a storage server.
+
+The gRPC port takes writes, control and fallback reads; the data port (``--data-port``) serves chunk reads.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 
 from fs3 import _rpc
 from fs3.protos import storage_pb2_grpc
+from fs3.storage.dataport import DataServer
 from fs3.storage.service import StorageService
 
 
@@ -17,6 +21,13 @@ def main() -> None:
     ap.add_argument("--node-id", type=int, required=True, help="10001 and up")
     ap.add_argument("--data-dir", required=True, help="one sub-directory per target is created here")
     ap.add_argument("--mgmtd", required=True, help="mgmtd address host:port")
+    ap.add_argument(
+        "--data-port",
+        type=int,
+        default=0,
+        help="TCP port of the data port that serves chunk reads (0: any free port, advertised through "
+        "mgmtd; -1: none, reads go over gRPC)",
+    )
     ap.add_argument("--heartbeat-s", type=float, default=1.0)
     ap.add_argument("--no-fsync", action="store_true", help="do not fsync chunk files (benchmarks only)")
     ap.add_argument("--no-exit-on-mgmtd-loss", action="store_true", help="keep running without mgmtd")
@@ -24,6 +35,11 @@ def main() -> None:
     args = ap.parse_args()
     _rpc.setup_logging(f"storage-{args.node_id}")
     server = _rpc.make_server(max_workers=64)
+    data: DataServer | None = None
+    if args.data_port >= 0:
+        data = DataServer(
+            args.host, args.data_port, lambda *item: svc.read_for_data_port(*item), f"storage-{args.node_id}"
+        )
     svc = StorageService(
         node_id=args.node_id,
         address=f"{args.host}:{args.port}",
@@ -32,9 +48,12 @@ def main() -> None:
         heartbeat_s=args.heartbeat_s,
         fsync=not args.no_fsync,
         exit_on_mgmtd_loss=not args.no_exit_on_mgmtd_loss,
+        data_address=data.address if data else "",
     )
     storage_pb2_grpc.add_StorageServicer_to_server(svc, server)
     server.add_insecure_port(f"{args.host}:{args.port}")
+    if data:
+        data.start()
     svc.start()
     _rpc.start_metrics(args, f"storage-{args.node_id}")
     _rpc.serve_forever(server, f"storage-{args.node_id}", on_stop=svc.stop)

@@ -20,12 +20,13 @@ import grpc
 
 from fs3 import _rpc
 from fs3 import errors as E
+from fs3.crc import crc32c
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import mgmtd_pb2 as mpb
 from fs3.protos import mgmtd_pb2_grpc, storage_pb2_grpc
 from fs3.protos import storage_pb2 as pb
 from fs3.storage.store import ChunkStore
-from fs3.storage.store.engine import ChunkMetaRow, crc32c
+from fs3.storage.store.engine import MAX_INDEX, ChunkMetaRow
 
 S = cpb.TargetState
 FORWARD_DEADLINE_S = 60.0
@@ -52,8 +53,10 @@ class StorageService(storage_pb2_grpc.StorageServicer):
         heartbeat_s: float = 1.0,
         fsync: bool = True,
         exit_on_mgmtd_loss: bool = True,
+        data_address: str = "",
     ) -> None:
         self.node_id, self.address = node_id, address
+        self.data_address = data_address  # advertised to clients through mgmtd; "" = gRPC reads only
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
@@ -98,6 +101,7 @@ class StorageService(storage_pb2_grpc.StorageServicer):
                 role="storage",
                 restarted=self._restarted,
                 targets=reports,
+                data_address=self.data_address,
             ),
             timeout=max(1.0, self.heartbeat_s * 2),
         )
@@ -392,8 +396,12 @@ class StorageService(storage_pb2_grpc.StorageServicer):
                 self._routing_changed.wait(timeout_s)
 
     # ---- Read --------------------------------------------------------------------------------
-    def _read_checked(self, request: pb.ReadReq) -> tuple[ChunkMetaRow, bytes] | None:
+    def _read_checked(
+        self, request: pb.ReadReq, buf: bytearray | None = None
+    ) -> tuple[ChunkMetaRow, bytes | memoryview] | None:
         """(meta, committed content) of ``request``'s chunk after Read's checks; None for a hole.
+
+        With ``buf`` the content is a view into it (see ``ChunkStore.read_into``).
 
         Raises NotServing (target not SERVING, unless relaxed), ChunkPending (a write is pending,
         unless relaxed), ChecksumMismatch (the stored bytes fail their CRC32C), NotFound (no such target).
@@ -408,7 +416,40 @@ class StorageService(storage_pb2_grpc.StorageServicer):
             raise E.ChunkPending(f"chunk {cid[0]}:{cid[1]}", f"version {m.pending_version} pending")
         if m is None or m.committed_version == 0:
             return None
-        return m, store.read(cid)
+        if buf is None:
+            return m, store.read(cid)
+        got = store.read_into(cid, buf)
+        return None if got is None else got
+
+    def read_for_data_port(
+        self,
+        target: int,
+        inode: int,
+        index: int,
+        offset: int,
+        length: int,
+        chain_version: int,
+        relaxed: bool,
+        buf: bytearray,
+    ) -> tuple[int, memoryview, int] | None:
+        """(committed version, content in ``buf``, CRC32C) of one data-port item after Read's checks; None: hole."""
+        if not 0 <= index <= MAX_INDEX:  # the wire has 64 bits for it, ChunkId 32
+            raise E.InvalidArgument(f"chunk {inode}:{index}", "chunk id out of range")
+        got = self._read_checked(
+            pb.ReadReq(
+                target_id=target,
+                chunk=pb.ChunkId(inode_id=inode, index=index),
+                offset=offset,
+                length=length,
+                relaxed=relaxed,
+                chain_version=chain_version,
+            ),
+            buf,
+        )
+        if got is None:
+            return None
+        m, content = got
+        return m.committed_version, content, m.crc  # type: ignore[return-value]
 
     def Read(self, request: pb.ReadReq, context: grpc.ServicerContext) -> Iterator[pb.ReadRsp]:
         try:

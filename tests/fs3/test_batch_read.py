@@ -25,8 +25,21 @@ def cluster(tmp_path_factory):
         yield c
 
 
-def test_multi_chunk_reads_across_chains_match_what_was_written(cluster):
-    cl = cluster.client()
+@pytest.fixture(params=["dataport", "grpc"])
+def transport(request) -> str:
+    """Chunk reads over the storage data ports (the default) or over gRPC BatchRead/Read only."""
+    return request.param
+
+
+def _check_transport(cl: FS3Client, transport: str) -> None:
+    if transport == "dataport":
+        assert cl.stats.data_port_items > 0
+    else:
+        assert cl.stats.data_port_items == 0
+
+
+def test_multi_chunk_reads_across_chains_match_what_was_written(cluster, transport):
+    cl = cluster.client(data_port=transport == "dataport")
     size = 20 * CHUNK + 1234  # short last chunk
     expect = bytearray(size)
     with cl.open("/holes", "wb") as f:
@@ -51,22 +64,24 @@ def test_multi_chunk_reads_across_chains_match_what_was_written(cluster):
     assert cl.stats.batch_reads > before
     assert cl.stats.batch_fallbacks == 0
     assert cl.stats.corrupt_reads == []
+    _check_transport(cl, transport)
 
 
-def test_batch_is_capped_per_rpc(cluster, monkeypatch):
+def test_batch_is_capped_per_rpc(cluster, monkeypatch, transport):
     from fs3.client import client as client_mod
 
     monkeypatch.setattr(client_mod, "BATCH_MAX_ITEMS", 2)
-    cl = cluster.client()
+    cl = cluster.client(data_port=transport == "dataport")
     data = os.urandom(12 * CHUNK)
     cl.write_bytes("/capped", data)
     before = cl.stats.batch_reads
     assert cl.read_bytes("/capped") == data
     assert cl.stats.batch_reads - before >= 6  # 12 chunks, at most 2 per RPC
+    _check_transport(cl, transport)
 
 
-def test_corrupted_chunk_inside_a_batch_is_read_from_another_replica(cluster3):
-    cl = cluster3.client()
+def test_corrupted_chunk_inside_a_batch_is_read_from_another_replica(cluster3, transport):
+    cl = cluster3.client(data_port=transport == "dataport")
     cs = 256 << 10
     data = os.urandom(9 * cs)
     cl.write_bytes("/c", data)
@@ -84,10 +99,11 @@ def test_corrupted_chunk_inside_a_batch_is_read_from_another_replica(cluster3):
     assert any(f"target {victim}" in r for r in cl.stats.corrupt_reads), cl.stats.corrupt_reads
     assert cl.stats.batch_fallbacks >= 1
     assert cl.stats.batch_reads >= 1
+    _check_transport(cl, transport)
 
 
-def test_batch_spanning_a_killed_storage_server_completes_via_fallback(cluster3):
-    cl = cluster3.client(timeout_s=60)
+def test_batch_spanning_a_killed_storage_server_completes_via_fallback(cluster3, transport):
+    cl = cluster3.client(timeout_s=60, data_port=transport == "dataport")
     data = os.urandom(12 * (256 << 10) + 777)
     cl.write_bytes("/k", data)
     r = cl.refresh_routing()  # everything SERVING in the client's view
@@ -100,6 +116,7 @@ def test_batch_spanning_a_killed_storage_server_completes_via_fallback(cluster3)
         assert f.read() == data  # batches to the dead node fail; their chunks come from other replicas
     assert cl.stats.batch_fallbacks >= 1
     assert cl.read_bytes("/k") == data
+    _check_transport(cl, transport)
 
 
 # ---- gRPC level: one in-process storage node with a hand-made chain table ----------------------

@@ -12,10 +12,10 @@ import pytest
 from fs3 import ClusterConfig, LocalCluster
 from fs3 import errors as E
 from fs3._rpc import channel
+from fs3.crc import crc32c
 from fs3.protos import storage_pb2 as spb
 from fs3.protos import storage_pb2_grpc
 from fs3.storage.service import pieces
-from fs3.storage.store.engine import crc32c
 
 CHUNK = 64 << 10
 

@@ -33,18 +33,21 @@ def test_storage_meta_and_mgmtd_metrics(cluster3):
         assert f.read() == data
 
     # storage: the chunk writes and reads this client just made, with their bytes and latencies
-    writes = reads = received = 0.0
+    writes = reads = received = sent = 0.0
     for i in range(cluster3.config.num_storage):
         s = scrape(cluster3.metrics_url(f"storage-{i}"))
         writes += sample(s, "grpc_server_handled_total", grpc_method="Update", grpc_code="OK")
         reads += sample(s, "grpc_server_handled_total", grpc_method="Read", grpc_code="OK")
         reads += sample(s, "grpc_server_handled_total", grpc_method="BatchRead", grpc_code="OK")
+        reads += sample(s, "fs3_dataport_items_total", status="data")
+        sent += sample(s, "fs3_dataport_sent_bytes_total")
         received += sample(s, "grpc_server_received_bytes_total", grpc_method="Update")
         assert sample(s, "grpc_server_handling_seconds_count", grpc_method="Update") == sample(
             s, "grpc_server_handled_total", grpc_method="Update"
         )
     assert writes >= 3  # 3 chunks of 1 MiB, each through its chain
-    assert reads >= 1  # multi-chunk reads go to each node as one BatchRead
+    assert reads >= 3  # the 3 chunks, over the data ports (or gRPC, if a node has none)
+    assert sent >= len(data)  # the data ports sent every byte read
     assert received >= 3 * len(data)  # every replica received every byte (head from the client, the rest forwarded)
 
     meta = scrape(cluster3.metrics_url("meta"))

@@ -4,7 +4,7 @@ Layout under the target's data directory: ``index.db`` (SQLite WAL: chunk id -> 
 CRC32C, length, chain version) and ``chunks/<inode:016x>/<index:08x>`` holding the committed bytes.
 An update is staged as ``<index>.p`` (written, optionally fsynced) and committed by an atomic
 ``rename`` followed by the index update, so a crash leaves either the old or the new chunk; the
-CRC32C in the index is checked on every read. Pending state is in memory only: a restarted target
+CRC32C in the index is checked on every read (reads take no lock; see ``read_into``). Pending state is in memory only: a restarted target
 is resynced from its predecessor anyway. Not thread-safe per chunk: callers hold the chunk lock.
 """
 
@@ -14,20 +14,15 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import google_crc32c
-
 from fs3 import errors as E
+from fs3.crc import crc32c
 
 MAX_INODE = (1 << 63) - 1
 MAX_INDEX = (1 << 32) - 1
-
-
-def crc32c(data: bytes | memoryview) -> int:
-    """CRC32C of ``data`` (hardware accelerated)."""
-    return google_crc32c.value(bytes(data) if isinstance(data, memoryview) else data)
 
 
 @dataclass
@@ -60,6 +55,8 @@ class ChunkStore:
             "chain_version INTEGER NOT NULL, PRIMARY KEY (inode, idx))"
         )
         self._lock = threading.Lock()
+        self._committing = 0  # commits between their rename and their index update (under _lock)
+        self._commits = 0  # commits finished; with _committing, tells a reader its file may have moved
         self._meta: dict[tuple[int, int], ChunkMetaRow] = {}
         for inode, idx, ver, crc, length, cver in self._db.execute("SELECT * FROM chunks"):
             self._meta[(inode, idx)] = ChunkMetaRow(inode, idx, ver, crc, length, cver)
@@ -99,23 +96,61 @@ class ChunkStore:
 
     def read(self, cid: tuple[int, int]) -> bytes:
         """The committed bytes of the chunk, verified against the indexed CRC32C (ChecksumMismatch)."""
-        m = self._meta.get(cid)
-        if m is None or m.committed_version == 0:
-            return b""
-        path = self._path(cid)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise E.ChecksumMismatch(
-                f"chunk {cid[0]}:{cid[1]} on target {self.target_id}", "chunk file missing"
-            ) from None
-        if len(data) != m.length or crc32c(data) != m.crc:
+        got = self.read_into(cid, None)
+        return b"" if got is None else got[1].obj  # type: ignore[return-value]  # the bytes pread returned
+
+    def read_into(
+        self, cid: tuple[int, int], buf: bytearray | None
+    ) -> tuple[ChunkMetaRow, memoryview] | None:
+        """(meta, committed bytes) of the chunk verified against its CRC32C; None if it has none.
+
+        The bytes are read into ``buf`` (grown to fit) when given, so a data-port connection reuses one
+        buffer instead of allocating (and page-faulting) a fresh one per chunk. Raises ChecksumMismatch
+        when the file is missing or fails its checksum. Takes no chunk lock: a commit that renames a new
+        version in between is seen as a changed index entry, and the read is retried.
+        """
+        for attempt in range(5):
+            commits = self._commits
+            m = self._meta.get(cid)
+            if m is None or m.committed_version == 0:
+                return None
+            try:
+                fd = os.open(self._path(cid), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                if self._moved(cid, m, commits) and attempt < 4:
+                    continue
+                raise E.ChecksumMismatch(
+                    f"chunk {cid[0]}:{cid[1]} on target {self.target_id}", "chunk file missing"
+                ) from None
+            try:
+                size = os.fstat(fd).st_size
+                if buf is None:
+                    view = memoryview(os.pread(fd, size, 0))
+                else:
+                    if len(buf) < size:
+                        buf.extend(bytes(size - len(buf)))
+                    view = memoryview(buf)[: os.preadv(fd, [memoryview(buf)[:size]], 0)]
+            finally:
+                os.close(fd)
+            if len(view) == m.length and crc32c(view) == m.crc:
+                return m, view
+            if self._moved(cid, m, commits) and attempt < 4:
+                continue  # a new version was committed while we read: read that one
             logging.error("target %d: chunk %d:%d fails its checksum", self.target_id, *cid)
             raise E.ChecksumMismatch(
                 f"chunk {cid[0]}:{cid[1]} on target {self.target_id}",
-                f"checksum mismatch (stored crc {m.crc:#010x}, length {m.length}; file {len(data)} bytes)",
+                f"checksum mismatch (stored crc {m.crc:#010x}, length {m.length}; file {len(view)} bytes)",
             )
-        return data
+        raise AssertionError("unreachable")
+
+    def _moved(self, cid: tuple[int, int], m: ChunkMetaRow, commits: int) -> bool:
+        """Whether a commit may have replaced ``cid``'s file since ``m`` was read (then wait for it)."""
+        if self._meta.get(cid) is not m:
+            return True
+        if self._committing or self._commits != commits:
+            time.sleep(0.001)  # between a rename and its index update: let it finish
+            return True
+        return False
 
     # ---- updates (caller holds the chunk lock) -----------------------------------------------
     def stage(self, cid: tuple[int, int], version: int, content: bytes, chain_version: int) -> int:
@@ -133,13 +168,21 @@ class ChunkStore:
     def commit(self, cid: tuple[int, int]) -> ChunkMetaRow:
         """Make the pending version the committed one (rename, then index)."""
         version, crc, length, cver = self._pending.pop(cid)
-        os.replace(self._path(cid, pending=True), self._path(cid))
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?)", (*cid, version, crc, length, cver)
-            )
-            row = ChunkMetaRow(cid[0], cid[1], version, crc, length, cver)
-            self._meta[cid] = row
+            self._committing += 1
+        try:
+            os.replace(self._path(cid, pending=True), self._path(cid))
+            with self._lock:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
+                    (*cid, version, crc, length, cver),
+                )
+                row = ChunkMetaRow(cid[0], cid[1], version, crc, length, cver)
+                self._meta[cid] = row
+        finally:
+            with self._lock:
+                self._committing -= 1
+                self._commits += 1
         return row
 
     def abort(self, cid: tuple[int, int]) -> None:

@@ -1,0 +1,157 @@
+"""Client side of the storage data port (format in ``fs3._dataport``): pooled connections, batch reads.
+
+Thread-safe: a connection is used by one thread at a time, taken from and returned to a per-address
+pool. A connection that fails in any way is closed, with every idle one to the same address (a
+restarted server leaves them all dead), so the caller's retry opens a fresh one.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass
+
+from fs3 import _dataport as W
+from fs3.crc import crc32c
+
+
+@dataclass
+class ReadRequest:
+    """One chunk read: ``length`` bytes at ``offset`` of chunk ``index`` into ``sink`` (len >= length)."""
+
+    target_id: int
+    inode_id: int
+    index: int
+    offset: int
+    length: int
+    sink: memoryview
+    chain_version: int = 0
+    relaxed: bool = False
+
+
+@dataclass
+class ReadResult:
+    """How one item ended: ``status`` is STATUS_DATA/HOLE/ERROR; ``n`` bytes landed in the sink."""
+
+    status: int
+    committed_version: int = 0
+    chunk_length: int = 0
+    n: int = 0
+    error: str = ""  # the server's "ENAME: what: why" for STATUS_ERROR
+
+
+class ChecksumError(ConnectionError):
+    """Bytes arrived that do not match the CRC32C the server sent for them (the wire corrupted them)."""
+
+
+class DataPortPool:
+    """Connections to storage data ports, ``per_address`` idle ones kept for reuse."""
+
+    def __init__(self, timeout_s: float, per_address: int = 16, verify: bool = True) -> None:
+        self.timeout_s = timeout_s
+        self.per_address = per_address
+        self.verify = verify
+        self._idle: dict[str, list[socket.socket]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def close(self) -> None:
+        """Close every idle connection; connections in use close when returned."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, {}
+        for socks in idle.values():
+            for s in socks:
+                s.close()
+
+    def _take(self, address: str) -> socket.socket:
+        with self._lock:
+            socks = self._idle.get(address)
+            if socks:
+                return socks.pop()
+        host, _, port = address.rpartition(":")
+        s = socket.create_connection((host.strip("[]"), int(port)), timeout=min(self.timeout_s, 10.0))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        W.set_io_timeout(s, self.timeout_s)
+        return s
+
+    def _give_back(self, address: str, s: socket.socket) -> None:
+        with self._lock:
+            if not self._closed:
+                socks = self._idle.setdefault(address, [])
+                if len(socks) < self.per_address:
+                    socks.append(s)
+                    return
+        s.close()
+
+    def _drop(self, address: str, s: socket.socket) -> None:
+        s.close()
+        with self._lock:
+            stale = self._idle.pop(address, [])
+        for t in stale:
+            t.close()
+
+    def read(self, address: str, reqs: list[ReadRequest]) -> list[ReadResult]:
+        """Read ``reqs`` from the data port at ``address``, in one request; results in order.
+
+        Raises OSError when no connection can be made, and ``PartialRead`` (carrying the items answered
+        so far) when one breaks off: closed, timed out, a malformed frame or a wire checksum failure.
+        """
+        results: list[ReadResult] = []
+        s = self._take(address)  # OSError if the port does not answer
+        try:
+            self._exchange(s, reqs, results)
+        except (OSError, ValueError) as exc:
+            self._drop(address, s)
+            raise PartialRead(results, exc) from exc
+        self._give_back(address, s)
+        return results
+
+    def _exchange(self, s: socket.socket, reqs: list[ReadRequest], results: list[ReadResult]) -> None:
+        for start in range(0, len(reqs), W.MAX_ITEMS):
+            part = reqs[start : start + W.MAX_ITEMS]
+            frame = bytearray(W.BATCH_HEADER.pack(W.MAGIC, W.VERSION, 0, len(part)))
+            for r in part:
+                frame += W.READ_ITEM.pack(
+                    r.target_id, r.inode_id, r.index, r.offset, r.length, r.chain_version,
+                    W.FLAG_RELAXED if r.relaxed else 0,
+                )  # fmt: skip
+            W.send_all(s, [frame])
+            head = memoryview(bytearray(W.ITEM_HEADER.size))
+            for i, r in enumerate(part):
+                W.recv_exact(s, head)
+                item, status, version, chunk_length, data_len, crc, err_len = W.ITEM_HEADER.unpack(head)
+                if item != i or status not in (W.STATUS_DATA, W.STATUS_HOLE, W.STATUS_ERROR):
+                    raise W.ProtocolError(
+                        f"data port answered item {item} status {status}, expected item {i}"
+                    )
+                if status == W.STATUS_ERROR:
+                    if err_len > W.MAX_ERROR_BYTES:
+                        raise W.ProtocolError(f"data port error text of {err_len} bytes")
+                    msg = memoryview(bytearray(err_len))
+                    W.recv_exact(s, msg)
+                    results.append(ReadResult(W.STATUS_ERROR, error=bytes(msg).decode("utf-8", "replace")))
+                    continue
+                if status == W.STATUS_HOLE:
+                    results.append(ReadResult(W.STATUS_HOLE))
+                    continue
+                want = r.length if r.length else len(r.sink)
+                if data_len > want or data_len > len(r.sink):
+                    raise W.ProtocolError(f"data port sent {data_len} bytes for a read of {want}")
+                view = r.sink[:data_len]
+                W.recv_exact(s, view)
+                if self.verify and crc32c(view) != crc:
+                    raise ChecksumError(
+                        f"chunk {r.inode_id}:{r.index} from target {r.target_id}: "
+                        f"received bytes fail the sender's CRC32C {crc:#010x}"
+                    )
+                results.append(ReadResult(W.STATUS_DATA, version, chunk_length, data_len))
+
+
+class PartialRead(ConnectionError):
+    """A data-port read broke off: ``results`` holds the items answered before ``cause``."""
+
+    def __init__(self, results: list[ReadResult], cause: BaseException) -> None:
+        super().__init__(f"data port read broke off after {len(results)} items: {cause}")
+        self.results = results
+        self.cause = cause

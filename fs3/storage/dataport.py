@@ -1,0 +1,160 @@
+"""The storage node's data port: serves chunk reads over plain TCP (format in ``fs3._dataport``).
+
+One thread per client connection; a client keeps a few connections per storage node and sends a
+batch of items on each, so the per-chunk cost is one file read, one CRC32C pass and one send.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+
+from fs3 import _dataport as W
+from fs3 import errors as E
+from fs3.crc import crc32c
+
+# (target, inode, index, offset, length, chain_version, relaxed, buffer) -> (committed_version,
+# content (a view into the buffer), CRC32C of content) or None for a hole; raises FS3Error as
+# Storage/Read would. The buffer belongs to the connection and is reused for its next item.
+ReadFn = Callable[[int, int, int, int, int, int, bool, bytearray], "tuple[int, memoryview, int] | None"]
+
+
+class DataPortMetrics:
+    """Prometheus counters of the data port, once per process (the default registry)."""
+
+    _instance: DataPortMetrics | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter
+
+        self.items = Counter(
+            "fs3_dataport_items", "Chunk reads answered on the data port, by status", ["status"]
+        )
+        self.sent = Counter("fs3_dataport_sent_bytes", "Chunk bytes sent on the data port")
+        self.connections = Counter("fs3_dataport_connections", "Data-port connections accepted")
+
+    @classmethod
+    def get(cls) -> DataPortMetrics:
+        """The process's one instance (Prometheus refuses to register a family twice)."""
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+
+class DataServer:
+    """Listens on ``host:port`` (0: any free port; see ``port`` after ``start``) and answers reads."""
+
+    def __init__(self, host: str, port: int, read: ReadFn, name: str = "storage") -> None:
+        self.host, self.name = host, name
+        self._read = read
+        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._sock.bind((host, port))
+        except OSError as exc:
+            self._sock.close()
+            raise OSError(exc.errno, f"{name}: data port {host}:{port}: {exc.strerror}") from None
+        self._sock.listen(128)
+        self.port: int = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        self._metrics = DataPortMetrics.get()
+
+    @property
+    def address(self) -> str:
+        """``host:port`` clients connect to."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        """Accept connections on a background thread."""
+        threading.Thread(target=self._accept_loop, name=f"{self.name}-dataport", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop accepting and close every connection (clients see them end, as when the process dies)."""
+        self._stop.set()
+        with self._conns_lock:
+            conns = list(self._conns)
+        for s in [self._sock, *conns]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._sock.close()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self._sock.accept()
+            except OSError:
+                if self._stop.is_set():
+                    return
+                continue
+            self._metrics.connections.inc()
+            with self._conns_lock:
+                self._conns.add(conn)
+            threading.Thread(target=self._serve, args=(conn, peer), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, peer: object) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        head = memoryview(bytearray(W.BATCH_HEADER.size))
+        buf = bytearray()
+        try:
+            while not self._stop.is_set():
+                try:
+                    W.recv_exact(conn, head)
+                except ConnectionError:
+                    return  # the client is done with this connection
+                magic, version, _flags, n = W.BATCH_HEADER.unpack(head)
+                if magic != W.MAGIC or version != W.VERSION or not 1 <= n <= W.MAX_ITEMS:
+                    logging.warning("data port: bad request header from %s; closing", peer)
+                    return
+                items = memoryview(bytearray(n * W.READ_ITEM.size))
+                W.recv_exact(conn, items)
+                for i in range(n):
+                    self._answer(conn, i, W.READ_ITEM.unpack_from(items, i * W.READ_ITEM.size), buf)
+        except OSError as exc:
+            logging.debug("data port connection from %s ended: %s", peer, exc)
+        except Exception:  # noqa: BLE001 - a bug here must show in the log, not only end the connection
+            logging.exception("data port connection from %s failed", peer)
+        finally:
+            with self._conns_lock:
+                self._conns.discard(conn)
+            conn.close()
+
+    def _answer(self, conn: socket.socket, i: int, item: tuple[int, ...], buf: bytearray) -> None:
+        target, inode, index, offset, length, chain_version, flags = item
+        try:
+            got = self._read(
+                target, inode, index, offset, length, chain_version, bool(flags & W.FLAG_RELAXED), buf
+            )
+        except E.FS3Error as exc:
+            self._error(conn, i, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad item must not end the connection
+            logging.exception("data port item %d (target %d chunk %d:%d) failed", i, target, inode, index)
+            self._error(conn, i, E.IOFailure(f"target {target} chunk {inode}:{index}", repr(exc)))
+            return
+        if got is None:
+            self._metrics.items.labels("hole").inc()
+            W.send_all(conn, [W.ITEM_HEADER.pack(i, W.STATUS_HOLE, 0, 0, 0, 0, 0)])
+            return
+        version, content, chunk_crc = got
+        end = len(content) if length == 0 else min(len(content), offset + length)
+        start = min(offset, end)
+        data = content[start:end]
+        crc = chunk_crc if start == 0 and end == len(content) else crc32c(data)
+        W.send_all(
+            conn, [W.ITEM_HEADER.pack(i, W.STATUS_DATA, version, len(content), len(data), crc, 0), data]
+        )
+        self._metrics.items.labels("data").inc()
+        self._metrics.sent.inc(len(data))
+
+    def _error(self, conn: socket.socket, i: int, exc: E.FS3Error) -> None:
+        msg = E.wire_message(exc).encode("utf-8", "replace")[: W.MAX_ERROR_BYTES]
+        self._metrics.items.labels("error").inc()
+        W.send_all(conn, [W.ITEM_HEADER.pack(i, W.STATUS_ERROR, 0, 0, 0, 0, len(msg)), msg])

@@ -1,0 +1,293 @@
+"""The storage data port: chunk reads over framed TCP with Read's checks, bad frames, timeouts, wire CRCs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import grpc
+import pytest
+
+from fs3 import _dataport as W
+from fs3 import _rpc
+from fs3.client.dataport import ChecksumError, DataPortPool, PartialRead, ReadRequest
+from fs3.crc import crc32c
+from fs3.protos import common_pb2 as cpb
+from fs3.protos import storage_pb2 as spb
+from fs3.protos import storage_pb2_grpc
+from fs3.storage.dataport import DataServer
+from fs3.storage.service import StorageService
+
+S = cpb.TargetState
+NODE = 1
+INODE = 7
+
+
+@pytest.fixture
+def node(tmp_path):
+    """One in-process storage node (target 101 SERVING, 102 WAITING) with its gRPC server and data port."""
+    svc = StorageService(NODE, "unused", str(tmp_path / "data"), mgmtd="127.0.0.1:1")
+    routing = cpb.RoutingInfo(routing_version=1)
+    routing.chains.add(chain_id=1, version=1).targets.add(target_id=101, node_id=NODE, state=S.SERVING)
+    routing.chains.add(chain_id=2, version=1).targets.add(target_id=102, node_id=NODE, state=S.WAITING)
+    svc._set_routing(routing)
+    server = _rpc.make_server(max_workers=4)
+    storage_pb2_grpc.add_StorageServicer_to_server(svc, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    data = DataServer("127.0.0.1", 0, svc.read_for_data_port, "test-node")
+    data.start()
+    ch = _rpc.channel(f"127.0.0.1:{port}")
+    try:
+        yield svc, ch, data
+    finally:
+        data.stop()
+        ch.close()
+        server.stop(0)
+
+
+def _commit(svc: StorageService, tid: int, index: int, content: bytes, version: int = 1) -> None:
+    store = svc._stores[tid]
+    store.stage((INODE, index), version, content, 1)
+    store.commit((INODE, index))
+
+
+def _req(
+    tid: int, index: int, offset: int = 0, length: int = 0, relaxed: bool = False, size: int = 0
+) -> ReadRequest:
+    return ReadRequest(
+        tid, INODE, index, offset, length, memoryview(bytearray(size or length or 4 << 20)), 0, relaxed
+    )
+
+
+def test_items_get_reads_checks_and_answers(node):
+    svc, _, data = node
+    big = os.urandom((2 << 20) + 5)
+    small = os.urandom(1000)
+    _commit(svc, 101, 0, big)
+    _commit(svc, 101, 1, small)
+    _commit(svc, 101, 2, b"old" * 10)
+    svc._stores[101].stage((INODE, 2), 2, b"new", 1)  # a pending write on chunk 2
+    _commit(svc, 102, 0, b"waiting target")
+    _commit(svc, 101, 3, os.urandom(4096))
+    p = svc._stores[101].corrupt_for_test((INODE, 3))
+    p.write_bytes(b"\0" + p.read_bytes()[1:])
+    reqs = [
+        _req(101, 0),  # 0: whole big chunk
+        _req(101, 1, 10, 100),  # 1: a range
+        _req(101, 9),  # 2: a hole
+        _req(101, 2),  # 3: pending -> EPENDING
+        _req(101, 2, relaxed=True),  # 4: relaxed -> committed version
+        _req(102, 0),  # 5: target not serving -> ENOTSERVING
+        _req(102, 0, relaxed=True),  # 6: relaxed read of a non-serving target
+        _req(101, 3),  # 7: corrupted -> ECHECKSUM
+        _req(999, 0),  # 8: no such target -> ENOENT
+        _req(101, 1, 900, 500),  # 9: range past the chunk's end -> short
+    ]
+    pool = DataPortPool(timeout_s=10)
+    got = pool.read(data.address, reqs)
+    assert len(got) == len(reqs)
+
+    def body(i: int) -> bytes:
+        return bytes(reqs[i].sink[: got[i].n])
+
+    assert got[0].status == W.STATUS_DATA and got[0].chunk_length == len(big) and body(0) == big
+    assert got[0].committed_version == 1
+    assert body(1) == small[10:110] and got[1].chunk_length == len(small)
+    assert got[2].status == W.STATUS_HOLE and got[2].n == 0
+    assert got[3].status == W.STATUS_ERROR and got[3].error.startswith("EPENDING: chunk 7:2")
+    assert got[4].status == W.STATUS_DATA and body(4) == b"old" * 10
+    assert got[5].error.startswith("ENOTSERVING: target 102") and "WAITING" in got[5].error
+    assert body(6) == b"waiting target"
+    assert got[7].error.startswith("ECHECKSUM: chunk 7:3")
+    assert got[8].error.startswith("ENOENT: target 999")
+    assert body(9) == small[900:]
+    # the connection survives per-item errors and is reused
+    again = pool.read(data.address, [_req(101, 1)])
+    assert again[0].n == len(small)
+    pool.close()
+
+
+def test_errors_match_what_grpc_read_aborts_with(node):
+    svc, ch, data = node
+    _commit(svc, 101, 0, b"x" * 10)
+    svc._stores[101].stage((INODE, 0), 2, b"y", 1)
+    stub = storage_pb2_grpc.StorageStub(ch)
+    pool = DataPortPool(timeout_s=10)
+    for tid in (101, 102, 999):
+        with pytest.raises(grpc.RpcError) as ei:
+            list(
+                stub.Read(spb.ReadReq(target_id=tid, chunk=spb.ChunkId(inode_id=INODE, index=0)), timeout=10)
+            )
+        (r,) = pool.read(data.address, [_req(tid, 0)])
+        assert r.status == W.STATUS_ERROR and r.error == ei.value.details()
+    pool.close()
+
+
+def _raw(data: DataServer) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", data.port), timeout=10)
+    return s
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"XXXX" + bytes(12),  # wrong magic
+        W.BATCH_HEADER.pack(W.MAGIC, 99, 0, 1),  # unknown version
+        W.BATCH_HEADER.pack(W.MAGIC, W.VERSION, 0, 0),  # no items
+        W.BATCH_HEADER.pack(W.MAGIC, W.VERSION, 0, W.MAX_ITEMS + 1),  # too many items
+    ],
+    ids=["magic", "version", "zero-items", "too-many-items"],
+)
+def test_malformed_request_closes_only_that_connection(node, frame):
+    svc, _, data = node
+    _commit(svc, 101, 0, b"fine")
+    s = _raw(data)
+    s.sendall(frame)
+    assert s.recv(100) == b""  # closed without an answer
+    s.close()
+    (r,) = DataPortPool(timeout_s=10).read(data.address, [_req(101, 0)])
+    assert r.n == 4
+
+
+def test_truncated_request_and_out_of_range_ids_do_not_hurt_the_server(node):
+    svc, _, data = node
+    _commit(svc, 101, 0, b"fine")
+    s = _raw(data)
+    s.sendall(W.BATCH_HEADER.pack(W.MAGIC, W.VERSION, 0, 2) + bytes(30))  # half an item, then hang up
+    s.close()
+    pool = DataPortPool(timeout_s=10)
+    bad = ReadRequest(
+        101, 0, 0, 0, 10, memoryview(bytearray(10))
+    )  # inode 0 has no chunks: a hole, as on gRPC
+    huge = ReadRequest(101, INODE, 1 << 40, 0, 10, memoryview(bytearray(10)))  # index past MAX_INDEX
+    r0, r1, r2 = pool.read(data.address, [bad, huge, _req(101, 0)])
+    assert r0.status == W.STATUS_HOLE and r1.error.startswith("EINVAL: chunk 7:1099511627776")
+    assert r2.n == 4
+
+
+class _FakeServer:
+    """A data port that answers every item with ``reply(item_header_fields, payload)``-style bytes."""
+
+    def __init__(self, answer) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.answer = answer
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            head = memoryview(bytearray(W.BATCH_HEADER.size))
+            W.recv_exact(c, head)
+            n = W.BATCH_HEADER.unpack(head)[3]
+            W.recv_exact(c, memoryview(bytearray(n * W.READ_ITEM.size)))
+            try:
+                self.answer(c)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_wire_checksum_mismatch_is_an_error_unless_verification_is_off():
+    payload = os.urandom(1000)
+    fake = _FakeServer(
+        lambda c: c.sendall(
+            W.ITEM_HEADER.pack(0, W.STATUS_DATA, 1, 1000, 1000, crc32c(payload) ^ 1, 0) + payload
+        )
+    )
+    with pytest.raises(PartialRead) as ei:
+        DataPortPool(timeout_s=10).read(fake.address, [_req(101, 0, 0, 1000)])
+    assert isinstance(ei.value.cause, ChecksumError) and ei.value.results == []
+    (r,) = DataPortPool(timeout_s=10, verify=False).read(fake.address, [_req(101, 0, 0, 1000)])
+    assert r.n == 1000
+    fake.close()
+
+
+def test_more_bytes_than_asked_or_a_wrong_item_number_is_a_protocol_error():
+    fake = _FakeServer(lambda c: c.sendall(W.ITEM_HEADER.pack(0, W.STATUS_DATA, 1, 5000, 5000, 0, 0)))
+    with pytest.raises(PartialRead) as ei:
+        DataPortPool(timeout_s=10).read(fake.address, [_req(101, 0, 0, 1000)])
+    assert isinstance(ei.value.cause, W.ProtocolError) and "5000 bytes" in str(ei.value.cause)
+    fake.close()
+    fake = _FakeServer(lambda c: c.sendall(W.ITEM_HEADER.pack(3, W.STATUS_HOLE, 0, 0, 0, 0, 0)))
+    with pytest.raises(PartialRead) as ei:
+        DataPortPool(timeout_s=10).read(fake.address, [_req(101, 0, 0, 1000)])
+    assert "item 3" in str(ei.value.cause)
+    fake.close()
+
+
+def test_a_server_that_stops_answering_times_out():
+    stall = threading.Event()
+    fake = _FakeServer(
+        lambda c: (
+            c.sendall(W.ITEM_HEADER.pack(0, W.STATUS_DATA, 1, 100, 100, 0, 0) + b"x" * 10),
+            stall.wait(30),
+        )
+    )
+    t0 = time.monotonic()
+    with pytest.raises(PartialRead) as ei:
+        DataPortPool(timeout_s=1).read(fake.address, [_req(101, 0, 0, 100)])
+    assert isinstance(ei.value.cause, TimeoutError)
+    assert time.monotonic() - t0 < 20  # bounded by the timeout, not by the stalled peer
+    stall.set()
+    fake.close()
+
+
+def test_pool_reconnects_after_the_server_restarts(node):
+    svc, _, data = node
+    _commit(svc, 101, 0, b"abc")
+    pool = DataPortPool(timeout_s=10)
+    assert pool.read(data.address, [_req(101, 0)])[0].n == 3
+    port = data.port
+    data.stop()
+    time.sleep(0.1)
+    with pytest.raises(OSError):  # the pooled connection is dead; it is dropped with the error
+        pool.read(data.address, [_req(101, 0)])
+    again = DataServer("127.0.0.1", port, svc.read_for_data_port, "test-node-2")
+    again.start()
+    try:
+        assert pool.read(again.address, [_req(101, 0)])[0].n == 3
+    finally:
+        again.stop()
+    pool.close()
+
+
+def test_crc32c_matches_the_reference_on_every_length_and_alignment():
+    import google_crc32c
+
+    assert crc32c(b"123456789") == 0xE3069283
+    blob = os.urandom((1 << 20) + 64)
+    for n in (0, 1, 7, 8, 9, 255, 256, 767, 768, 769, 8191, 24575, 24576, 24577, 100_000, 1 << 20):
+        for off in (0, 1, 5):
+            view = memoryview(blob)[off : off + n]
+            assert crc32c(view) == google_crc32c.value(bytes(view)), (n, off)
+            k = n // 3
+            assert crc32c(view[k:], crc32c(view[:k])) == google_crc32c.value(bytes(view)), (n, off)
+    assert crc32c(bytearray(b"abc")) == crc32c(b"abc") == crc32c(memoryview(b"xabc")[1:])
+    with pytest.raises(ValueError):
+        crc32c(memoryview(bytearray(100))[::2])
+
+
+def test_crc32c_software_fallback_matches(monkeypatch):
+    import google_crc32c
+
+    from fs3 import crc
+
+    monkeypatch.setattr(crc, "_native_crc32c", None)
+    data = os.urandom(5000)
+    assert crc.crc32c(memoryview(data)) == google_crc32c.value(data)
+    assert crc.crc32c(data[100:], crc.crc32c(data[:100])) == google_crc32c.value(data)
+
+
+def test_data_port_of_a_busy_port_is_a_clear_error(node):
+    _, _, data = node
+    with pytest.raises(OSError, match=rf"blocked: data port 127.0.0.1:{data.port}"):
+        DataServer("127.0.0.1", data.port, lambda *a: None, "blocked")
