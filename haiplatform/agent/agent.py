@@ -8,13 +8,13 @@ the agent over a pyzmq REP socket whose address is in the rank's ``HAI_SUSPEND_A
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from concurrent import futures
@@ -32,8 +32,22 @@ log = logging.getLogger("haiplatform.agent")
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+# Run by a fresh interpreter that then becomes the rank's shell (exec: same pid, same session):
+# ask for SIGKILL when the agent dies, and give up if it already has. Not a preexec_fn: Python code
+# between fork and exec in a process with gRPC threads can crash the child (gRPC's fork handlers
+# and the fds close_fds closes under them; seen as "epoll_wait: Bad file descriptor" and SIGABRT),
+# and without one, subprocess uses vfork, which runs no fork handlers at all.
+_EXEC_WITH_PDEATHSIG = (
+    "import ctypes, os, signal, sys\n"
+    f"ctypes.CDLL(None, use_errno=True).prctl({_PR_SET_PDEATHSIG}, signal.SIGKILL)\n"
+    "if os.getppid() != int(sys.argv[1]): sys.exit(137)\n"
+    "os.execv('/bin/sh', ['/bin/sh', '-c', sys.argv[2]])\n"
+)
+
+
+def rank_argv(command: str) -> list[str]:
+    """The argv that runs ``command`` as a rank: ``/bin/sh -c command`` that dies with this process."""
+    return [sys.executable, "-S", "-c", _EXEC_WITH_PDEATHSIG, str(os.getpid()), command]
 
 
 @dataclass
@@ -258,9 +272,8 @@ class Agent:
                 logf.flush()
                 try:
                     popen = subprocess.Popen(
-                        ["/bin/sh", "-c", start.command], cwd=start.workdir, env=env, stdout=logf,
+                        rank_argv(start.command), cwd=start.workdir, env=env, stdout=logf,
                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                        preexec_fn=_die_with_parent,
                     )  # fmt: skip
                 except OSError as exc:
                     logf.write(f"cannot start rank {rank} in {start.workdir!r}: {exc}\n".encode())
