@@ -1,24 +1,28 @@
-"""Wire format of the storage data port: chunk reads over plain TCP, beside the gRPC control plane.
+"""Wire format of the storage data port: chunk payloads over plain TCP, beside the gRPC control plane.
 
 3FS moves chunk payloads with RDMA and keeps RPCs for control. fs3's analogue: gRPC Python costs
 milliseconds of CPU per MiB on each end (protobuf framing, HTTP/2, the completion queue), so reads
 move over a framed TCP stream whose payload goes from the chunk file to ``recv_into`` of the caller's
-buffer. Every check of ``Storage/Read`` still applies per item (serving state, pending versions,
-the stored CRC32C); the answer also carries the CRC32C of the bytes sent, so the client can verify
-end to end.
+buffer, and writes (client to head, and down the chain) skip HTTP/2 framing the same way. Every
+check of ``Storage/Read`` and ``Storage/Update`` still applies (the server runs the same code); a
+read's answer also carries the CRC32C of the bytes sent, so the client can verify end to end.
 
-A connection carries requests one after another; each is::
+A connection carries requests one after another, each starting with a 16-byte header (magic "F3DR",
+version, op, count). A READ (count = items) is followed by::
 
-    BatchHeader (16 B)  magic "F3DR", version, item count
     n x ReadItem (48 B) target, inode, chunk index, offset, length (0: to the chunk's end),
                         chain version (0: not checked), flags (bit 0: relaxed read)
 
-and is answered in item order, each item with::
+and answered in item order, each item with::
 
     ItemHeader (32 B)   item number, status, committed version, chunk length, data length,
                         CRC32C of the data, error length
     error (UTF-8)       status ERROR only: the same ``"ENAME: what: why"`` text as a gRPC status
     data                status DATA only: ``data length`` bytes of the chunk from ``offset``
+
+An UPDATE (count = 1) is followed by an UpdateHead (8 B: header length, payload length), the
+``UpdateReq`` protobuf (its ``data`` empty) and the payload, and answered with a Reply (8 B: status,
+body length) and the body: a serialized ``UpdateRsp`` (status DATA) or the error text (ERROR).
 
 All integers are little-endian. A malformed request closes the connection.
 """
@@ -32,12 +36,18 @@ MAGIC = b"F3DR"
 VERSION = 1
 MAX_ITEMS = 1024  # items per request
 MAX_ERROR_BYTES = 4096  # longest error text an item may carry
+MAX_UPDATE_HEADER_BYTES = 64 << 10  # a serialized UpdateReq without its data
+MAX_PAYLOAD_BYTES = 64 << 20  # the largest chunk
 
-BATCH_HEADER = struct.Struct("<4sHHI4x")  # magic, version, flags (0), item count
+OP_READ = 0
+OP_UPDATE = 1
+
+BATCH_HEADER = struct.Struct("<4sHHI4x")  # magic, version, op, count
 READ_ITEM = struct.Struct("<QQQIIQI4x")  # target, inode, index, offset, length, chain_version, flags
-ITEM_HEADER = struct.Struct(
-    "<IIQIIII"
-)  # item, status, committed_version, chunk_length, data_len, crc, err_len
+# item, status, committed_version, chunk_length, data_len, crc, err_len
+ITEM_HEADER = struct.Struct("<IIQIIII")
+UPDATE_HEAD = struct.Struct("<II")  # header length, payload length
+REPLY = struct.Struct("<II")  # status, body length
 
 FLAG_RELAXED = 1
 

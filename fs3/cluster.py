@@ -38,6 +38,7 @@ class ClusterConfig:
     heartbeat_s: float = 0.5  # storage/meta heartbeat interval
     max_file_size: int = 1 << 40  # bytes
     fsync: bool = True  # fsync chunk files before acknowledging
+    data_ports: bool = True  # storage servers serve chunk reads/updates on a data port (False: gRPC only)
     db_url: str = ""  # meta+mgmtd database; "" = SQLite file in the work dir
     host: str = "127.0.0.1"
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -138,6 +139,8 @@ class LocalCluster:
                 "--metrics-port", str(self.metrics_ports[f"storage-{i}"])]  # fmt: skip
         if not c.fsync:
             argv.append("--no-fsync")
+        if not c.data_ports:
+            argv += ["--data-port", "-1"]
         self.launcher.start(
             f"storage-{i}", argv, port=(c.host, self.storage_ports[i]) if wait else None, env=c.extra_env
         )

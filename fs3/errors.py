@@ -176,6 +176,15 @@ def abort(context: grpc.ServicerContext, exc: FS3Error) -> None:
     context.abort(exc.grpc_code, wire_message(exc))
 
 
+def from_wire(details: str, what: str = "") -> FS3Error:
+    """The FS3Error a server's ``wire_message`` text names (IOFailure for text that names none)."""
+    name, sep, rest = details.partition(": ")
+    if sep and name in _BY_NAME:
+        filename, _, message = rest.partition(": ")
+        return _BY_NAME[name](filename, message)
+    return IOFailure(what, details)
+
+
 def from_rpc_error(err: grpc.RpcError, what: str = "") -> FS3Error:
     """Turn a gRPC error into the matching FS3Error; transport failures become ClusterTimeout/IOFailure."""
     code = err.code() if hasattr(err, "code") else None

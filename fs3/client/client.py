@@ -113,19 +113,6 @@ def parse_batch_read_rsp(raw: bytes) -> tuple[int, bool, int, memoryview, str]:
     return item, found, chunk_length, data, error
 
 
-class _WireError:
-    """Looks like a ``grpc.RpcError`` carrying a per-item error of BatchRead, for ``E.from_rpc_error``."""
-
-    def __init__(self, details: str) -> None:
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.UNKNOWN
-
-    def details(self) -> str:
-        return self._details
-
-
 # A chunk span of one read: (chunk index, offset in the chunk, length, offset in the caller's buffer).
 Span = tuple[int, int, int, int]
 BATCH_MAX_ITEMS = 32  # chunks per BatchRead RPC
@@ -221,6 +208,7 @@ class ClientStats:
     batch_reads: int = 0  # BatchRead RPCs issued
     batch_fallbacks: int = 0  # chunk spans of a batch re-read one by one with read_chunk (failed items)
     data_port_items: int = 0  # chunk reads answered over storage data ports (the rest went over gRPC)
+    data_port_updates: int = 0  # chunk writes acknowledged over storage data ports
 
 
 class FS3Client:
@@ -243,7 +231,7 @@ class FS3Client:
         self.user = mpb.User(uid=uid, gid=gid, groups=list(groups))
         self.timeout_s = timeout_s
         self.verify_reads = verify_reads  # check each read's bytes against the CRC32C the server sent
-        self.use_data_port = data_port  # chunk reads over storage data ports (False: gRPC only)
+        self.use_data_port = data_port  # chunk reads and writes over storage data ports (False: gRPC only)
         self.connect_retry_s = connect_retry_s  # how long meta calls retry while meta is unreachable
         self.client_id = f"client-{uuid.uuid4().hex[:12]}"
         self.stats = ClientStats()
@@ -636,7 +624,7 @@ class FS3Client:
                 return
             time.sleep(0.05)
 
-    def write_chunk(self, ino: cpb.Inode, index: int, offset: int, data: bytes) -> None:
+    def write_chunk(self, ino: cpb.Inode, index: int, offset: int, data: bytes | memoryview) -> None:
         """Write ``data`` at ``offset`` of chunk ``index`` through the chain's head; retries across failovers."""
         cs = ino.layout.chunk_size
         end = index * cs + offset + len(data)
@@ -668,13 +656,13 @@ class FS3Client:
                 from_client=True,
                 max_file_size=self._max_file_size(),
             )
-            from fs3.storage.service import pieces
-
             try:
-                self._stub(head.node_id).Update(pieces(header, data), timeout=self.timeout_s)
+                self._send_update(
+                    head.node_id, header, data, f"chain {chain_id} head target {head.target_id}"
+                )
                 return
-            except grpc.RpcError as exc:
-                err = E.from_rpc_error(exc, f"chain {chain_id} head target {head.target_id}")
+            except E.FS3Error as exc:
+                err = exc
             if isinstance(
                 err, E.StaleChainVersion | E.NotServing | E.ClusterTimeout | E.NotFound | E.IOFailure
             ):
@@ -686,6 +674,28 @@ class FS3Client:
         raise E.ClusterTimeout(
             f"chain {chain_id}", f"write not acknowledged within {self.timeout_s:.0f} s: {last}"
         )
+
+    def _send_update(self, node_id: int, header: spb.UpdateReq, data: bytes | memoryview, what: str) -> None:
+        """One chunk update to ``node_id``, acknowledged once its chain committed it (data port or gRPC).
+
+        Raises the FS3Error the node answered, ClusterTimeout when it could not be reached.
+        """
+        address = self._data_address(node_id)
+        if address:
+            try:
+                status, body = self._data.update(address, header.SerializeToString(), data)
+            except OSError as exc:
+                raise E.ClusterTimeout(f"{what} (data port {address})", str(exc)) from None
+            if status == W.STATUS_ERROR:
+                raise E.from_wire(body.decode("utf-8", "replace"), what)
+            self.stats.data_port_updates += 1
+            return
+        from fs3.storage.service import pieces
+
+        try:
+            self._stub(node_id).Update(pieces(header, data), timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise E.from_rpc_error(exc, what) from None
 
     def read_chunk(self, ino: cpb.Inode, index: int, offset: int, length: int, out: memoryview) -> int:
         """Read ``length`` bytes at ``offset`` of chunk ``index`` into ``out``; returns bytes found (rest zero)."""
@@ -762,7 +772,7 @@ class FS3Client:
                 raise E.ClusterTimeout(f"target {t.target_id} (data port {address})", str(exc)) from None
             self.stats.data_port_items += 1
             if r.status == W.STATUS_ERROR:
-                raise E.from_rpc_error(_WireError(r.error), f"target {t.target_id}")  # type: ignore[arg-type]
+                raise E.from_wire(r.error, f"target {t.target_id}")
             out[r.n : length] = bytes(length - r.n)
             return r.n
         try:
@@ -873,7 +883,7 @@ class FS3Client:
                 if not seen[i]:
                     seen[i] = True
                     if error:
-                        err = E.from_rpc_error(_WireError(error), f"target {items[i][1]}")  # type: ignore[arg-type]
+                        err = E.from_wire(error, f"target {items[i][1]}")
                         logging.debug("batch read item failed, reading it alone: %s", err)
                         continue
                     ok[i] = True

@@ -1,8 +1,9 @@
-"""Client side of the storage data port (format in ``fs3._dataport``): pooled connections, batch reads.
+"""Client side of the storage data port (format in ``fs3._dataport``): pooled connections, batch reads, updates.
 
 Thread-safe: a connection is used by one thread at a time, taken from and returned to a per-address
 pool. A connection that fails in any way is closed, with every idle one to the same address (a
-restarted server leaves them all dead), so the caller's retry opens a fresh one.
+restarted server leaves them all dead); a request that failed on a pooled connection before any
+answer is sent once more on a fresh one. Storage servers use the same pool to forward updates.
 """
 
 from __future__ import annotations
@@ -64,16 +65,18 @@ class DataPortPool:
             for s in socks:
                 s.close()
 
-    def _take(self, address: str) -> socket.socket:
-        with self._lock:
-            socks = self._idle.get(address)
-            if socks:
-                return socks.pop()
+    def _take(self, address: str, fresh: bool = False) -> tuple[socket.socket, bool]:
+        """(connection, whether it was pooled) to ``address``; OSError if none can be made."""
+        if not fresh:
+            with self._lock:
+                socks = self._idle.get(address)
+                if socks:
+                    return socks.pop(), True
         host, _, port = address.rpartition(":")
         s = socket.create_connection((host.strip("[]"), int(port)), timeout=min(self.timeout_s, 10.0))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         W.set_io_timeout(s, self.timeout_s)
-        return s
+        return s, False
 
     def _give_back(self, address: str, s: socket.socket) -> None:
         with self._lock:
@@ -98,14 +101,65 @@ class DataPortPool:
         so far) when one breaks off: closed, timed out, a malformed frame or a wire checksum failure.
         """
         results: list[ReadResult] = []
-        s = self._take(address)  # OSError if the port does not answer
+        s, pooled = self._take(address)  # OSError if the port does not answer
         try:
             self._exchange(s, reqs, results)
         except (OSError, ValueError) as exc:
             self._drop(address, s)
-            raise PartialRead(results, exc) from exc
+            if not (pooled and not results and _stale(exc)):
+                raise PartialRead(results, exc) from exc
+            # an idle connection the server had closed (it restarted): once more on a new one
+            s, _ = self._take(address, fresh=True)
+            try:
+                self._exchange(s, reqs, results)
+            except (OSError, ValueError) as exc2:
+                self._drop(address, s)
+                raise PartialRead(results, exc2) from exc2
         self._give_back(address, s)
         return results
+
+    def update(
+        self, address: str, header: bytes, payload: bytes | bytearray | memoryview
+    ) -> tuple[int, bytes]:
+        """Send one chunk update (a serialized ``UpdateReq`` without data, and its payload); (status, body).
+
+        status is STATUS_DATA (body: a serialized ``UpdateRsp``) or STATUS_ERROR (body: error text).
+        Raises OSError when the connection fails: the update may or may not have been applied, which
+        CRAQ's versions make safe to retry.
+        """
+        s, pooled = self._take(address)
+        try:
+            out = self._update_on(s, header, payload)
+        except (OSError, ValueError) as exc:
+            self._drop(address, s)
+            if not (pooled and _stale(exc)):
+                raise
+            s, _ = self._take(address, fresh=True)
+            try:
+                out = self._update_on(s, header, payload)
+            except (OSError, ValueError):
+                self._drop(address, s)
+                raise
+        self._give_back(address, s)
+        return out
+
+    @staticmethod
+    def _update_on(
+        s: socket.socket, header: bytes, payload: bytes | bytearray | memoryview
+    ) -> tuple[int, bytes]:
+        W.send_all(
+            s,
+            [W.BATCH_HEADER.pack(W.MAGIC, W.VERSION, W.OP_UPDATE, 1), W.UPDATE_HEAD.pack(len(header), len(payload)),
+             header, payload],
+        )  # fmt: skip
+        head = memoryview(bytearray(W.REPLY.size))
+        W.recv_exact(s, head)
+        status, n = W.REPLY.unpack(head)
+        if status not in (W.STATUS_DATA, W.STATUS_ERROR) or n > W.MAX_UPDATE_HEADER_BYTES:
+            raise W.ProtocolError(f"data port answered an update with status {status}, {n} bytes")
+        body = memoryview(bytearray(n))
+        W.recv_exact(s, body)
+        return status, bytes(body)
 
     def _exchange(self, s: socket.socket, reqs: list[ReadRequest], results: list[ReadResult]) -> None:
         for start in range(0, len(reqs), W.MAX_ITEMS):
@@ -146,6 +200,11 @@ class DataPortPool:
                         f"received bytes fail the sender's CRC32C {crc:#010x}"
                     )
                 results.append(ReadResult(W.STATUS_DATA, version, chunk_length, data_len))
+
+
+def _stale(exc: BaseException) -> bool:
+    """Whether ``exc`` is what a pooled connection that the server closed meanwhile fails with."""
+    return isinstance(exc, ConnectionError) and not isinstance(exc, (W.ProtocolError, ChecksumError))
 
 
 class PartialRead(ConnectionError):

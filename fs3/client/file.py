@@ -132,7 +132,7 @@ class FS3File(io.RawIOBase):
         spans = self._spans(offset, len(mv))
         self._client.parallel(
             [
-                lambda s=s: self._client.write_chunk(self._inode, s[0], s[1], bytes(mv[s[3] : s[3] + s[2]]))
+                lambda s=s: self._client.write_chunk(self._inode, s[0], s[1], mv[s[3] : s[3] + s[2]])
                 for s in spans
             ]
         )

@@ -25,8 +25,8 @@ def main() -> None:
         "--data-port",
         type=int,
         default=0,
-        help="TCP port of the data port that serves chunk reads (0: any free port, advertised through "
-        "mgmtd; -1: none, reads go over gRPC)",
+        help="TCP port of the data port that carries chunk reads and updates (0: any free port, "
+        "advertised through mgmtd; -1: none, everything goes over gRPC)",
     )
     ap.add_argument("--heartbeat-s", type=float, default=1.0)
     ap.add_argument("--no-fsync", action="store_true", help="do not fsync chunk files (benchmarks only)")
@@ -38,7 +38,11 @@ def main() -> None:
     data: DataServer | None = None
     if args.data_port >= 0:
         data = DataServer(
-            args.host, args.data_port, lambda *item: svc.read_for_data_port(*item), f"storage-{args.node_id}"
+            args.host,
+            args.data_port,
+            lambda *item: svc.read_for_data_port(*item),
+            f"storage-{args.node_id}",
+            update=lambda req, payload: svc.update_for_data_port(req, payload),
         )
     svc = StorageService(
         node_id=args.node_id,

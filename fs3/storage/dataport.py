@@ -1,7 +1,9 @@
-"""The storage node's data port: serves chunk reads over plain TCP (format in ``fs3._dataport``).
+"""The storage node's data port: chunk reads and updates over plain TCP (format in ``fs3._dataport``).
 
 One thread per client connection; a client keeps a few connections per storage node and sends a
-batch of items on each, so the per-chunk cost is one file read, one CRC32C pass and one send.
+batch of reads on each, so the per-chunk cost is one file read, one CRC32C pass and one send. An
+update runs the same code as ``Storage/Update`` (validation, CRAQ staging, forwarding, commit) and
+answers when the chain has committed it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from collections.abc import Callable
 from fs3 import _dataport as W
 from fs3 import errors as E
 from fs3.crc import crc32c
+from fs3.protos import storage_pb2 as pb
 
 # (target, inode, index, offset, length, chain_version, relaxed, buffer) -> (committed_version,
 # content (a view into the buffer), CRC32C of content) or None for a hole; raises FS3Error as
 # Storage/Read would. The buffer belongs to the connection and is reused for its next item.
 ReadFn = Callable[[int, int, int, int, int, int, bool, bytearray], "tuple[int, memoryview, int] | None"]
+# (UpdateReq header, payload) -> UpdateRsp once committed down the chain; raises FS3Error.
+UpdateFn = Callable[[pb.UpdateReq, bytearray], pb.UpdateRsp]
 
 
 class DataPortMetrics:
@@ -34,6 +39,12 @@ class DataPortMetrics:
             "fs3_dataport_items", "Chunk reads answered on the data port, by status", ["status"]
         )
         self.sent = Counter("fs3_dataport_sent_bytes", "Chunk bytes sent on the data port")
+        self.updates = Counter(
+            "fs3_dataport_updates", "Chunk updates answered on the data port, by status", ["status"]
+        )
+        self.received = Counter(
+            "fs3_dataport_received_bytes", "Update payload bytes received on the data port"
+        )
         self.connections = Counter("fs3_dataport_connections", "Data-port connections accepted")
 
     @classmethod
@@ -48,9 +59,12 @@ class DataPortMetrics:
 class DataServer:
     """Listens on ``host:port`` (0: any free port; see ``port`` after ``start``) and answers reads."""
 
-    def __init__(self, host: str, port: int, read: ReadFn, name: str = "storage") -> None:
+    def __init__(
+        self, host: str, port: int, read: ReadFn, name: str = "storage", update: UpdateFn | None = None
+    ) -> None:
         self.host, self.name = host, name
         self._read = read
+        self._update = update
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -109,9 +123,16 @@ class DataServer:
                     W.recv_exact(conn, head)
                 except ConnectionError:
                     return  # the client is done with this connection
-                magic, version, _flags, n = W.BATCH_HEADER.unpack(head)
+                magic, version, op, n = W.BATCH_HEADER.unpack(head)
                 if magic != W.MAGIC or version != W.VERSION or not 1 <= n <= W.MAX_ITEMS:
                     logging.warning("data port: bad request header from %s; closing", peer)
+                    return
+                if op == W.OP_UPDATE and self._update is not None and n == 1:
+                    if not self._serve_update(conn, peer):
+                        return
+                    continue
+                if op != W.OP_READ:
+                    logging.warning("data port: unknown op %d from %s; closing", op, peer)
                     return
                 items = memoryview(bytearray(n * W.READ_ITEM.size))
                 W.recv_exact(conn, items)
@@ -125,6 +146,38 @@ class DataServer:
             with self._conns_lock:
                 self._conns.discard(conn)
             conn.close()
+
+    def _serve_update(self, conn: socket.socket, peer: object) -> bool:
+        """Receive one update, apply it, answer; False when the request was malformed (close)."""
+        head = memoryview(bytearray(W.UPDATE_HEAD.size))
+        W.recv_exact(conn, head)
+        header_len, payload_len = W.UPDATE_HEAD.unpack(head)
+        if header_len > W.MAX_UPDATE_HEADER_BYTES or payload_len > W.MAX_PAYLOAD_BYTES:
+            logging.warning(
+                "data port: update of %d+%d bytes from %s; closing", header_len, payload_len, peer
+            )
+            return False
+        raw = memoryview(bytearray(header_len))
+        W.recv_exact(conn, raw)
+        payload = bytearray(payload_len)
+        W.recv_exact(conn, memoryview(payload))
+        self._metrics.received.inc(payload_len)
+        try:
+            req = pb.UpdateReq.FromString(bytes(raw))
+        except Exception:  # noqa: BLE001 - protobuf's DecodeError, or worse
+            logging.warning("data port: undecodable update header from %s; closing", peer)
+            return False
+        try:
+            rsp = self._update(req, payload)  # type: ignore[misc]
+        except E.FS3Error as exc:
+            msg = E.wire_message(exc).encode("utf-8", "replace")[: W.MAX_ERROR_BYTES]
+            self._metrics.updates.labels("error").inc()
+            W.send_all(conn, [W.REPLY.pack(W.STATUS_ERROR, len(msg)), msg])
+            return True
+        body = rsp.SerializeToString()
+        self._metrics.updates.labels("ok").inc()
+        W.send_all(conn, [W.REPLY.pack(W.STATUS_DATA, len(body)), body])
+        return True
 
     def _answer(self, conn: socket.socket, i: int, item: tuple[int, ...], buf: bytearray) -> None:
         target, inode, index, offset, length, chain_version, flags = item

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import grpc
 
+from fs3 import _dataport as W
 from fs3 import _rpc
 from fs3 import errors as E
+from fs3.client.dataport import DataPortPool
 from fs3.crc import crc32c
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import mgmtd_pb2 as mpb
@@ -32,7 +34,7 @@ S = cpb.TargetState
 FORWARD_DEADLINE_S = 60.0
 
 
-def pieces(first: pb.UpdateReq, data: bytes) -> Iterator[pb.UpdateReq]:
+def pieces(first: pb.UpdateReq, data: bytes | bytearray | memoryview) -> Iterator[pb.UpdateReq]:
     """The messages of one Update stream: a header with the first piece, then data pieces."""
     mv = memoryview(data)
     first.data = bytes(mv[: _rpc.PIECE_BYTES])
@@ -57,6 +59,8 @@ class StorageService(storage_pb2_grpc.StorageServicer):
     ) -> None:
         self.node_id, self.address = node_id, address
         self.data_address = data_address  # advertised to clients through mgmtd; "" = gRPC reads only
+        self.forward_over_data_port = True  # forward updates to successors' data ports when they have one
+        self._data = DataPortPool(timeout_s=FORWARD_DEADLINE_S / 2, per_address=16)
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
@@ -163,6 +167,13 @@ class StorageService(storage_pb2_grpc.StorageServicer):
                 if t.target_id == target_id:
                     return c, i
         raise E.NotFound(f"target {target_id}", "no such target in the chain table")
+
+    def _node_data_address(self, node_id: int) -> str:
+        with self._routing_lock:
+            for n in self._routing.nodes:
+                if n.node_id == node_id:
+                    return n.data_address if self.forward_over_data_port else ""
+        return ""
 
     def _stub(self, address: str) -> storage_pb2_grpc.StorageStub:
         stub = self._stubs.get(address)
@@ -352,9 +363,8 @@ class StorageService(storage_pb2_grpc.StorageServicer):
                 header.type, header.offset, header.length, payload = req.type, req.offset, req.length, data
             header.payload_crc32c = crc32c(payload)
             try:
-                rsp = self._stub(self._node_address(succ.node_id)).Update(pieces(header, payload), timeout=30)
-            except grpc.RpcError as exc:
-                err = E.from_rpc_error(exc, f"target {succ.target_id}")
+                rsp = self.send_update(succ.node_id, succ.target_id, header, payload)
+            except E.FS3Error as err:
                 if isinstance(err, E.FileTooLarge | E.InvalidArgument):
                     raise err from None
                 if time.monotonic() > deadline:
@@ -387,6 +397,31 @@ class StorageService(storage_pb2_grpc.StorageServicer):
                     f"{rsp.chunk_crc32c:#x}, expected {u} crc {crc:#x}",
                 )
             return u
+
+    def send_update(
+        self, node_id: int, target_id: int, header: pb.UpdateReq, payload: bytes | bytearray | memoryview
+    ) -> pb.UpdateRsp:
+        """``header`` + ``payload`` to storage node ``node_id`` (its data port if it has one, else gRPC).
+
+        Raises the FS3Error the node answered, or ClusterTimeout when it could not be reached.
+        """
+        address = self._node_data_address(node_id)
+        if address:
+            try:
+                status, body = self._data.update(address, header.SerializeToString(), payload)
+            except OSError as exc:
+                raise E.ClusterTimeout(f"target {target_id} (data port {address})", str(exc)) from None
+            if status == W.STATUS_ERROR:
+                raise E.from_wire(body.decode("utf-8", "replace"), f"target {target_id}")
+            return pb.UpdateRsp.FromString(body)
+        try:
+            return self._stub(self._node_address(node_id)).Update(pieces(header, payload), timeout=30)
+        except grpc.RpcError as exc:
+            raise E.from_rpc_error(exc, f"target {target_id}") from None
+
+    def update_for_data_port(self, req: pb.UpdateReq, payload: bytearray) -> pb.UpdateRsp:
+        """One data-port update: exactly what ``Update`` does with the same header and payload."""
+        return self._update(req, payload)  # type: ignore[arg-type]
 
     def _wait_routing_change(self, chain: cpb.Chain, timeout_s: float = 2.0) -> None:
         self._refresh_routing()

@@ -37,7 +37,7 @@ def node(tmp_path):
     storage_pb2_grpc.add_StorageServicer_to_server(svc, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    data = DataServer("127.0.0.1", 0, svc.read_for_data_port, "test-node")
+    data = DataServer("127.0.0.1", 0, svc.read_for_data_port, "test-node", update=svc.update_for_data_port)
     data.start()
     ch = _rpc.channel(f"127.0.0.1:{port}")
     try:
@@ -131,6 +131,14 @@ def _raw(data: DataServer) -> socket.socket:
     return s
 
 
+def _closed_by_peer(s: socket.socket) -> bool:
+    """Whether the server hung up without answering (a FIN, or a reset when our bytes went unread)."""
+    try:
+        return s.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
 @pytest.mark.parametrize(
     "frame",
     [
@@ -146,7 +154,7 @@ def test_malformed_request_closes_only_that_connection(node, frame):
     _commit(svc, 101, 0, b"fine")
     s = _raw(data)
     s.sendall(frame)
-    assert s.recv(100) == b""  # closed without an answer
+    assert _closed_by_peer(s)  # closed without an answer
     s.close()
     (r,) = DataPortPool(timeout_s=10).read(data.address, [_req(101, 0)])
     assert r.n == 4
@@ -291,3 +299,89 @@ def test_data_port_of_a_busy_port_is_a_clear_error(node):
     _, _, data = node
     with pytest.raises(OSError, match=rf"blocked: data port 127.0.0.1:{data.port}"):
         DataServer("127.0.0.1", data.port, lambda *a: None, "blocked")
+
+
+# ---- updates ------------------------------------------------------------------------------------
+def _update_header(tid: int, index: int, data: bytes, **kw) -> spb.UpdateReq:
+    h = spb.UpdateReq(
+        chain_id=1, chain_version=1, target_id=tid, chunk=spb.ChunkId(inode_id=INODE, index=index),
+        type=spb.WRITE, offset=0, length=len(data), chunk_size=1 << 20, payload_crc32c=crc32c(data),
+        from_client=True,
+    )  # fmt: skip
+    for k, v in kw.items():
+        setattr(h, k, v)
+    return h
+
+
+def test_update_applies_like_grpc_update_and_errors_match(node):
+    svc, ch, data = node
+    pool = DataPortPool(timeout_s=10)
+    blob = os.urandom(100_000)
+    status, body = pool.update(data.address, _update_header(101, 5, blob).SerializeToString(), blob)
+    assert status == W.STATUS_DATA
+    rsp = spb.UpdateRsp.FromString(body)
+    assert rsp.committed_version == 1 and rsp.chunk_length == len(blob) and rsp.chunk_crc32c == crc32c(blob)
+    got = _req(101, 5)
+    (r,) = pool.read(data.address, [got])
+    assert bytes(got.sink[: r.n]) == blob and r.committed_version == 1
+
+    stub = storage_pb2_grpc.StorageStub(ch)
+    from fs3.storage.service import pieces
+
+    bad = [
+        _update_header(101, 6, blob, chain_version=0),  # stale chain version
+        _update_header(101, 6, blob, payload_crc32c=1),  # corrupted in flight
+        _update_header(102, 6, blob),  # WAITING target takes no writes
+        _update_header(101, 6, blob, chunk_size=1000),  # not a power of two
+    ]
+    for h in bad:
+        raw = h.SerializeToString()  # before pieces() puts the first piece into h.data
+        with pytest.raises(grpc.RpcError) as ei:
+            stub.Update(pieces(h, blob), timeout=10)
+        status, body = pool.update(data.address, raw, blob)
+        assert status == W.STATUS_ERROR and body.decode() == ei.value.details()
+    assert svc._stores[101].meta((INODE, 6)) is None  # nothing of the rejected writes landed
+    pool.close()
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        W.UPDATE_HEAD.pack(W.MAX_UPDATE_HEADER_BYTES + 1, 0),  # header too long
+        W.UPDATE_HEAD.pack(10, W.MAX_PAYLOAD_BYTES + 1),  # payload over the largest chunk
+        W.UPDATE_HEAD.pack(5, 0) + b"\xff\xff\xff\xff\xff",  # not a protobuf
+    ],
+    ids=["long-header", "huge-payload", "garbage-header"],
+)
+def test_malformed_update_closes_the_connection_and_writes_nothing(node, tail):
+    svc, _, data = node
+    s = _raw(data)
+    s.sendall(W.BATCH_HEADER.pack(W.MAGIC, W.VERSION, W.OP_UPDATE, 1) + tail)
+    assert _closed_by_peer(s)
+    s.close()
+    assert svc._stores[101].chunk_ids(INODE) == []
+    blob = b"still serving"
+    status, _ = DataPortPool(timeout_s=10).update(
+        data.address, _update_header(101, 0, blob).SerializeToString(), blob
+    )
+    assert status == W.STATUS_DATA
+
+
+def test_cluster_without_data_ports_reads_and_writes_over_grpc(tmp_path):
+    from fs3 import ClusterConfig, LocalCluster
+
+    cfg = ClusterConfig(
+        num_storage=3, replicas=3, num_chains=3, chunk_size=64 << 10, fsync=False, data_ports=False
+    )
+    with LocalCluster(cfg, tmp_path / "c") as c:
+        cl = c.client()
+        assert all(n.data_address == "" for n in cl.refresh_routing().nodes)
+        blob = os.urandom(10 * (64 << 10) + 5)
+        cl.write_bytes("/g", blob)  # forwarded down each chain over gRPC
+        assert cl.read_bytes("/g") == blob
+        assert cl.stats.data_port_items == 0 and cl.stats.data_port_updates == 0
+        for i in range(3):
+            store_dir = c.storage_dir(i)
+            assert (
+                sum(1 for _ in store_dir.glob("target-*/chunks/*/*")) == 11
+            )  # every replica has every chunk

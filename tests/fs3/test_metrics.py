@@ -31,24 +31,29 @@ def test_storage_meta_and_mgmtd_metrics(cluster3):
         f.write(data)
     with client.open("/metered", "rb") as f:
         assert f.read() == data
+    grpc_only = cluster3.client(data_port=False)  # the gRPC path counts per method
+    grpc_only.write_bytes("/metered-grpc", b"g" * 1000)
+    assert grpc_only.read_bytes("/metered-grpc") == b"g" * 1000
 
-    # storage: the chunk writes and reads this client just made, with their bytes and latencies
-    writes = reads = received = sent = 0.0
+    # storage: the chunk writes and reads these clients just made, with their bytes and latencies
+    writes = reads = received = sent = grpc_updates = grpc_reads = 0.0
     for i in range(cluster3.config.num_storage):
         s = scrape(cluster3.metrics_url(f"storage-{i}"))
-        writes += sample(s, "grpc_server_handled_total", grpc_method="Update", grpc_code="OK")
-        reads += sample(s, "grpc_server_handled_total", grpc_method="Read", grpc_code="OK")
-        reads += sample(s, "grpc_server_handled_total", grpc_method="BatchRead", grpc_code="OK")
+        grpc_updates += sample(s, "grpc_server_handled_total", grpc_method="Update", grpc_code="OK")
+        grpc_reads += sample(s, "grpc_server_handled_total", grpc_method="Read", grpc_code="OK")
+        writes += sample(s, "fs3_dataport_updates_total", status="ok")
         reads += sample(s, "fs3_dataport_items_total", status="data")
         sent += sample(s, "fs3_dataport_sent_bytes_total")
+        received += sample(s, "fs3_dataport_received_bytes_total")
         received += sample(s, "grpc_server_received_bytes_total", grpc_method="Update")
         assert sample(s, "grpc_server_handling_seconds_count", grpc_method="Update") == sample(
             s, "grpc_server_handled_total", grpc_method="Update"
         )
-    assert writes >= 3  # 3 chunks of 1 MiB, each through its chain
-    assert reads >= 3  # the 3 chunks, over the data ports (or gRPC, if a node has none)
+    assert writes >= 3 * 3  # 3 chunks of 1 MiB, each through its 3-target chain over the data ports
+    assert reads >= 3  # the 3 chunks, over the data ports
     assert sent >= len(data)  # the data ports sent every byte read
     assert received >= 3 * len(data)  # every replica received every byte (head from the client, the rest forwarded)
+    assert grpc_updates >= 1 and grpc_reads >= 1  # the gRPC-only client's write (forwarded over data ports) and read
 
     meta = scrape(cluster3.metrics_url("meta"))
     assert sample(meta, "grpc_server_handled_total", grpc_code="OK") > 0
