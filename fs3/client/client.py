@@ -682,12 +682,7 @@ class FS3Client:
         """
         address = self._data_address(node_id)
         if address:
-            try:
-                status, body = self._data.update(address, header.SerializeToString(), data)
-            except OSError as exc:
-                raise E.ClusterTimeout(f"{what} (data port {address})", str(exc)) from None
-            if status == W.STATUS_ERROR:
-                raise E.from_wire(body.decode("utf-8", "replace"), what)
+            self._data.update(address, header, data, what)
             self.stats.data_port_updates += 1
             return
         from fs3.storage.service import pieces

@@ -13,7 +13,9 @@ import threading
 from dataclasses import dataclass
 
 from fs3 import _dataport as W
+from fs3 import errors as E
 from fs3.crc import crc32c
+from fs3.protos import storage_pb2 as spb
 
 
 @dataclass
@@ -119,14 +121,25 @@ class DataPortPool:
         return results
 
     def update(
+        self, address: str, header: spb.UpdateReq, payload: bytes | bytearray | memoryview, what: str
+    ) -> spb.UpdateRsp:
+        """One chunk update (``header`` with its ``data`` empty, and the payload), answered once committed.
+
+        Raises the FS3Error the server answered, or ClusterTimeout naming ``what`` when the connection
+        fails: then the update may or may not have been applied, which CRAQ's versions make safe to retry.
+        """
+        try:
+            status, body = self.update_raw(address, header.SerializeToString(), payload)
+        except OSError as exc:
+            raise E.ClusterTimeout(f"{what} (data port {address})", str(exc)) from None
+        if status == W.STATUS_ERROR:
+            raise E.from_wire(body.decode("utf-8", "replace"), what)
+        return spb.UpdateRsp.FromString(body)
+
+    def update_raw(
         self, address: str, header: bytes, payload: bytes | bytearray | memoryview
     ) -> tuple[int, bytes]:
-        """Send one chunk update (a serialized ``UpdateReq`` without data, and its payload); (status, body).
-
-        status is STATUS_DATA (body: a serialized ``UpdateRsp``) or STATUS_ERROR (body: error text).
-        Raises OSError when the connection fails: the update may or may not have been applied, which
-        CRAQ's versions make safe to retry.
-        """
+        """``update`` on the wire: (status, body) as the server sent them; OSError on transport failure."""
         s, pooled = self._take(address)
         try:
             out = self._update_on(s, header, payload)

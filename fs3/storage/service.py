@@ -18,7 +18,6 @@ from pathlib import Path
 
 import grpc
 
-from fs3 import _dataport as W
 from fs3 import _rpc
 from fs3 import errors as E
 from fs3.client.dataport import DataPortPool
@@ -407,13 +406,7 @@ class StorageService(storage_pb2_grpc.StorageServicer):
         """
         address = self._node_data_address(node_id)
         if address:
-            try:
-                status, body = self._data.update(address, header.SerializeToString(), payload)
-            except OSError as exc:
-                raise E.ClusterTimeout(f"target {target_id} (data port {address})", str(exc)) from None
-            if status == W.STATUS_ERROR:
-                raise E.from_wire(body.decode("utf-8", "replace"), f"target {target_id}")
-            return pb.UpdateRsp.FromString(body)
+            return self._data.update(address, header, payload, f"target {target_id}")
         try:
             return self._stub(self._node_address(node_id)).Update(pieces(header, payload), timeout=30)
         except grpc.RpcError as exc:

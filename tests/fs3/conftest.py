@@ -92,3 +92,35 @@ def cluster3(tmp_path):
     )
     with LocalCluster(cfg, tmp_path / "cluster") as c:
         yield c
+
+
+@pytest.fixture
+def node(tmp_path):
+    """(service, gRPC channel, data port) of one in-process storage node 1 with a hand-made chain table.
+
+    Target 101 (chain 1) is SERVING, target 102 (chain 2) WAITING; tests stage chunks in its stores.
+    """
+    from fs3 import _rpc
+    from fs3.protos import common_pb2 as cpb
+    from fs3.protos import storage_pb2_grpc
+    from fs3.storage.dataport import DataServer
+    from fs3.storage.service import StorageService
+
+    svc = StorageService(1, "unused", str(tmp_path / "data"), mgmtd="127.0.0.1:1")
+    routing = cpb.RoutingInfo(routing_version=1)
+    routing.chains.add(chain_id=1, version=1).targets.add(target_id=101, node_id=1, state=cpb.SERVING)
+    routing.chains.add(chain_id=2, version=1).targets.add(target_id=102, node_id=1, state=cpb.WAITING)
+    svc._set_routing(routing)
+    server = _rpc.make_server(max_workers=4)
+    storage_pb2_grpc.add_StorageServicer_to_server(svc, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    data = DataServer("127.0.0.1", 0, svc.read_for_data_port, "test-node", update=svc.update_for_data_port)
+    data.start()
+    ch = _rpc.channel(f"127.0.0.1:{port}")
+    try:
+        yield svc, ch, data
+    finally:
+        data.stop()
+        ch.close()
+        server.stop(0)

@@ -7,7 +7,7 @@ import os
 import grpc
 import pytest
 
-from fs3 import ClusterConfig, LocalCluster, _rpc
+from fs3 import ClusterConfig, LocalCluster
 from fs3.client.client import FS3Client, parse_batch_read_rsp
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import storage_pb2 as spb
@@ -89,7 +89,9 @@ def test_corrupted_chunk_inside_a_batch_is_read_from_another_replica(cluster3, t
     index = 4  # in the middle of the batch
     chain_id = st.chains[index % len(st.chains)]
     chain = next(ch for ch in cl.refresh_routing().chains if ch.chain_id == chain_id)
-    victim = chain.targets[FS3Client.first_replica(st.st_ino, index, len(chain.targets))].target_id  # asked first
+    victim = chain.targets[
+        FS3Client.first_replica(st.st_ino, index, len(chain.targets))
+    ].target_id  # asked first
     path = cluster3.target_dir(victim) / "chunks" / f"{st.st_ino:016x}" / f"{index:08x}"
     raw = bytearray(path.read_bytes())
     raw[1000] ^= 0xFF
@@ -119,28 +121,8 @@ def test_batch_spanning_a_killed_storage_server_completes_via_fallback(cluster3,
     _check_transport(cl, transport)
 
 
-# ---- gRPC level: one in-process storage node with a hand-made chain table ----------------------
-NODE = 1
+# ---- gRPC level: one in-process storage node (the ``node`` fixture) ------------------------------
 INODE = 7
-
-
-@pytest.fixture
-def node(tmp_path):
-    svc = StorageService(NODE, "unused", str(tmp_path / "data"), mgmtd="127.0.0.1:1")
-    routing = cpb.RoutingInfo(routing_version=1)
-    routing.chains.add(chain_id=1, version=1).targets.add(target_id=101, node_id=NODE, state=S.SERVING)
-    routing.chains.add(chain_id=2, version=1).targets.add(target_id=102, node_id=NODE, state=S.WAITING)
-    svc._set_routing(routing)
-    server = _rpc.make_server(max_workers=4)
-    storage_pb2_grpc.add_StorageServicer_to_server(svc, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    ch = _rpc.channel(f"127.0.0.1:{port}")
-    try:
-        yield svc, ch
-    finally:
-        ch.close()
-        server.stop(0)
 
 
 def _commit(svc: StorageService, tid: int, index: int, content: bytes, version: int = 1) -> None:
@@ -176,7 +158,7 @@ def _req(tid: int, index: int, offset: int = 0, length: int = 0, relaxed: bool =
 
 
 def test_batch_read_applies_reads_checks_per_item(node):
-    svc, ch = node
+    svc, ch, _ = node
     big = os.urandom((2 << 20) + 5)  # three pieces
     small = os.urandom(1000)
     _commit(svc, 101, 0, big)
@@ -216,7 +198,7 @@ def test_batch_read_applies_reads_checks_per_item(node):
 
 
 def test_batch_read_errors_match_what_read_aborts_with(node):
-    svc, ch = node
+    svc, ch, _ = node
     _commit(svc, 101, 0, b"x" * 10)
     svc._stores[101].stage((INODE, 0), 2, b"y", 1)
     stub = storage_pb2_grpc.StorageStub(ch)

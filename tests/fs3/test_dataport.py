@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from fs3 import _dataport as W
-from fs3 import _rpc
+from fs3 import errors as E
 from fs3.client.dataport import ChecksumError, DataPortPool, PartialRead, ReadRequest
 from fs3.crc import crc32c
 from fs3.protos import common_pb2 as cpb
@@ -21,31 +21,7 @@ from fs3.storage.dataport import DataServer
 from fs3.storage.service import StorageService
 
 S = cpb.TargetState
-NODE = 1
 INODE = 7
-
-
-@pytest.fixture
-def node(tmp_path):
-    """One in-process storage node (target 101 SERVING, 102 WAITING) with its gRPC server and data port."""
-    svc = StorageService(NODE, "unused", str(tmp_path / "data"), mgmtd="127.0.0.1:1")
-    routing = cpb.RoutingInfo(routing_version=1)
-    routing.chains.add(chain_id=1, version=1).targets.add(target_id=101, node_id=NODE, state=S.SERVING)
-    routing.chains.add(chain_id=2, version=1).targets.add(target_id=102, node_id=NODE, state=S.WAITING)
-    svc._set_routing(routing)
-    server = _rpc.make_server(max_workers=4)
-    storage_pb2_grpc.add_StorageServicer_to_server(svc, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    data = DataServer("127.0.0.1", 0, svc.read_for_data_port, "test-node", update=svc.update_for_data_port)
-    data.start()
-    ch = _rpc.channel(f"127.0.0.1:{port}")
-    try:
-        yield svc, ch, data
-    finally:
-        data.stop()
-        ch.close()
-        server.stop(0)
 
 
 def _commit(svc: StorageService, tid: int, index: int, content: bytes, version: int = 1) -> None:
@@ -317,9 +293,7 @@ def test_update_applies_like_grpc_update_and_errors_match(node):
     svc, ch, data = node
     pool = DataPortPool(timeout_s=10)
     blob = os.urandom(100_000)
-    status, body = pool.update(data.address, _update_header(101, 5, blob).SerializeToString(), blob)
-    assert status == W.STATUS_DATA
-    rsp = spb.UpdateRsp.FromString(body)
+    rsp = pool.update(data.address, _update_header(101, 5, blob), blob, "test")
     assert rsp.committed_version == 1 and rsp.chunk_length == len(blob) and rsp.chunk_crc32c == crc32c(blob)
     got = _req(101, 5)
     (r,) = pool.read(data.address, [got])
@@ -338,8 +312,12 @@ def test_update_applies_like_grpc_update_and_errors_match(node):
         raw = h.SerializeToString()  # before pieces() puts the first piece into h.data
         with pytest.raises(grpc.RpcError) as ei:
             stub.Update(pieces(h, blob), timeout=10)
-        status, body = pool.update(data.address, raw, blob)
+        status, body = pool.update_raw(data.address, raw, blob)
         assert status == W.STATUS_ERROR and body.decode() == ei.value.details()
+        with pytest.raises(E.FS3Error) as mine:
+            pool.update(data.address, spb.UpdateReq.FromString(raw), blob, "test")
+        assert type(mine.value) is type(E.from_rpc_error(ei.value))
+        assert E.wire_message(mine.value) == ei.value.details()
     assert svc._stores[101].meta((INODE, 6)) is None  # nothing of the rejected writes landed
     pool.close()
 
@@ -361,10 +339,8 @@ def test_malformed_update_closes_the_connection_and_writes_nothing(node, tail):
     s.close()
     assert svc._stores[101].chunk_ids(INODE) == []
     blob = b"still serving"
-    status, _ = DataPortPool(timeout_s=10).update(
-        data.address, _update_header(101, 0, blob).SerializeToString(), blob
-    )
-    assert status == W.STATUS_DATA
+    rsp = DataPortPool(timeout_s=10).update(data.address, _update_header(101, 0, blob), blob, "test")
+    assert rsp.committed_version == 1
 
 
 def test_cluster_without_data_ports_reads_and_writes_over_grpc(tmp_path):

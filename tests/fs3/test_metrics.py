@@ -52,8 +52,12 @@ def test_storage_meta_and_mgmtd_metrics(cluster3):
     assert writes >= 3 * 3  # 3 chunks of 1 MiB, each through its 3-target chain over the data ports
     assert reads >= 3  # the 3 chunks, over the data ports
     assert sent >= len(data)  # the data ports sent every byte read
-    assert received >= 3 * len(data)  # every replica received every byte (head from the client, the rest forwarded)
-    assert grpc_updates >= 1 and grpc_reads >= 1  # the gRPC-only client's write (forwarded over data ports) and read
+    assert received >= 3 * len(
+        data
+    )  # every replica received every byte (head from the client, the rest forwarded)
+    assert (
+        grpc_updates >= 1 and grpc_reads >= 1
+    )  # the gRPC-only client's write (forwarded over data ports) and read
 
     meta = scrape(cluster3.metrics_url("meta"))
     assert sample(meta, "grpc_server_handled_total", grpc_code="OK") > 0
