@@ -26,8 +26,9 @@ def _no_process_left(state: dict) -> list[str]:
 @pytest.mark.slow
 def test_demo_trains_is_preempted_resumes_and_finishes(tmp_path):
     lines: list[str] = []
-    res = run_demo(tmp_path / "ff", ranks_per_node=2, steps=60, samples=2048, preempt_at_step=15,
-                   progress=lines.append)  # fmt: skip
+    # paced steps leave the preemption (a scheduler cycle and an agent heartbeat away) 4 s to land
+    res = run_demo(tmp_path / "ff", ranks_per_node=2, steps=60, samples=2048, preempt_at_step=10,
+                   min_step_s=0.08, progress=lines.append)  # fmt: skip
     out = "\n".join(lines)
     r = res.train
     assert r["world_size"] == 4 and r["nodes"] == 2, r
@@ -108,7 +109,8 @@ def test_training_job_across_hosts_in_network_namespaces(tmp_path):
             agent.host = net.address(i + 1)
         lines: list[str] = []
         res = run_demo(tmp_path / "ff", config=cfg, ranks_per_node=1, steps=30, samples=1024, preempt=False,
-                       progress=lines.append, host_prefix=lambda host: net.argv(net.host_of(host), []))  # fmt: skip
+                       min_step_s=0, progress=lines.append,
+                       host_prefix=lambda host: net.argv(net.host_of(host), []))  # fmt: skip
         assert res.train["nodes"] == 2 and res.train["world_size"] == 2, res.train
         assert res.train["heldout_accuracy"] > 0.5, res.train
         logs = Path(tmp_path / "ff" / "agents")

@@ -44,6 +44,7 @@ def run_demo(
     steps: int = 150,
     samples: int = 8192,
     preempt_at_step: int = 40,
+    min_step_s: float = 0.05,
     keep: bool = False,
     config: ClusterConfig | None = None,
     progress: Callable[[str], None] = print,
@@ -54,7 +55,9 @@ def run_demo(
     """Run the main job on a fresh cluster under ``data_dir``; raise FireflyerError if any stage fails.
 
     ``preempt=False`` lets the training job run to the end alone; ``host_prefix`` places services
-    and agents on simulated hosts (see ``fireflyer.cluster.up``).
+    and agents on simulated hosts (see ``fireflyer.cluster.up``). ``min_step_s`` paces training steps
+    (the toy model trains a step in milliseconds; a preemption needs a scheduler cycle and an agent
+    heartbeat, ~1-2 s, to land, and must land before the job ends on any machine).
     """
     from fs3.client import FS3Client
     from fs3.dataset import pack_directory
@@ -93,7 +96,8 @@ def run_demo(
         Path(workdir).mkdir(exist_ok=True)
         train_id = sched.submit({
             "name": "demo-train", "priority": "LOW", "nodes": nodes, "ranks_per_node": ranks_per_node,
-            "command": f"{sys.executable} -m fireflyer.demo.train --steps {steps}", "workdir": workdir, "env": env,
+            "command": f"{sys.executable} -m fireflyer.demo.train --steps {steps} --min-step-s {min_step_s}",
+            "workdir": workdir, "env": env,
         })  # fmt: skip
         progress(
             f"[3/6] submitted training job {train_id}: {nodes} nodes x {ranks_per_node} ranks, LOW priority"
@@ -168,7 +172,7 @@ def _wait_for_step(
             return
         if time.monotonic() > deadline:
             raise FireflyerError(f"training job {job_id} did not reach step {step} ({info.state})")
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def _wait_for_end(sched: Any, job_ids: list[int], deadline: float, progress: Callable[[str], None]) -> None:

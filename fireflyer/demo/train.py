@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=256, help="global batch (split over ranks)")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--ckpt-every", type=int, default=25)
-    p.add_argument("--step-sleep-s", type=float, default=0.0, help="slow steps down (tests)")
+    p.add_argument(
+        "--min-step-s", type=float, default=0.0,
+        help="pace each step to at least this long, as a real model's compute would (the demo uses it so "
+        "that its preemption lands mid-run however fast this machine trains the toy model)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if not args.mgmtd:
@@ -106,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     loss_value = float("nan")
     t_start = time.perf_counter()
     for step in range(start, args.steps):
+        t_step = time.perf_counter()
         flag[0] = 1.0 if (in_job and rank == 0 and hai.receive_suspend_command()) else 0.0
         hfreduce.broadcast(flag, root=0)
         if flag[0]:
@@ -124,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {step} loss {loss_value:.4f}", flush=True)
         if (step + 1) % args.ckpt_every == 0 and step + 1 < args.steps:
             checkpoint(step + 1)
-        if args.step_sleep_s:
-            time.sleep(args.step_sleep_s)
+        if args.min_step_s:
+            time.sleep(max(0.0, args.min_step_s - (time.perf_counter() - t_step)))
     train_s = time.perf_counter() - t_start
 
     algbw, busbw = allreduce_gbps()
