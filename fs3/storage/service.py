@@ -643,7 +643,7 @@ class StorageService(storage_pb2_grpc.StorageServicer):
                     if rm is None:
                         continue
                     header.type = pb.REMOVE  # only remote -> delete
-                    stub.Update(pieces(header, b""), timeout=30)
+                    self.send_update(succ.node_id, succ.target_id, header, b"")
                     removed += 1
                     continue
                 # transfer rules: only local, newer chain version, or a different committed version -> send
@@ -658,7 +658,7 @@ class StorageService(storage_pb2_grpc.StorageServicer):
                 header.type, header.length = pb.FULL_REPLACE, len(content)
                 header.update_version = lm.committed_version
                 header.payload_crc32c = crc32c(content)
-                rsp = stub.Update(pieces(header, content), timeout=60)
+                rsp = self.send_update(succ.node_id, succ.target_id, header, content)  # data port if it has one
                 if rsp.chunk_crc32c != lm.crc:
                     raise E.ChecksumMismatch(
                         f"chunk {cid[0]}:{cid[1]}", "resync copy has a different checksum"
