@@ -27,6 +27,39 @@ def is_mounted(mountpoint: str | os.PathLike) -> bool:
         return False
 
 
+def mount_device(mountpoint: str | os.PathLike) -> str | None:
+    """``"major:minor"`` of the file system mounted at ``mountpoint`` (the last one), or None."""
+    target = os.path.abspath(os.fspath(mountpoint))
+    found = None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if _unescape(fields[4]) == target:
+                    found = fields[2]
+    except OSError:
+        return None
+    return found
+
+
+def set_readahead_kb(mountpoint: str | os.PathLike, kb: int) -> int | None:
+    """Set the kernel's read-ahead of the mount at ``mountpoint`` to ``kb`` KiB; the value now in effect.
+
+    FUSE mounts get the block-device default of 128 KiB, so a sequential reader's requests reach the
+    daemon 128 KiB at a time, each a FUSE and a storage round trip; a larger window makes the kernel
+    send 1 MiB requests (the FUSE max_pages), several at once. Needs root (sysfs); None if refused.
+    """
+    dev = mount_device(mountpoint)
+    if dev is None:
+        return None
+    path = Path("/sys/class/bdi") / dev / "read_ahead_kb"
+    try:
+        path.write_text(f"{kb}\n")
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def wait_for_mount(
     mountpoint: str | os.PathLike,
     proc: ManagedProcess | subprocess.Popen | None = None,

@@ -272,3 +272,23 @@ def test_eacces_for_other_user(mdir):
     os.chmod(mdir, 0o755)
     res = as_nobody(f"python3 -c \"import os; os.mkdir('{mdir}/nope')\"")
     assert "PermissionError" in res.stderr and "Errno 13" in res.stderr
+
+
+def test_mount_raises_the_kernel_read_ahead(mounted):
+    """Sequential readers get 1 MiB requests, several in flight, instead of the 128 KiB default."""
+    from fs3.fuse.mount import mount_device
+
+    if os.geteuid() != 0:
+        pytest.skip("setting a mount's read-ahead needs root")
+    dev = mount_device(mounted.path)
+    assert dev is not None and ":" in dev
+    ra = f"/sys/class/bdi/{dev}/read_ahead_kb"
+    deadline = time.monotonic() + 10  # the daemon sets it right after the kernel's INIT exchange
+    while open(ra).read().strip() != "4096" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert open(ra).read().strip() == "4096"
+    data = os.urandom(3 << 20)
+    p = mounted.path / f"ra-{os.getpid()}.bin"
+    p.write_bytes(data)
+    assert p.read_bytes() == data
+    p.unlink()
