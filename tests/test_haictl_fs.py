@@ -212,6 +212,7 @@ def test_df(cluster, client) -> None:
     assert got == expected and len(info["targets"]) == len(expected) == 18
     for t in info["targets"]:
         assert t["state"] == "SERVING" and t["alive"] and t["address"]
+        assert t["data_address"].rpartition(":")[2].isdigit()  # its data port, as advertised to mgmtd
         assert t["chunks"] >= 0 and t["used_bytes"] >= 0 and t["disk_total_bytes"] > 0
     replicas = len(routing.chains[0].targets)
     assert sum(t["used_bytes"] for t in info["targets"]) >= replicas * size

@@ -343,11 +343,14 @@ def df(ctx: click.Context, as_json: bool) -> None:
         f"{'fs3':<12}{_human(total):>12}{_human(used):>12}{_human(free):>12}{pct:>6}"
         f"{_human(info['file_bytes']):>12}  {info['inodes']}"
     )
-    click.echo(f"\n{'target':>8} {'node':>6} {'chain':>6} {'state':<9}{'chunks':>8}{'used':>12}  address")
+    click.echo(
+        f"\n{'target':>8} {'node':>6} {'chain':>6} {'state':<9}{'chunks':>8}{'used':>12}  address (data port)"
+    )
     for t in info["targets"]:
         chunks = "-" if t["chunks"] is None else str(t["chunks"])
         tused = "-" if t["used_bytes"] is None else _human(t["used_bytes"])
-        addr = t["address"] + ("" if t["alive"] else " (dead)")
+        addr = t["address"] + (f" ({t['data_address']})" if t["data_address"] else "")
+        addr += "" if t["alive"] else " (dead)"
         click.echo(
             f"{t['target_id']:>8} {t['node_id']:>6} {t['chain_id']:>6} {t['state']:<9}{chunks:>8}{tused:>12}  {addr}"
         )

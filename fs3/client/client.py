@@ -190,12 +190,13 @@ class TargetUsage:
     node_id: int
     chain_id: int
     state: str  # SERVING, SYNCING, WAITING, LASTSRV, OFFLINE (the chain table's view)
-    address: str
+    address: str  # the node's gRPC address
     alive: bool  # the node's lease with mgmtd
     chunks: int | None
     used_bytes: int | None  # sum of the target's committed chunk lengths
     disk_total_bytes: int | None  # the target's file system (shared by a node's targets)
     disk_free_bytes: int | None
+    data_address: str = ""  # the node's data port (chunk reads and updates); "" = gRPC only
 
 
 @dataclass
@@ -557,6 +558,7 @@ class FS3Client:
                         chain_id=chain.chain_id,
                         state=S.Name(t.state),
                         address=node.address if node else "",
+                        data_address=node.data_address if node else "",
                         alive=bool(node and node.alive),
                         chunks=sp.chunks if sp else None,
                         used_bytes=used,
