@@ -26,6 +26,9 @@ ReadFn = Callable[[int, int, int, int, int, int, bool, bytearray], "tuple[int, m
 UpdateFn = Callable[[pb.UpdateReq, bytearray], pb.UpdateRsp]
 
 
+MAX_CONNECTIONS = 2048  # open connections (one thread each); more are closed at once
+
+
 class DataPortMetrics:
     """Prometheus counters of the data port, once per process (the default registry)."""
 
@@ -60,9 +63,16 @@ class DataServer:
     """Listens on ``host:port`` (0: any free port; see ``port`` after ``start``) and answers reads."""
 
     def __init__(
-        self, host: str, port: int, read: ReadFn, name: str = "storage", update: UpdateFn | None = None
+        self,
+        host: str,
+        port: int,
+        read: ReadFn,
+        name: str = "storage",
+        update: UpdateFn | None = None,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.host, self.name = host, name
+        self.max_connections = max_connections
         self._read = read
         self._update = update
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -110,7 +120,13 @@ class DataServer:
                 continue
             self._metrics.connections.inc()
             with self._conns_lock:
-                self._conns.add(conn)
+                full = len(self._conns) >= self.max_connections
+                if not full:
+                    self._conns.add(conn)
+            if full:  # a thread per connection: refuse rather than exhaust the process
+                logging.warning("data port: %d connections open, refusing %s", self.max_connections, peer)
+                conn.close()
+                continue
             threading.Thread(target=self._serve, args=(conn, peer), daemon=True).start()
 
     def _serve(self, conn: socket.socket, peer: object) -> None:

@@ -271,6 +271,22 @@ def test_crc32c_software_fallback_matches(monkeypatch):
     assert crc.crc32c(data[100:], crc.crc32c(data[:100])) == google_crc32c.value(data)
 
 
+def test_connections_over_the_limit_are_refused_and_the_rest_keep_working(node):
+    svc, _, _ = node
+    _commit(svc, 101, 0, b"abc")
+    small = DataServer("127.0.0.1", 0, svc.read_for_data_port, "small", max_connections=2)
+    small.start()
+    try:
+        pools = [DataPortPool(timeout_s=10) for _ in range(2)]
+        for p in pools:  # two connections held open in their pools
+            assert p.read(small.address, [_req(101, 0)])[0].n == 3
+        with pytest.raises(OSError):
+            DataPortPool(timeout_s=10).read(small.address, [_req(101, 0)])
+        assert pools[0].read(small.address, [_req(101, 0)])[0].n == 3  # the open ones still serve
+    finally:
+        small.stop()
+
+
 def test_data_port_of_a_busy_port_is_a_clear_error(node):
     _, _, data = node
     with pytest.raises(OSError, match=rf"blocked: data port 127.0.0.1:{data.port}"):
