@@ -757,6 +757,8 @@ class FS3Client:
         ClusterTimeout when it could not be reached.
         """
         length = req.length
+        if length == 0:
+            return 0  # (on the data port, length 0 means "to the chunk's end")
         address = self._data_address(t.node_id)
         if address:
             dreq = ReadRequest(
