@@ -124,3 +124,29 @@ def node(tmp_path):
         data.stop()
         ch.close()
         server.stop(0)
+
+
+@pytest.fixture
+def mixed_chunks(node):
+    """Chunks of inode 7 on ``node`` covering every answer a chunk read can get; returns (big, small).
+
+    Target 101: chunk 0 ``big`` (over 2 MiB), 1 ``small`` (1000 bytes), 2 ``b"old" * 10`` with a
+    pending write, 3 corrupted on disk; chunk 9 is a hole. Target 102 (WAITING): chunk 0 ``b"waiting
+    target"``. The BatchRead and data-port tests ask for the same items and expect the same answers.
+    """
+    svc = node[0]
+
+    def commit(tid: int, index: int, content: bytes) -> None:
+        svc._stores[tid].stage((7, index), 1, content, 1)
+        svc._stores[tid].commit((7, index))
+
+    big, small = os.urandom((2 << 20) + 5), os.urandom(1000)
+    commit(101, 0, big)
+    commit(101, 1, small)
+    commit(101, 2, b"old" * 10)
+    svc._stores[101].stage((7, 2), 2, b"new", 1)  # a pending write on chunk 2
+    commit(102, 0, b"waiting target")
+    commit(101, 3, os.urandom(4096))
+    p = svc._stores[101].corrupt_for_test((7, 3))
+    p.write_bytes(b"\0" + p.read_bytes()[1:])
+    return big, small

@@ -157,18 +157,9 @@ def _req(tid: int, index: int, offset: int = 0, length: int = 0, relaxed: bool =
     )
 
 
-def test_batch_read_applies_reads_checks_per_item(node):
-    svc, ch, _ = node
-    big = os.urandom((2 << 20) + 5)  # three pieces
-    small = os.urandom(1000)
-    _commit(svc, 101, 0, big)
-    _commit(svc, 101, 1, small)
-    _commit(svc, 101, 2, b"old" * 10)
-    svc._stores[101].stage((INODE, 2), 2, b"new", 1)  # a pending write on chunk 2
-    _commit(svc, 102, 0, b"waiting target")
-    _commit(svc, 101, 3, os.urandom(4096))
-    p = svc._stores[101].corrupt_for_test((INODE, 3))
-    p.write_bytes(b"\0" + p.read_bytes()[1:])
+def test_batch_read_applies_reads_checks_per_item(node, mixed_chunks):
+    _, ch, _ = node
+    big, small = mixed_chunks  # big: three 1 MiB pieces
     got = _batch(
         ch,
         [

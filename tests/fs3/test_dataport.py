@@ -38,18 +38,9 @@ def _req(
     )
 
 
-def test_items_get_reads_checks_and_answers(node):
-    svc, _, data = node
-    big = os.urandom((2 << 20) + 5)
-    small = os.urandom(1000)
-    _commit(svc, 101, 0, big)
-    _commit(svc, 101, 1, small)
-    _commit(svc, 101, 2, b"old" * 10)
-    svc._stores[101].stage((INODE, 2), 2, b"new", 1)  # a pending write on chunk 2
-    _commit(svc, 102, 0, b"waiting target")
-    _commit(svc, 101, 3, os.urandom(4096))
-    p = svc._stores[101].corrupt_for_test((INODE, 3))
-    p.write_bytes(b"\0" + p.read_bytes()[1:])
+def test_items_get_reads_checks_and_answers(node, mixed_chunks):
+    _, _, data = node
+    big, small = mixed_chunks
     reqs = [
         _req(101, 0),  # 0: whole big chunk
         _req(101, 1, 10, 100),  # 1: a range
