@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fs3 import _dataport as W
 from fs3 import errors as E
 from fs3.crc import crc32c
 from fs3.protos import storage_pb2 as spb
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -103,22 +107,12 @@ class DataPortPool:
         so far) when one breaks off: closed, timed out, a malformed frame or a wire checksum failure.
         """
         results: list[ReadResult] = []
-        s, pooled = self._take(address)  # OSError if the port does not answer
-        try:
-            self._exchange(s, reqs, results)
-        except (OSError, ValueError) as exc:
-            self._drop(address, s)
-            if not (pooled and not results and _stale(exc)):
-                raise PartialRead(results, exc) from exc
-            # an idle connection the server had closed (it restarted): once more on a new one
-            s, _ = self._take(address, fresh=True)
-            try:
-                self._exchange(s, reqs, results)
-            except (OSError, ValueError) as exc2:
-                self._drop(address, s)
-                raise PartialRead(results, exc2) from exc2
-        self._give_back(address, s)
-        return results
+        return self._call(
+            address,
+            lambda s: self._exchange(s, reqs, results),
+            retry=lambda: not results,  # nothing arrived yet: the request can be sent again whole
+            wrap=lambda exc: PartialRead(results, exc),
+        )
 
     def update(
         self, address: str, header: spb.UpdateReq, payload: bytes | bytearray | memoryview, what: str
@@ -140,21 +134,36 @@ class DataPortPool:
         self, address: str, header: bytes, payload: bytes | bytearray | memoryview
     ) -> tuple[int, bytes]:
         """``update`` on the wire: (status, body) as the server sent them; OSError on transport failure."""
+        return self._call(address, lambda s: self._update_on(s, header, payload))
+
+    def _call(
+        self,
+        address: str,
+        fn: Callable[[socket.socket], T],
+        retry: Callable[[], bool] = lambda: True,
+        wrap: Callable[[Exception], Exception] = lambda exc: exc,
+    ) -> T:
+        """``fn`` on a connection to ``address``, which goes back to the pool if ``fn`` succeeds.
+
+        If ``fn`` fails on a pooled connection the way one the server closed meanwhile fails (and
+        ``retry()`` allows), it runs once more on a fresh connection. A failure of ``fn`` is raised as
+        ``wrap(exc)``; a failure to connect as the OSError it is.
+        """
         s, pooled = self._take(address)
-        try:
-            out = self._update_on(s, header, payload)
-        except (OSError, ValueError) as exc:
-            self._drop(address, s)
-            if not (pooled and _stale(exc)):
-                raise
-            s, _ = self._take(address, fresh=True)
+        while True:
             try:
-                out = self._update_on(s, header, payload)
-            except (OSError, ValueError):
+                out = fn(s)
+            except (OSError, ValueError) as exc:
                 self._drop(address, s)
-                raise
-        self._give_back(address, s)
-        return out
+                if pooled and _stale(exc) and retry():
+                    s, pooled = self._take(address, fresh=True)
+                    continue
+                err = wrap(exc)
+                if err is exc:
+                    raise
+                raise err from exc
+            self._give_back(address, s)
+            return out
 
     @staticmethod
     def _update_on(
@@ -174,7 +183,10 @@ class DataPortPool:
         W.recv_exact(s, body)
         return status, bytes(body)
 
-    def _exchange(self, s: socket.socket, reqs: list[ReadRequest], results: list[ReadResult]) -> None:
+    def _exchange(
+        self, s: socket.socket, reqs: list[ReadRequest], results: list[ReadResult]
+    ) -> list[ReadResult]:
+        """Send ``reqs`` on ``s`` and append each answer to ``results`` as it arrives; returns ``results``."""
         for start in range(0, len(reqs), W.MAX_ITEMS):
             part = reqs[start : start + W.MAX_ITEMS]
             frame = bytearray(W.BATCH_HEADER.pack(W.MAGIC, W.VERSION, 0, len(part)))
@@ -213,6 +225,7 @@ class DataPortPool:
                         f"received bytes fail the sender's CRC32C {crc:#010x}"
                     )
                 results.append(ReadResult(W.STATUS_DATA, version, chunk_length, data_len))
+        return results
 
 
 def _stale(exc: BaseException) -> bool:

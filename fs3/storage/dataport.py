@@ -186,7 +186,7 @@ class DataServer:
         try:
             rsp = self._update(req, payload)  # type: ignore[misc]
         except E.FS3Error as exc:
-            msg = E.wire_message(exc).encode("utf-8", "replace")[: W.MAX_ERROR_BYTES]
+            msg = _error_text(exc)
             self._metrics.updates.labels("error").inc()
             W.send_all(conn, [W.REPLY.pack(W.STATUS_ERROR, len(msg)), msg])
             return True
@@ -224,6 +224,11 @@ class DataServer:
         self._metrics.sent.inc(len(data))
 
     def _error(self, conn: socket.socket, i: int, exc: E.FS3Error) -> None:
-        msg = E.wire_message(exc).encode("utf-8", "replace")[: W.MAX_ERROR_BYTES]
+        msg = _error_text(exc)
         self._metrics.items.labels("error").inc()
         W.send_all(conn, [W.ITEM_HEADER.pack(i, W.STATUS_ERROR, 0, 0, 0, 0, len(msg)), msg])
+
+
+def _error_text(exc: E.FS3Error) -> bytes:
+    """The error an item or update answers with: gRPC's status text for ``exc``, capped."""
+    return E.wire_message(exc).encode("utf-8", "replace")[: W.MAX_ERROR_BYTES]

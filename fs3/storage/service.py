@@ -58,7 +58,6 @@ class StorageService(storage_pb2_grpc.StorageServicer):
     ) -> None:
         self.node_id, self.address = node_id, address
         self.data_address = data_address  # advertised to clients through mgmtd; "" = gRPC reads only
-        self.forward_over_data_port = True  # forward updates to successors' data ports when they have one
         self._data = DataPortPool(timeout_s=FORWARD_DEADLINE_S / 2, per_address=16)
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +170,7 @@ class StorageService(storage_pb2_grpc.StorageServicer):
         with self._routing_lock:
             for n in self._routing.nodes:
                 if n.node_id == node_id:
-                    return n.data_address if self.forward_over_data_port else ""
+                    return n.data_address
         return ""
 
     def _stub(self, address: str) -> storage_pb2_grpc.StorageStub:
@@ -446,8 +445,7 @@ class StorageService(storage_pb2_grpc.StorageServicer):
             return None
         if buf is None:
             return m, store.read(cid)
-        got = store.read_into(cid, buf)
-        return None if got is None else got
+        return store.read_into(cid, buf)
 
     def read_for_data_port(
         self,

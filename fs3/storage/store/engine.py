@@ -4,8 +4,9 @@ Layout under the target's data directory: ``index.db`` (SQLite WAL: chunk id -> 
 CRC32C, length, chain version) and ``chunks/<inode:016x>/<index:08x>`` holding the committed bytes.
 An update is staged as ``<index>.p`` (written, optionally fsynced) and committed by an atomic
 ``rename`` followed by the index update, so a crash leaves either the old or the new chunk; the
-CRC32C in the index is checked on every read (reads take no lock; see ``read_into``). Pending state is in memory only: a restarted target
-is resynced from its predecessor anyway. Not thread-safe per chunk: callers hold the chunk lock.
+CRC32C in the index is checked on every read (reads take no lock; see ``read_into``). Pending state
+is in memory only: a restarted target is resynced from its predecessor anyway. Updates are not
+thread-safe per chunk: callers hold the chunk lock.
 """
 
 from __future__ import annotations
