@@ -19,6 +19,3 @@ def crc32c(data: bytes | bytearray | memoryview, value: int = 0) -> int:
         return _native_crc32c(data, value)
     raw = data if isinstance(data, bytes) else bytes(data)
     return google_crc32c.extend(value, raw) if value else google_crc32c.value(raw)
-
-
-NATIVE = _native_crc32c is not None

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from fs3.crc import crc32c as _crc32c
+from fs3.crc import crc32c  # re-exported: CRC32C of any contiguous buffer (numpy arrays too)
 from fs3.errors import ChecksumMismatchError, PackedFormatError
 from fs3.pio import PReadable, PWritable, get_filesystem
 
@@ -48,11 +48,6 @@ __all__ = [
     "pack_directory",
     "crc32c",
 ]
-
-
-def crc32c(data: Any) -> int:
-    """CRC32C (Castagnoli) of any contiguous buffer (bytes, bytearray, memoryview, numpy array)."""
-    return _crc32c(data)
 
 
 def _index_bytes(n: int) -> int:

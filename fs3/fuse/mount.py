@@ -19,16 +19,11 @@ def _unescape(field: str) -> str:
 
 def is_mounted(mountpoint: str | os.PathLike) -> bool:
     """Whether ``mountpoint`` is currently a mount point (per /proc/self/mountinfo)."""
-    target = os.path.abspath(os.fspath(mountpoint))
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return any(_unescape(line.split()[4]) == target for line in f)
-    except OSError:
-        return False
+    return mount_device(mountpoint) is not None
 
 
 def mount_device(mountpoint: str | os.PathLike) -> str | None:
-    """``"major:minor"`` of the file system mounted at ``mountpoint`` (the last one), or None."""
+    """``"major:minor"`` of the file system mounted at ``mountpoint`` (the last one), or None if none is."""
     target = os.path.abspath(os.fspath(mountpoint))
     found = None
     try:

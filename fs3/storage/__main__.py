@@ -1,6 +1,7 @@
 """``python -m fs3.storage --port P --node-id 10001 --data-dir DIR --mgmtd HOST:PORT``: run a storage server.
 
-The gRPC port takes writes, control and fallback reads; the data port (``--data-port``) serves chunk reads.
+The data port (``--data-port``) carries chunk reads and updates; the gRPC port carries control
+(routing, resync metadata, space) and both for clients and peers that have no data port.
 """
 
 from __future__ import annotations

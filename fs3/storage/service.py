@@ -656,7 +656,9 @@ class StorageService(storage_pb2_grpc.StorageServicer):
                 header.type, header.length = pb.FULL_REPLACE, len(content)
                 header.update_version = lm.committed_version
                 header.payload_crc32c = crc32c(content)
-                rsp = self.send_update(succ.node_id, succ.target_id, header, content)  # data port if it has one
+                rsp = self.send_update(
+                    succ.node_id, succ.target_id, header, content
+                )  # data port if it has one
                 if rsp.chunk_crc32c != lm.crc:
                     raise E.ChecksumMismatch(
                         f"chunk {cid[0]}:{cid[1]}", "resync copy has a different checksum"
