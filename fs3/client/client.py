@@ -299,20 +299,20 @@ class FS3Client:
                 return c
         raise E.NotFound(f"chain {chain_id}", "not in the chain table")
 
+    def _node(self, node_id: int) -> cpb.NodeInfo | None:
+        """The routing table's entry for ``node_id`` (the table is replaced, never mutated)."""
+        return next((n for n in self._routing.nodes if n.node_id == node_id), None)
+
     def _address(self, node_id: int) -> str:
-        for n in self._routing.nodes:
-            if n.node_id == node_id:
-                return n.address
-        raise E.NotFound(f"node {node_id}", "not registered with mgmtd")
+        node = self._node(node_id)
+        if node is None:
+            raise E.NotFound(f"node {node_id}", "not registered with mgmtd")
+        return node.address
 
     def _data_address(self, node_id: int) -> str:
         """The node's data port ("" when it has none, or the client was told not to use them)."""
-        if not self.use_data_port:
-            return ""
-        for n in self._routing.nodes:
-            if n.node_id == node_id:
-                return n.data_address
-        return ""
+        node = self._node(node_id) if self.use_data_port else None
+        return node.data_address if node is not None else ""
 
     def _stub(self, node_id: int) -> storage_pb2_grpc.StorageStub:
         return self._storage(node_id)[0]

@@ -153,11 +153,12 @@ class StorageService(storage_pb2_grpc.StorageServicer):
     def _my_targets(self) -> list[int]:
         return [t.target_id for c in self._routing.chains for t in c.targets if t.node_id == self.node_id]
 
+    def _node(self, node_id: int) -> cpb.NodeInfo:
+        """The routing table's entry for ``node_id`` (empty if unknown; the table is replaced, never mutated)."""
+        return next((n for n in self._routing.nodes if n.node_id == node_id), cpb.NodeInfo())
+
     def _node_address(self, node_id: int) -> str:
-        for n in self._routing.nodes:
-            if n.node_id == node_id:
-                return n.address
-        return ""
+        return self._node(node_id).address
 
     def _chain_of(self, target_id: int) -> tuple[cpb.Chain, int]:
         for c in self._routing.chains:
@@ -165,13 +166,6 @@ class StorageService(storage_pb2_grpc.StorageServicer):
                 if t.target_id == target_id:
                     return c, i
         raise E.NotFound(f"target {target_id}", "no such target in the chain table")
-
-    def _node_data_address(self, node_id: int) -> str:
-        with self._routing_lock:
-            for n in self._routing.nodes:
-                if n.node_id == node_id:
-                    return n.data_address
-        return ""
 
     def _stub(self, address: str) -> storage_pb2_grpc.StorageStub:
         stub = self._stubs.get(address)
@@ -403,7 +397,7 @@ class StorageService(storage_pb2_grpc.StorageServicer):
 
         Raises the FS3Error the node answered, or ClusterTimeout when it could not be reached.
         """
-        address = self._node_data_address(node_id)
+        address = self._node(node_id).data_address
         if address:
             return self._data.update(address, header, payload, f"target {target_id}")
         try:
