@@ -347,13 +347,17 @@ class StorageService(storage_pb2_grpc.StorageServicer):
                 update_version=u,
                 max_file_size=req.max_file_size,
             )
+            # the payload's CRC32C is already known: ``crc`` is the staged content's, and a WRITE or
+            # FULL_REPLACE payload passed _validate against the request's
             if req.type == pb.REMOVE:
-                header.type, payload = pb.REMOVE, b""
+                header.type, payload, header.payload_crc32c = pb.REMOVE, b"", 0
             elif full:
                 header.type, header.length, payload = pb.FULL_REPLACE, len(content), content
+                header.payload_crc32c = crc
             else:
                 header.type, header.offset, header.length, payload = req.type, req.offset, req.length, data
-            header.payload_crc32c = crc32c(payload)
+                validated = req.type in (pb.WRITE, pb.FULL_REPLACE)
+                header.payload_crc32c = req.payload_crc32c if validated else crc32c(payload)
             try:
                 rsp = self.send_update(succ.node_id, succ.target_id, header, payload)
             except E.FS3Error as err:
