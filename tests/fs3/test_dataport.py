@@ -363,8 +363,14 @@ def test_cluster_without_data_ports_reads_and_writes_over_grpc(tmp_path):
         cl.write_bytes("/g", blob)  # forwarded down each chain over gRPC
         assert cl.read_bytes("/g") == blob
         assert cl.stats.data_port_items == 0 and cl.stats.data_port_updates == 0
-        for i in range(3):
-            store_dir = c.storage_dir(i)
-            assert (
-                sum(1 for _ in store_dir.glob("target-*/chunks/*/*")) == 11
-            )  # every replica has every chunk
+        # every replica ends with every chunk: forwarded down the chains, or (for a server whose
+        # lease lapsed on a loaded machine) resynced when it returns, over gRPC either way
+        c.wait_serving()
+
+        def chunks(i: int) -> int:
+            return sum(1 for _ in c.storage_dir(i).glob("target-*/chunks/*/*"))
+
+        deadline = time.monotonic() + 30
+        while any(chunks(i) != 11 for i in range(3)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [chunks(i) for i in range(3)] == [11, 11, 11]
