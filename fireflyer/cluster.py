@@ -114,6 +114,14 @@ def resolve_ports(cfg: ClusterConfig) -> ClusterConfig:
         ep = replace(ep, port=ep.port or free(ep.host, f"{where}.port"))
         if hasattr(ep, "metrics_port"):
             ep = replace(ep, metrics_port=ep.metrics_port or free(ep.host, f"{where}.metrics_port"))
+        if isinstance(ep, StorageServerConfig) and not ep.data_port:
+            # on this machine, fixed now like the rest: the server's own bind of port 0 could take a
+            # port chosen here for a service that starts after it. Elsewhere 0 stays 0: that host's
+            # server binds a free port and advertises it through mgmtd.
+            try:
+                ep = replace(ep, data_port=free_port(ep.host))
+            except OSError:
+                pass
         return ep
 
     sched = fix(cfg.scheduler, "scheduler")

@@ -63,6 +63,9 @@ class LocalCluster:
         self.mgmtd_port = free_port(c.host)
         self.meta_port = free_port(c.host)
         self.storage_ports = [free_port(c.host) for _ in range(c.num_storage)]
+        # fixed like every other port: an ephemeral bind at start-up could take a port chosen above for
+        # a service not yet (re)started, e.g. meta's after a whole-cluster restart
+        self.data_ports = [free_port(c.host) for _ in range(c.num_storage)]
         # Prometheus /metrics of each process, by launcher name (mgmtd, meta, storage-0, ...)
         names = ["mgmtd", "meta", *(f"storage-{i}" for i in range(c.num_storage))]
         self.metrics_ports = {n: free_port(c.host) for n in names}
@@ -139,8 +142,7 @@ class LocalCluster:
                 "--metrics-port", str(self.metrics_ports[f"storage-{i}"])]  # fmt: skip
         if not c.fsync:
             argv.append("--no-fsync")
-        if not c.data_ports:
-            argv += ["--data-port", "-1"]
+        argv += ["--data-port", str(self.data_ports[i] if c.data_ports else -1)]
         self.launcher.start(
             f"storage-{i}", argv, port=(c.host, self.storage_ports[i]) if wait else None, env=c.extra_env
         )
