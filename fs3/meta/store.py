@@ -1,0 +1,616 @@
+"""The meta store: inodes and directory entries as in 3FS, in one SQL schema for SQLite and PostgreSQL.
+
+Every operation is one serializable transaction (retried on conflict). Paths are resolved here, with
+owner/mode checks on every traversed directory; uid 0 bypasses permission checks. The gRPC servicer
+(``fs3.meta.service``) only decodes requests, calls these methods and maps errors to statuses.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import stat as _stat
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+from fs3 import errors as E
+from fs3._db import Cursor, Database
+from fs3.protos import common_pb2 as cpb
+from fs3.protos import meta_pb2 as pb
+
+FILE, DIR, SYMLINK = 1, 2, 3
+ROOT_ID = 1
+NAME_MAX = 255
+PATH_MAX = 4096
+SYMLOOP_MAX = 40
+DEFAULT_MAX_FILE_SIZE = 1 << 40  # bytes, when mgmtd's routing info does not say
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta_inodes (
+  id BIGINT PRIMARY KEY, type INTEGER NOT NULL, mode INTEGER NOT NULL, uid BIGINT NOT NULL, gid BIGINT NOT NULL,
+  nlink INTEGER NOT NULL, size BIGINT NOT NULL, atime DOUBLE PRECISION NOT NULL, mtime DOUBLE PRECISION NOT NULL,
+  ctime DOUBLE PRECISION NOT NULL, chunk_size BIGINT NOT NULL, stripe INTEGER NOT NULL, chains TEXT NOT NULL,
+  seed BIGINT NOT NULL, symlink TEXT NOT NULL, parent BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta_dentries (
+  parent BIGINT NOT NULL, name TEXT NOT NULL, inode BIGINT NOT NULL, type INTEGER NOT NULL,
+  PRIMARY KEY (parent, name));
+CREATE TABLE IF NOT EXISTS meta_sessions (
+  id BIGINT PRIMARY KEY, inode BIGINT NOT NULL, client TEXT NOT NULL, created DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS meta_sessions_inode ON meta_sessions (inode);
+CREATE TABLE IF NOT EXISTS meta_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)
+"""
+
+
+class InodeRow(NamedTuple):
+    """One ``meta_inodes`` row, columns in table order."""
+
+    id: int
+    type: int  # FILE, DIR or SYMLINK
+    mode: int  # permission bits only (0o7777)
+    uid: int
+    gid: int
+    nlink: int
+    size: int  # bytes
+    atime: float  # unix seconds
+    mtime: float
+    ctime: float
+    chunk_size: int  # bytes; directories: the default for new children (0 = cluster default)
+    stripe: int
+    chains: str  # comma-separated chain ids (files only)
+    seed: int  # per-file shuffle seed of the chains
+    symlink: str  # symlink target (symlinks only)
+    parent: int  # parent directory id (directories only, for the rename loop check)
+
+
+COLS = ", ".join(InodeRow._fields)
+_INSERT_INODE = f"INSERT INTO meta_inodes ({COLS}) VALUES ({', '.join('?' * len(InodeRow._fields))})"
+
+
+class Listed(NamedTuple):
+    """One directory entry; ``inode`` is set only when the listing asked for inodes."""
+
+    name: str
+    inode_id: int
+    type: int
+    inode: InodeRow | None = None
+
+
+class Removed(NamedTuple):
+    """The inode an unlink or rename removed (None if none) and whether its chunks must be deleted."""
+
+    inode: InodeRow | None
+    freed: bool
+
+
+class Opened(NamedTuple):
+    """An opened inode, its session (0: none), and whether O_TRUNC cut it (from ``old_size`` bytes)."""
+
+    inode: InodeRow
+    session_id: int
+    truncated: bool
+    old_size: int
+
+
+def split_path(path: str) -> list[str]:
+    """Validate an absolute path and return its components; raise InvalidArgument/NameTooLong."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise E.InvalidArgument(str(path), "path must be absolute")
+    if "\0" in path:
+        raise E.InvalidArgument(path.replace("\0", "\\0"), "path contains NUL")
+    if len(path.encode()) > PATH_MAX:
+        raise E.NameTooLong(path[:64] + "...", f"path longer than {PATH_MAX} bytes")
+    parts = [p for p in path.split("/") if p]
+    for p in parts:
+        if p in (".", ".."):
+            raise E.InvalidArgument(path, f"path component {p!r} is not allowed")
+        if len(p.encode()) > NAME_MAX:
+            raise E.NameTooLong(path, f"component longer than {NAME_MAX} bytes")
+    return parts
+
+
+def allowed(row: InodeRow, user: pb.User, want: int) -> bool:
+    """Whether ``user`` has every ``os.R_OK``/``os.W_OK``/``os.X_OK`` bit of ``want`` on ``row``."""
+    if user.uid == 0:
+        return True
+    if user.uid == row.uid:
+        bits = row.mode >> 6
+    elif user.gid == row.gid or row.gid in user.groups:
+        bits = row.mode >> 3
+    else:
+        bits = row.mode
+    return (bits & want) == want
+
+
+def check(row: InodeRow, user: pb.User, want: int, path: str) -> None:
+    """Raise PermissionDenied unless ``allowed(row, user, want)``."""
+    if not allowed(row, user, want):
+        raise E.PermissionDenied(path, "permission denied")
+
+
+class MetaStore:
+    """The namespace in ``db_url``; ``routing`` returns mgmtd's routing info (chains, chunk size)."""
+
+    def __init__(self, db_url: str, routing: Callable[[], cpb.RoutingInfo]) -> None:
+        self.db = Database(db_url)
+        self._routing = routing
+        self.db.executescript(SCHEMA)
+        self.db.run(self._init_root)
+
+    # ---- rows --------------------------------------------------------------------------------
+    @staticmethod
+    def _init_root(cur: Cursor) -> None:
+        if cur.one("SELECT id FROM meta_inodes WHERE id = ?", (ROOT_ID,)) is None:
+            now = time.time()
+            root = InodeRow(ROOT_ID, DIR, 0o755, 0, 0, 2, 0, now, now, now, 0, 0, "", 0, "", ROOT_ID)
+            cur.execute(_INSERT_INODE, root)
+        if cur.one("SELECT value FROM meta_counters WHERE name = 'inode'") is None:
+            cur.execute("INSERT INTO meta_counters VALUES ('inode', ?)", (ROOT_ID,))
+            cur.execute("INSERT INTO meta_counters VALUES ('session', 0)")
+
+    @staticmethod
+    def _next(cur: Cursor, name: str) -> int:
+        row = cur.one("UPDATE meta_counters SET value = value + 1 WHERE name = ? RETURNING value", (name,))
+        assert row is not None
+        return int(row[0])
+
+    @staticmethod
+    def _row(cur: Cursor, inode_id: int) -> InodeRow | None:
+        row = cur.one(f"SELECT {COLS} FROM meta_inodes WHERE id = ?", (inode_id,))
+        return InodeRow(*row) if row is not None else None
+
+    # ---- path resolution ---------------------------------------------------------------------
+    def _resolve(
+        self, cur: Cursor, user: pb.User, path: str, follow: bool = True
+    ) -> tuple[InodeRow, InodeRow | None, str]:
+        """Resolve ``path`` to (parent dir row, target row or None, last name); checks search permission."""
+        parts = split_path(path)
+        root = self._row(cur, ROOT_ID)
+        assert root is not None
+        if not parts:
+            return root, root, ""
+        stack: list[InodeRow] = [root]
+        todo = list(parts)
+        hops = 0
+        while True:
+            name = todo.pop(0)
+            d = stack[-1]
+            if d.type != DIR:
+                raise E.NotADirectory(path, "a path component is not a directory")
+            check(d, user, os.X_OK, path)
+            if name == "..":  # only from symlink targets
+                if len(stack) > 1:
+                    stack.pop()
+                continue
+            ent = cur.one("SELECT inode FROM meta_dentries WHERE parent = ? AND name = ?", (d.id, name))
+            row = self._row(cur, ent[0]) if ent else None
+            last = not todo
+            if row is not None and row.type == SYMLINK and (not last or follow):
+                hops += 1
+                if hops > SYMLOOP_MAX:
+                    raise E.TooManyLinks(path, "too many levels of symbolic links")
+                target = row.symlink
+                tparts = [p for p in target.split("/") if p and p != "."]
+                if target.startswith("/"):
+                    stack = stack[:1]
+                todo = tparts + todo
+                if not todo:
+                    return stack[-2] if len(stack) > 1 else stack[0], stack[-1], ""
+                continue
+            if last:
+                return d, row, name
+            if row is None:
+                raise E.NotFound(path, "no such file or directory")
+            stack.append(row)
+
+    def _existing(self, cur: Cursor, user: pb.User, path: str, follow: bool = True) -> InodeRow:
+        """The row ``path`` names; NotFound if none."""
+        _, row, _ = self._resolve(cur, user, path, follow=follow)
+        if row is None:
+            raise E.NotFound(path, "no such file or directory")
+        return row
+
+    # ---- layout and creation -----------------------------------------------------------------
+    def _file_layout(self, parent: InodeRow, inode_id: int) -> tuple[int, int, str, int]:
+        routing = self._routing()
+        chain_ids = [c.chain_id for c in routing.chains]
+        chunk_size = parent.chunk_size or routing.chunk_size
+        stripe = min(parent.stripe or routing.stripe or len(chain_ids), len(chain_ids))
+        start = (inode_id * stripe) % len(chain_ids)  # round-robin over the table
+        picked = [chain_ids[(start + i) % len(chain_ids)] for i in range(stripe)]
+        seed = random.getrandbits(62)
+        random.Random(seed).shuffle(picked)  # 3FS: shuffled by a per-file seed
+        return chunk_size, stripe, ",".join(map(str, picked)), seed
+
+    def _new_inode(
+        self, cur: Cursor, user: pb.User, parent: InodeRow, name: str, typ: int, mode: int, symlink: str = ""
+    ) -> InodeRow:
+        iid = self._next(cur, "inode")
+        now = time.time()
+        if typ == FILE:
+            chunk_size, stripe, chains, seed = self._file_layout(parent, iid)
+        elif typ == DIR:
+            chunk_size, stripe, chains, seed = parent.chunk_size, parent.stripe, "", 0
+        else:
+            chunk_size, stripe, chains, seed = 0, 0, "", 0
+        gid = parent.gid if parent.mode & _stat.S_ISGID else user.gid
+        row = InodeRow(
+            iid, typ, mode & 0o7777, user.uid, gid, 2 if typ == DIR else 1, len(symlink.encode()), now, now, now,
+            chunk_size, stripe, chains, seed, symlink, parent.id if typ == DIR else 0,
+        )  # fmt: skip
+        cur.execute(_INSERT_INODE, row)
+        cur.execute("INSERT INTO meta_dentries VALUES (?, ?, ?, ?)", (parent.id, name, iid, typ))
+        cur.execute(
+            "UPDATE meta_inodes SET mtime = ?, ctime = ?, nlink = nlink + ? WHERE id = ?",
+            (now, now, 1 if typ == DIR else 0, parent.id),
+        )
+        return row
+
+    def _parent_for_create(
+        self, cur: Cursor, user: pb.User, path: str, follow: bool = False
+    ) -> tuple[InodeRow, str]:
+        parent, row, name = self._resolve(cur, user, path, follow=follow)
+        if not name:
+            raise E.AlreadyExists(path, "file exists")
+        if row is not None:
+            raise E.AlreadyExists(path, "file exists")
+        check(parent, user, os.W_OK | os.X_OK, path)
+        return parent, name
+
+    def max_file_size(self) -> int:
+        """Mgmtd's max file size in bytes (1 TiB when unknown)."""
+        try:
+            return self._routing().max_file_size or DEFAULT_MAX_FILE_SIZE
+        except E.FS3Error:
+            return DEFAULT_MAX_FILE_SIZE
+
+    # ---- operations --------------------------------------------------------------------------
+    def stat(self, user: pb.User, path: str, follow: bool) -> InodeRow:
+        """The inode ``path`` names (following a final symlink if ``follow``)."""
+        return self.db.run(lambda cur: self._existing(cur, user, path, follow=follow), write=False)
+
+    def stat_inode(self, inode_id: int) -> InodeRow:
+        """The inode with id ``inode_id``; NotFound if it is gone."""
+
+        def fn(cur: Cursor) -> InodeRow:
+            row = self._row(cur, inode_id)
+            if row is None:
+                raise E.NotFound(f"inode {inode_id}", "no such inode")
+            return row
+
+        return self.db.run(fn, write=False)
+
+    def mkdir(
+        self, user: pb.User, path: str, mode: int, parents: bool, chunk_size: int = 0, stripe: int = 0
+    ) -> InodeRow:
+        """Create directory ``path`` (and missing ancestors if ``parents``); layout overrides if non-zero."""
+
+        def fn(cur: Cursor) -> InodeRow:
+            parts = split_path(path)
+            if not parts:
+                if parents:
+                    return self._row(cur, ROOT_ID)  # type: ignore[return-value]
+                raise E.AlreadyExists("/", "file exists")
+            prefixes = ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))] if parents else [path]
+            row = None
+            for p in prefixes:
+                parent, row, name = self._resolve(cur, user, p, follow=True)
+                if row is not None:
+                    if row.type != DIR or not parents:
+                        raise E.AlreadyExists(p, "file exists")
+                    continue
+                check(parent, user, os.W_OK | os.X_OK, p)
+                row = self._new_inode(cur, user, parent, name, DIR, mode or 0o755)
+                if chunk_size or stripe:
+                    cur.execute(
+                        "UPDATE meta_inodes SET chunk_size = ?, stripe = ? WHERE id = ?",
+                        (chunk_size or row.chunk_size, stripe or row.stripe, row.id),
+                    )
+                    row = self._row(cur, row.id)
+            assert row is not None
+            return row
+
+        return self.db.run(fn)
+
+    def open(self, user: pb.User, path: str, flags: int, mode: int, client_id: str) -> Opened:
+        """Open (or with O_CREAT create) a file; a writing open gets a session that Close ends."""
+        writing = bool(flags & (os.O_WRONLY | os.O_RDWR))
+
+        def fn(cur: Cursor) -> Opened:
+            parent, row, name = self._resolve(cur, user, path, follow=True)
+            truncated, old_size = False, 0
+            if row is None:
+                if not flags & os.O_CREAT:
+                    raise E.NotFound(path, "no such file or directory")
+                if not name:
+                    raise E.IsADirectory(path, "is a directory")
+                check(parent, user, os.W_OK | os.X_OK, path)
+                row = self._new_inode(cur, user, parent, name, FILE, mode or 0o644)
+            else:
+                if flags & os.O_CREAT and flags & os.O_EXCL:
+                    raise E.AlreadyExists(path, "file exists")
+                if row.type == DIR:
+                    raise E.IsADirectory(path, "is a directory")
+                want = (os.W_OK if writing else 0) | (os.R_OK if not (flags & os.O_WRONLY) else 0)
+                check(row, user, want, path)
+                if flags & os.O_TRUNC and writing and row.size > 0:
+                    truncated, old_size = True, row.size
+                    now = time.time()
+                    cur.execute(
+                        "UPDATE meta_inodes SET size = 0, mtime = ?, ctime = ? WHERE id = ?",
+                        (now, now, row.id),
+                    )
+                    row = self._row(cur, row.id)
+                    assert row is not None
+            session = 0
+            if writing:
+                session = self._next(cur, "session")
+                cur.execute(
+                    "INSERT INTO meta_sessions VALUES (?, ?, ?, ?)", (session, row.id, client_id, time.time())
+                )
+            return Opened(row, session, truncated, old_size)
+
+        return self.db.run(fn)
+
+    def close(self, inode_id: int, session_id: int, length: int, wrote: bool) -> InodeRow:
+        """Report the written length (size = max(size, length)) and end ``session_id`` (0: keep it)."""
+        max_size = self.max_file_size()
+
+        def fn(cur: Cursor) -> InodeRow:
+            row = self._row(cur, inode_id)
+            if row is None or row.type != FILE:
+                raise E.NotFound(f"inode {inode_id}", "no such file inode")
+            if length > max_size:
+                raise E.FileTooLarge(f"inode {inode_id}", f"length {length} > max file size {max_size}")
+            now = time.time()
+            if length > row.size or wrote:
+                cur.execute(
+                    "UPDATE meta_inodes SET size = ?, mtime = ?, ctime = ? WHERE id = ?",
+                    (
+                        max(row.size, length),
+                        now if wrote else row.mtime,
+                        now if wrote else row.ctime,
+                        row.id,
+                    ),
+                )
+            if session_id:
+                cur.execute("DELETE FROM meta_sessions WHERE id = ? AND inode = ?", (session_id, row.id))
+                left = cur.one("SELECT COUNT(*) FROM meta_sessions WHERE inode = ?", (row.id,))
+                if row.nlink == 0 and left and int(left[0]) == 0:  # unlinked while open: free it now
+                    cur.execute("DELETE FROM meta_inodes WHERE id = ?", (row.id,))
+                    return row
+            return self._row(cur, row.id)  # type: ignore[return-value]
+
+        return self.db.run(fn)
+
+    def list(self, user: pb.User, path: str, with_inodes: bool) -> list[Listed]:
+        """The entries of directory ``path``, sorted by name; with their inodes if ``with_inodes``."""
+
+        def fn(cur: Cursor) -> list[Listed]:
+            row = self._existing(cur, user, path)
+            if row.type != DIR:
+                raise E.NotADirectory(path, "not a directory")
+            check(row, user, os.R_OK, path)
+            if with_inodes:
+                cols = ", ".join(f"i.{c}" for c in InodeRow._fields)
+                rows = cur.execute(
+                    f"SELECT d.name, {cols} FROM meta_dentries d JOIN meta_inodes i ON i.id = d.inode "
+                    "WHERE d.parent = ? ORDER BY d.name",
+                    (row.id,),
+                )
+                return [Listed(r[0], r[1], r[2], InodeRow(*r[1:])) for r in rows]
+            rows = cur.execute(
+                "SELECT name, inode, type FROM meta_dentries WHERE parent = ? ORDER BY name", (row.id,)
+            )
+            return [Listed(n, i, t) for n, i, t in rows]
+
+        return self.db.run(fn, write=False)
+
+    @staticmethod
+    def _drop_link(cur: Cursor, row: InodeRow) -> bool:
+        """Decrement a non-directory inode's link count; delete it if unreferenced. True if freed."""
+        now = time.time()
+        if row.nlink > 1:
+            cur.execute("UPDATE meta_inodes SET nlink = nlink - 1, ctime = ? WHERE id = ?", (now, row.id))
+            return False
+        sessions = cur.one("SELECT COUNT(*) FROM meta_sessions WHERE inode = ?", (row.id,))
+        if sessions and int(sessions[0]) > 0:
+            cur.execute("UPDATE meta_inodes SET nlink = 0, ctime = ? WHERE id = ?", (now, row.id))
+            return False
+        cur.execute("DELETE FROM meta_inodes WHERE id = ?", (row.id,))
+        return row.type == FILE
+
+    def rename(self, user: pb.User, src: str, dst: str) -> Removed:
+        """Move ``src`` to ``dst`` atomically, replacing a compatible ``dst``; returns what it replaced."""
+
+        def fn(cur: Cursor) -> Removed:
+            sparent, srow, sname = self._resolve(cur, user, src, follow=False)
+            if not sname:
+                raise E.InvalidArgument(src, "cannot rename the root")
+            if srow is None:
+                raise E.NotFound(src, "no such file or directory")
+            dparent, drow, dname = self._resolve(cur, user, dst, follow=False)
+            if not dname:
+                raise E.InvalidArgument(dst, "cannot replace the root")
+            check(sparent, user, os.W_OK | os.X_OK, src)
+            check(dparent, user, os.W_OK | os.X_OK, dst)
+            if srow.type == DIR and dparent.id != sparent.id:
+                anc = dparent
+                while True:  # loop check: dst parent must not be inside src
+                    if anc.id == srow.id:
+                        raise E.InvalidArgument(dst, "cannot move a directory into itself")
+                    if anc.id == ROOT_ID:
+                        break
+                    anc = self._row(cur, anc.parent)  # type: ignore[assignment]
+            removed = Removed(None, False)
+            now = time.time()
+            if drow is not None:
+                if drow.id == srow.id:
+                    return removed
+                if srow.type == DIR and drow.type != DIR:
+                    raise E.NotADirectory(dst, "not a directory")
+                if srow.type != DIR and drow.type == DIR:
+                    raise E.IsADirectory(dst, "is a directory")
+                freed = False
+                if drow.type == DIR:
+                    if cur.one("SELECT name FROM meta_dentries WHERE parent = ? LIMIT 1", (drow.id,)):
+                        raise E.DirectoryNotEmpty(dst, "directory not empty")
+                    cur.execute("DELETE FROM meta_inodes WHERE id = ?", (drow.id,))
+                    cur.execute("UPDATE meta_inodes SET nlink = nlink - 1 WHERE id = ?", (dparent.id,))
+                else:
+                    freed = self._drop_link(cur, drow)
+                removed = Removed(drow, freed)
+                cur.execute("DELETE FROM meta_dentries WHERE parent = ? AND name = ?", (dparent.id, dname))
+            cur.execute("DELETE FROM meta_dentries WHERE parent = ? AND name = ?", (sparent.id, sname))
+            cur.execute(
+                "INSERT INTO meta_dentries VALUES (?, ?, ?, ?)", (dparent.id, dname, srow.id, srow.type)
+            )
+            if srow.type == DIR and dparent.id != sparent.id:
+                cur.execute("UPDATE meta_inodes SET parent = ? WHERE id = ?", (dparent.id, srow.id))
+                cur.execute("UPDATE meta_inodes SET nlink = nlink - 1 WHERE id = ?", (sparent.id,))
+                cur.execute("UPDATE meta_inodes SET nlink = nlink + 1 WHERE id = ?", (dparent.id,))
+            cur.execute("UPDATE meta_inodes SET ctime = ? WHERE id = ?", (now, srow.id))
+            cur.execute(
+                "UPDATE meta_inodes SET mtime = ?, ctime = ? WHERE id IN (?, ?)",
+                (now, now, sparent.id, dparent.id),
+            )
+            return removed
+
+        return self.db.run(fn)
+
+    def unlink(self, user: pb.User, path: str, directory: bool) -> Removed:
+        """Remove a non-directory (or, if ``directory``, an empty directory) entry."""
+
+        def fn(cur: Cursor) -> Removed:
+            parent, row, name = self._resolve(cur, user, path, follow=False)
+            if not name:
+                raise E.InvalidArgument(path, "cannot remove the root")
+            if row is None:
+                raise E.NotFound(path, "no such file or directory")
+            check(parent, user, os.W_OK | os.X_OK, path)
+            if parent.mode & _stat.S_ISVTX and user.uid not in (0, row.uid, parent.uid):
+                raise E.NotPermitted(path, "sticky directory")
+            freed = False
+            if directory:
+                if row.type != DIR:
+                    raise E.NotADirectory(path, "not a directory")
+                if cur.one("SELECT name FROM meta_dentries WHERE parent = ? LIMIT 1", (row.id,)):
+                    raise E.DirectoryNotEmpty(path, "directory not empty")
+                cur.execute("DELETE FROM meta_inodes WHERE id = ?", (row.id,))
+                cur.execute("UPDATE meta_inodes SET nlink = nlink - 1 WHERE id = ?", (parent.id,))
+            else:
+                if row.type == DIR:
+                    raise E.IsADirectory(path, "is a directory")
+                freed = self._drop_link(cur, row)
+            cur.execute("DELETE FROM meta_dentries WHERE parent = ? AND name = ?", (parent.id, name))
+            now = time.time()
+            cur.execute("UPDATE meta_inodes SET mtime = ?, ctime = ? WHERE id = ?", (now, now, parent.id))
+            return Removed(row, freed)
+
+        return self.db.run(fn)
+
+    def symlink(self, user: pb.User, path: str, target: str) -> InodeRow:
+        """Create symlink ``path`` pointing at ``target`` (stored verbatim)."""
+
+        def fn(cur: Cursor) -> InodeRow:
+            if not target or "\0" in target or len(target.encode()) > PATH_MAX:
+                raise E.InvalidArgument(path, "symlink target must be 1..4096 bytes without NUL")
+            parent, name = self._parent_for_create(cur, user, path)
+            return self._new_inode(cur, user, parent, name, SYMLINK, 0o777, target)
+
+        return self.db.run(fn)
+
+    def link(self, user: pb.User, src: str, dst: str) -> InodeRow:
+        """Add hard link ``dst`` to the non-directory ``src``."""
+
+        def fn(cur: Cursor) -> InodeRow:
+            srow = self._existing(cur, user, src, follow=False)
+            if srow.type == DIR:
+                raise E.NotPermitted(src, "hard links to directories are not allowed")
+            parent, name = self._parent_for_create(cur, user, dst)
+            now = time.time()
+            cur.execute(
+                "INSERT INTO meta_dentries VALUES (?, ?, ?, ?)", (parent.id, name, srow.id, srow.type)
+            )
+            cur.execute("UPDATE meta_inodes SET nlink = nlink + 1, ctime = ? WHERE id = ?", (now, srow.id))
+            cur.execute("UPDATE meta_inodes SET mtime = ?, ctime = ? WHERE id = ?", (now, now, parent.id))
+            return self._row(cur, srow.id)  # type: ignore[return-value]
+
+        return self.db.run(fn)
+
+    def truncate(self, user: pb.User, path: str, inode_id: int, length: int) -> tuple[InodeRow, int]:
+        """Set a file's size (by ``inode_id`` if non-zero, else by ``path``); returns (row, old size)."""
+        max_size = self.max_file_size()
+
+        def fn(cur: Cursor) -> tuple[InodeRow, int]:
+            name = path or f"inode {inode_id}"
+            if inode_id:
+                row = self._row(cur, inode_id)
+            else:
+                _, row, _ = self._resolve(cur, user, path, follow=True)
+            if row is None:
+                raise E.NotFound(name, "no such file or directory")
+            if row.type != FILE:
+                raise E.IsADirectory(name, "not a regular file")
+            if length > max_size:
+                raise E.FileTooLarge(name, f"length {length} > max file size {max_size}")
+            if not inode_id:
+                check(row, user, os.W_OK, name)
+            now = time.time()
+            cur.execute(
+                "UPDATE meta_inodes SET size = ?, mtime = ?, ctime = ? WHERE id = ?",
+                (length, now, now, row.id),
+            )
+            return self._row(cur, row.id), row.size  # type: ignore[return-value]
+
+        return self.db.run(fn)
+
+    def setattr(
+        self,
+        user: pb.User,
+        path: str,
+        mode: int | None = None,
+        owner: tuple[int, int] | None = None,
+        times: tuple[float, float] | None = None,
+    ) -> InodeRow:
+        """Set what is not None: ``mode`` (owner or root), ``owner`` (uid, gid; root only), ``times``
+        (atime, mtime; owner, root or a writer)."""
+
+        def fn(cur: Cursor) -> InodeRow:
+            row = self._existing(cur, user, path)
+            is_owner = user.uid in (0, row.uid)
+            now = time.time()
+            if mode is not None:
+                if not is_owner:
+                    raise E.NotPermitted(path, "only the owner may chmod")
+                cur.execute(
+                    "UPDATE meta_inodes SET mode = ?, ctime = ? WHERE id = ?", (mode & 0o7777, now, row.id)
+                )
+            if owner is not None:
+                if user.uid != 0:
+                    raise E.NotPermitted(path, "only root may chown")
+                cur.execute(
+                    "UPDATE meta_inodes SET uid = ?, gid = ?, ctime = ? WHERE id = ?", (*owner, now, row.id)
+                )
+            if times is not None:
+                if not is_owner and not allowed(row, user, os.W_OK):
+                    raise E.PermissionDenied(path, "permission denied")
+                cur.execute(
+                    "UPDATE meta_inodes SET atime = ?, mtime = ?, ctime = ? WHERE id = ?",
+                    (*times, now, row.id),
+                )
+            return self._row(cur, row.id)  # type: ignore[return-value]
+
+        return self.db.run(fn)
+
+    def statfs(self) -> tuple[int, int]:
+        """(inodes in use, sum of file sizes in bytes)."""
+
+        def fn(cur: Cursor) -> tuple[int, int]:
+            n, used = cur.one(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM meta_inodes WHERE type = ?", (FILE,)
+            )  # type: ignore[misc]
+            total = cur.one("SELECT COUNT(*) FROM meta_inodes")
+            return (int(total[0]) if total else int(n)), int(used)
+
+        return self.db.run(fn, write=False)
