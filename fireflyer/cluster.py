@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fireflyer.config import AgentConfig, ClusterConfig, ServiceEndpoint, StorageServerConfig
+from fireflyer.config import ClusterAgent, ClusterConfig, ServiceEndpoint, StorageServerConfig
 from fireflyer.errors import FireflyerError
 from fireflyer.launcher import Launcher, free_port
 
@@ -39,11 +39,11 @@ def admin_token_file(cfg: ClusterConfig) -> Path:
     return cfg.data_dir / "scheduler" / "admin.token"
 
 
-def _agent(cfg: ClusterConfig, name: str) -> AgentConfig:
+def _agent(cfg: ClusterConfig, name: str) -> ClusterAgent:
     for agent in cfg.agents:
         if agent.name == name:
             return agent
-    return AgentConfig(name=name, host=cfg.agents[0].host if cfg.agents else "127.0.0.1")
+    return ClusterAgent(name=name, host=cfg.agents[0].host if cfg.agents else "127.0.0.1")
 
 
 def _metrics(ep: ServiceEndpoint) -> list[str]:
@@ -179,7 +179,7 @@ def write_client_config(cfg: ClusterConfig, path: Path = CLIENT_CONFIG) -> Path:
 
 
 def _wait_agents(cfg: ClusterConfig, timeout_s: float) -> None:
-    from haiplatform.api import SchedulerClient
+    from haiplatform.scheduler_client import SchedulerClient
 
     client = SchedulerClient(cfg.scheduler.address, admin_token_file(cfg).read_text().strip())
     want = {a.name for a in cfg.agents}

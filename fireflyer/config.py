@@ -106,14 +106,18 @@ class StorageConfig:
 
 
 @dataclass
-class SchedulerConfig(Endpoint):
+class ClusterScheduler(Endpoint):
+    """The cluster file's ``[scheduler]``: where the scheduler runs (its own knobs are haiplatform's SchedulerConfig)."""
+
     web_port: int = 0
     database: str = "sqlite"
     suspend_grace_s: float = 5.0
 
 
 @dataclass
-class AgentConfig:
+class ClusterAgent:
+    """One of the cluster file's ``[[agents]]``: a node (the agent's own knobs are haiplatform's AgentConfig)."""
+
     name: str = "node1"
     host: str = "127.0.0.1"
     slots: int = 8
@@ -128,8 +132,8 @@ class ClusterConfig:
     mgmtd: MgmtdConfig
     meta: MetaConfig
     storage: StorageConfig
-    scheduler: SchedulerConfig
-    agents: list[AgentConfig]
+    scheduler: ClusterScheduler
+    agents: list[ClusterAgent]
 
 
 def _take(table: dict[str, Any], path: str, key: str, kind: type, default: Any) -> Any:
@@ -223,7 +227,7 @@ def parse_config(text: str) -> ClusterConfig:
     _no_extra(st, "storage.")
 
     sc = _table(doc, "scheduler")
-    scheduler = SchedulerConfig(
+    scheduler = ClusterScheduler(
         *_endpoint(sc, "scheduler."),
         web_port=_port(sc, "scheduler.", "web_port"),
         database=_take(sc, "scheduler.", "database", str, "sqlite"),
@@ -241,7 +245,7 @@ def parse_config(text: str) -> ClusterConfig:
             raise ConfigError(f"agents[{i}]: must be a table")
         raw = dict(raw)
         path = f"agents[{i}]."
-        agent = AgentConfig(
+        agent = ClusterAgent(
             _take(raw, path, "name", str, f"node{i + 1}"),
             _take(raw, path, "host", str, "127.0.0.1"),
             _take(raw, path, "slots", int, 8),
