@@ -1,7 +1,8 @@
 """HAI-Platform: time-sharing job scheduler with node-granular gang allocation and preemption.
 
-Public API: ``haiplatform.client`` (in-job suspend protocol), ``haiplatform.errors``,
-``haiplatform.api.SchedulerClient`` (typed gRPC client), and the ``scheduler`` / ``agent`` services.
+Public API: ``haiplatform.job`` (the in-job suspend protocol), ``haiplatform.errors``,
+``haiplatform.scheduler_client.SchedulerClient`` (typed gRPC client of the scheduler),
+``haiplatform.scheduler.jobspec`` (the job-spec rules) and the ``scheduler`` / ``agent`` services.
 """
 
 from haiplatform.errors import HaiError

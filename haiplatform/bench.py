@@ -48,8 +48,8 @@ def submission_rates(
     n: int = 1000, repeats: int = 3, threads: tuple[int, ...] = (1, 4)
 ) -> list[tuple[str, int, float]]:
     """(what, client threads, median calls/s) for submit, WhoAmI and raw store inserts."""
-    from haiplatform.api import SchedulerClient
     from haiplatform.scheduler.store import JobRecord, Store
+    from haiplatform.scheduler_client import SchedulerClient
 
     rows: list[tuple[str, int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:

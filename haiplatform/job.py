@@ -2,9 +2,9 @@
 
 Usage inside a training loop (the HAI-Platform protocol)::
 
-    if haiplatform.client.receive_suspend_command():
+    if haiplatform.job.receive_suspend_command():
         save_checkpoint()
-        haiplatform.client.go_suspend()   # never returns
+        haiplatform.job.go_suspend()   # never returns
 
 Talks to the node agent over pyzmq at ``HAI_SUSPEND_ADDR`` (set by the agent in every rank's env).
 """

@@ -16,10 +16,10 @@ import grpc
 
 from haiplatform import errors
 from haiplatform.protos import scheduler_pb2, scheduler_pb2_grpc
-from haiplatform.scheduler.policy import Priority
+from haiplatform.scheduler import jobspec
 
 CONFIG_PATH = Path("~/.config/fireflyer/client.toml")
-PRIORITIES = {p.name: p.value for p in Priority}
+PRIORITIES = jobspec.PRIORITIES
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -37,59 +37,6 @@ def resolve_connection(scheduler: str | None = None, token: str | None = None) -
     if not tok and cfg.get("token_file"):
         tok = Path(cfg["token_file"]).expanduser().read_text().strip()
     return address, tok, os.environ.get("HAI_TLS_CA") or cfg.get("tls_ca", "")
-
-
-def job_spec(fields: Mapping[str, Any]) -> scheduler_pb2.JobSpec:
-    """Build a JobSpec from a job file / flags dict; errors name the field (``nodes: must be ...``)."""
-    known = {
-        "name",
-        "command",
-        "workdir",
-        "env",
-        "nodes",
-        "ranks_per_node",
-        "priority",
-        "group",
-        "time_limit_s",
-    }
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise errors.InvalidSpec(f"{unknown[0]}: unknown field (expected one of {', '.join(sorted(known))})")
-    spec = scheduler_pb2.JobSpec()
-    for key in ("name", "command", "workdir", "group"):
-        val = fields.get(key)
-        if val is None:
-            continue
-        if not isinstance(val, str):
-            raise errors.InvalidSpec(f"{key}: must be a string")
-        setattr(spec, key, val)
-    if not spec.command.strip():
-        raise errors.InvalidSpec("command: is required")
-    spec.workdir = os.path.abspath(spec.workdir or os.getcwd())
-    for key, default in (("nodes", 1), ("ranks_per_node", 1)):
-        val = fields.get(key, default)
-        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-            raise errors.InvalidSpec(f"{key}: must be a positive integer")
-        setattr(spec, key, val)
-    prio = fields.get("priority", "NORMAL")
-    if isinstance(prio, str) and prio.upper() in PRIORITIES:
-        spec.priority = PRIORITIES[prio.upper()]
-    elif isinstance(prio, int) and not isinstance(prio, bool) and prio in PRIORITIES.values():
-        spec.priority = prio
-    else:
-        raise errors.InvalidSpec(f"priority: must be one of {', '.join(PRIORITIES)}, got {prio!r}")
-    limit = fields.get("time_limit_s", 0)
-    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 0:
-        raise errors.InvalidSpec("time_limit_s: must be a non-negative number of seconds")
-    spec.time_limit_s = float(limit)
-    env = fields.get("env", {}) or {}
-    if not isinstance(env, Mapping):
-        raise errors.InvalidSpec("env: must be a mapping of NAME: value")
-    for k, v in env.items():
-        if not isinstance(v, str | int | float) or isinstance(v, bool):
-            raise errors.InvalidSpec(f"env.{k}: must be a string or number")
-        spec.env[str(k)] = str(v)
-    return spec
 
 
 class SchedulerClient:
@@ -136,7 +83,7 @@ class SchedulerClient:
     def submit(self, spec: scheduler_pb2.JobSpec | Mapping[str, Any]) -> int:
         """Queue a job; returns its id."""
         if not isinstance(spec, scheduler_pb2.JobSpec):
-            spec = job_spec(spec)
+            spec = jobspec.from_fields(spec)
         return self._call("Submit", spec).job_id
 
     def jobs(

@@ -28,8 +28,8 @@ def _client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(scheduler: str | None, token: str | None, **kwargs: Any) -> None:
-        from haiplatform.api import SchedulerClient
         from haiplatform.errors import HaiError
+        from haiplatform.scheduler_client import SchedulerClient
 
         try:
             with SchedulerClient.from_env(scheduler, token) as client:
@@ -47,7 +47,7 @@ def _client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _priority_name(value: int) -> str:
-    from haiplatform.api import PRIORITIES
+    from haiplatform.scheduler_client import PRIORITIES
 
     return {v: k for k, v in PRIORITIES.items()}.get(value, str(value))
 
@@ -140,8 +140,8 @@ def submit(
       priority: ABOVE_NORMAL
       env: {OMP_NUM_THREADS: 4}
     """
-    from haiplatform.api import job_spec
     from haiplatform.errors import InvalidSpec
+    from haiplatform.scheduler import jobspec
 
     fields: dict[str, Any] = _load_job_file(job_file) if job_file else {}
     if command:
@@ -156,7 +156,7 @@ def submit(
         fields.setdefault("env", {})[k] = v
     if isinstance(fields.get("priority"), str):
         fields["priority"] = fields["priority"].upper()
-    spec = job_spec(fields)
+    spec = jobspec.from_fields(fields)
     job_id = client.submit(spec)
     click.echo(json.dumps({"job_id": job_id}) if as_json else f"submitted job {job_id}")
 

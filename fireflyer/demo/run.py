@@ -61,7 +61,7 @@ def run_demo(
     """
     from fs3.client import FS3Client
     from fs3.dataset import pack_directory
-    from haiplatform.api import SchedulerClient
+    from haiplatform.scheduler_client import SchedulerClient
 
     cfg = config or load_config(None)
     cfg.data_dir = Path(data_dir).expanduser().resolve()

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     in_job = "HAI_JOB_ID" in os.environ
     if in_job:
-        from haiplatform import client as hai
+        from haiplatform import job as hai
 
     hfreduce.init()
     rank, world = hfreduce.get_rank(), hfreduce.get_world_size()

@@ -2,7 +2,7 @@
 
 One agent per node. Each rank is ``/bin/sh -c COMMAND`` in its own session (process group), with
 stdout and stderr in ``WORK_DIR/logs/job-ID/rank-R.log``; it dies with the agent (PR_SET_PDEATHSIG),
-so a killed agent never leaves ranks behind. The in-job client (``haiplatform.client``) talks to
+so a killed agent never leaves ranks behind. The in-job client (``haiplatform.job``) talks to
 the agent over a pyzmq REP socket whose address is in the rank's ``HAI_SUSPEND_ADDR``.
 """
 

@@ -1,5 +1,6 @@
 """The scheduler service (gRPC), its pure policy and its SQL store."""
 
+from haiplatform.scheduler.core import SchedulerConfig, SchedulerCore
 from haiplatform.scheduler.policy import (
     Decisions,
     NodeView,
@@ -9,7 +10,7 @@ from haiplatform.scheduler.policy import (
     RunningJob,
     schedule,
 )
-from haiplatform.scheduler.server import SchedulerConfig, SchedulerCore, serve
+from haiplatform.scheduler.service import serve
 from haiplatform.scheduler.store import JobRecord, Store
 
 __all__ = [

@@ -9,7 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
-from haiplatform.scheduler.server import SchedulerConfig, SchedulerCore, serve
+from haiplatform.scheduler.core import SchedulerConfig, SchedulerCore
+from haiplatform.scheduler.service import serve
 from haiplatform.scheduler.store import Store
 
 

@@ -1,4 +1,4 @@
-"""The scheduler service: job state machine, node liveness, and the gRPC APIs for users and agents.
+"""The scheduler's state machine: jobs, node liveness, and the commands that bring agents in line.
 
 All state changes happen under one lock and are written to the store before the lock is released.
 Commands to agents are *level-triggered*: every heartbeat reply is computed from the current job
@@ -12,24 +12,15 @@ import logging
 import secrets
 import threading
 import time
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-
-from fireflyer.metrics import GrpcMetricsInterceptor
 from haiplatform import errors
-from haiplatform.protos import agent_pb2, agent_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
-from haiplatform.scheduler import policy
+from haiplatform.protos import agent_pb2, scheduler_pb2
+from haiplatform.scheduler import jobspec, policy
 from haiplatform.scheduler.store import TERMINAL_STATES, JobRecord, Store, Transition, User
 
 log = logging.getLogger("haiplatform.scheduler")
-
-_ENV_RESERVED = {
-    "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
-    "MASTER_IP", "HAI_JOB_ID", "HAI_RUN_SEQ", "HAI_SUSPEND_ADDR", "HFREDUCE_LOCAL_WORLD_SIZE",
-}  # fmt: skip
 
 
 @dataclass
@@ -159,7 +150,7 @@ class SchedulerCore:
 
     def add_user(self, caller: User, name: str, group: str, admin: bool) -> str:
         """Create (or re-key) a user; returns the new token. Admin only."""
-        _require_admin(caller, "add users")
+        require_admin(caller, "add users")
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise errors.InvalidSpec("name: must be letters, digits, '-', '_' or '.'")
         token = secrets.token_urlsafe(24)
@@ -171,8 +162,8 @@ class SchedulerCore:
     # -- jobs -------------------------------------------------------------------------------
     def submit(self, caller: User, spec: scheduler_pb2.JobSpec) -> int:
         """Validate and queue a job; returns its id."""
-        job = validate_spec(spec, caller)
         now = time.time()
+        job = jobspec.to_record(spec, caller, now)
         with self.lock:
             self.store.insert_job(job, now, "submitted")
             self.jobs[job.job_id] = job
@@ -279,7 +270,7 @@ class SchedulerCore:
     # -- nodes and quotas ---------------------------------------------------------------------
     def set_drain(self, caller: User, name: str, drained: bool, reason: str) -> NodeState:
         """Drain (no new jobs) or undrain a node. Admin only."""
-        _require_admin(caller, "drain nodes")
+        require_admin(caller, "drain nodes")
         with self.lock:
             node = self.nodes.get(name)
             if node is None:
@@ -292,7 +283,7 @@ class SchedulerCore:
 
     def set_quota(self, caller: User, scope: str, name: str, priority: int, max_nodes: int) -> None:
         """Set or remove a node quota. Admin only."""
-        _require_admin(caller, "set quotas")
+        require_admin(caller, "set quotas")
         if scope not in ("user", "group"):
             raise errors.InvalidSpec("scope: must be 'user' or 'group'")
         if not name:
@@ -567,243 +558,7 @@ class SchedulerCore:
             return decisions
 
 
-def validate_spec(spec: scheduler_pb2.JobSpec, caller: User) -> JobRecord:
-    """Check every field of a submitted job; the error names the field."""
-    if not spec.command.strip():
-        raise errors.InvalidSpec("command: must not be empty")
-    if not spec.workdir.startswith("/"):
-        raise errors.InvalidSpec(f"workdir: must be an absolute path, got {spec.workdir!r}")
-    if spec.nodes < 1:
-        raise errors.InvalidSpec("nodes: must be a positive integer")
-    if spec.nodes > 100_000:
-        raise errors.InvalidSpec(f"nodes: {spec.nodes} is more than any cluster has")
-    rpn = spec.ranks_per_node or 1
-    if rpn > 1024:
-        raise errors.InvalidSpec("ranks_per_node: must be between 1 and 1024")
-    prio = spec.priority or int(policy.Priority.NORMAL)
-    if prio not in {p.value for p in policy.Priority}:
-        raise errors.InvalidSpec(f"priority: unknown priority {prio}")
-    if spec.time_limit_s < 0:
-        raise errors.InvalidSpec("time_limit_s: must be >= 0")
-    for key in spec.env:
-        if not key or not (key[0].isalpha() or key[0] == "_") or not key.replace("_", "").isalnum():
-            raise errors.InvalidSpec(f"env: {key!r} is not a valid variable name")
-        if key in _ENV_RESERVED:
-            raise errors.InvalidSpec(f"env: {key} is set by the scheduler and cannot be overridden")
-    group = spec.group or caller.group
-    if group != caller.group and not caller.admin:
-        raise errors.PermissionDenied(f"group: you are in group {caller.group}, not {group}")
-    return JobRecord(
-        name=spec.name or spec.command.split()[0][:40], user=caller.name, group=group, command=spec.command,
-        workdir=spec.workdir, env=dict(spec.env), nodes=spec.nodes, ranks_per_node=rpn, priority=prio,
-        base_priority=prio, time_limit_s=spec.time_limit_s, state="queued", reason="waiting for nodes",
-        submitted_at=time.time(),
-    )  # fmt: skip
-
-
-def _require_admin(caller: User, what: str) -> None:
+def require_admin(caller: User, what: str) -> None:
+    """Raise PermissionDenied unless ``caller`` is an admin; ``what`` completes "only admins may ..."."""
     if not caller.admin:
         raise errors.PermissionDenied(f"only admins may {what}; you are {caller.name}")
-
-
-# -- gRPC ----------------------------------------------------------------------------------------
-def job_info(job: JobRecord, history: list[Transition] | None = None) -> scheduler_pb2.JobInfo:
-    """The wire form of a job."""
-    info = scheduler_pb2.JobInfo(
-        job_id=job.job_id,
-        spec=scheduler_pb2.JobSpec(
-            name=job.name, command=job.command, workdir=job.workdir, env=job.env, nodes=job.nodes,
-            ranks_per_node=job.ranks_per_node, priority=job.base_priority, group=job.group,
-            time_limit_s=job.time_limit_s,
-        ),
-        user=job.user, state=job.state, reason=job.reason, priority=job.priority,
-        submitted_at=job.submitted_at, started_at=job.started_at, finished_at=job.finished_at,
-        assigned_nodes=job.assigned, run_seq=job.run_seq, exit_code=job.exit_code,
-        suspend_count=job.suspend_count,
-    )  # fmt: skip
-    for t in history or ():
-        info.history.add(at=t.at, from_state=t.from_state, to_state=t.to_state, reason=t.reason)
-    return info
-
-
-def _token(context: grpc.ServicerContext) -> str:
-    for key, value in context.invocation_metadata():
-        if key == "authorization":
-            return value.removeprefix("Bearer ").strip()
-    return ""
-
-
-def _rpc(fn):  # noqa: ANN001, ANN202 - decorator
-    """Turn HaiError into the matching gRPC status with the message."""
-
-    def wrapper(self, request, context):  # noqa: ANN001, ANN202
-        try:
-            return fn(self, request, context)
-        except errors.HaiError as exc:
-            context.abort(exc.code, str(exc))
-        except grpc.RpcError:
-            raise
-        except Exception as exc:
-            log.exception("internal error in %s", fn.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-
-    wrapper.__name__ = fn.__name__
-    return wrapper
-
-
-class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
-    """User-facing API (haictl, the web page)."""
-
-    def __init__(self, core: SchedulerCore) -> None:
-        self.core = core
-        self._log_channels: dict[str, grpc.Channel] = {}
-
-    def _user(self, context: grpc.ServicerContext) -> User:
-        return self.core.authenticate(_token(context))
-
-    @_rpc
-    def Submit(self, request, context):  # noqa: ANN001, ANN201
-        return scheduler_pb2.SubmitReply(job_id=self.core.submit(self._user(context), request))
-
-    @_rpc
-    def ListJobs(self, request, context):  # noqa: ANN001, ANN201
-        self._user(context)
-        jobs = self.core.list_jobs(list(request.states), request.user, request.limit)
-        return scheduler_pb2.ListJobsReply(jobs=[job_info(j) for j in jobs])
-
-    @_rpc
-    def GetJob(self, request, context):  # noqa: ANN001, ANN201
-        job, history = self.core.get_job(self._user(context), request.job_id)
-        return job_info(job, history)
-
-    @_rpc
-    def Cancel(self, request, context):  # noqa: ANN001, ANN201
-        return job_info(self.core.cancel(self._user(context), request.job_id))
-
-    @_rpc
-    def Suspend(self, request, context):  # noqa: ANN001, ANN201
-        return job_info(self.core.suspend(self._user(context), request.job_id))
-
-    @_rpc
-    def Resume(self, request, context):  # noqa: ANN001, ANN201
-        return job_info(self.core.resume(self._user(context), request.job_id))
-
-    @_rpc
-    def TailLog(self, request, context):  # noqa: ANN001, ANN201
-        node, done = self.core.log_location(self._user(context), request.job_id, request.rank)
-        channel = self._log_channels.get(node.log_address)
-        if channel is None:
-            channel = self._log_channels[node.log_address] = grpc.insecure_channel(node.log_address)
-        try:
-            out = agent_pb2_grpc.AgentLogsStub(channel).ReadLog(
-                agent_pb2.ReadLogRequest(
-                    job_id=request.job_id, rank=request.rank, offset=request.offset,
-                    max_bytes=request.max_bytes or 65536,
-                ),
-                timeout=5,
-            )  # fmt: skip
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                if not done:  # the rank has not started yet: nothing to show so far
-                    return scheduler_pb2.TailLogReply(next_offset=max(0, request.offset), node=node.name)
-                raise errors.NotFound(exc.details()) from None
-            raise errors.SchedulerUnavailable(
-                f"agent of node {node.name} ({node.log_address}) holding rank {request.rank}'s log: {exc.code().name}"
-            ) from None
-        return scheduler_pb2.TailLogReply(
-            data=out.data, next_offset=out.next_offset, job_done=done, node=node.name
-        )
-
-    def _node_info(self, node: NodeState, on: dict[str, list[int]]) -> scheduler_pb2.NodeInfo:
-        return scheduler_pb2.NodeInfo(
-            name=node.name, slots=node.slots, state="up" if node.up and node.seen else "down",
-            healthy=node.healthy, drained=node.drained, reason=node.reason if node.seen else "waiting for heartbeat",
-            last_heartbeat=node.last_heartbeat, job_ids=on.get(node.name, []), address=node.log_address,
-        )  # fmt: skip
-
-    @_rpc
-    def ListNodes(self, request, context):  # noqa: ANN001, ANN201
-        self._user(context)
-        with self.core.lock:
-            on = self.core.jobs_on_nodes()
-            nodes = [self._node_info(n, on) for n in sorted(self.core.nodes.values(), key=lambda n: n.name)]
-        return scheduler_pb2.ListNodesReply(nodes=nodes)
-
-    @_rpc
-    def Drain(self, request, context):  # noqa: ANN001, ANN201
-        node = self.core.set_drain(self._user(context), request.name, True, request.reason)
-        with self.core.lock:
-            return self._node_info(node, self.core.jobs_on_nodes())
-
-    @_rpc
-    def Undrain(self, request, context):  # noqa: ANN001, ANN201
-        node = self.core.set_drain(self._user(context), request.name, False, "")
-        with self.core.lock:
-            return self._node_info(node, self.core.jobs_on_nodes())
-
-    def _quota_list(self) -> scheduler_pb2.QuotaList:
-        with self.core.lock:
-            items = sorted(self.core.quotas.items())
-        return scheduler_pb2.QuotaList(
-            quotas=[scheduler_pb2.Quota(scope=s, name=n, priority=p, max_nodes=m) for (s, n, p), m in items]
-        )
-
-    @_rpc
-    def SetQuota(self, request, context):  # noqa: ANN001, ANN201
-        self.core.set_quota(
-            self._user(context), request.scope, request.name, request.priority, request.max_nodes
-        )
-        return self._quota_list()
-
-    @_rpc
-    def ListQuotas(self, request, context):  # noqa: ANN001, ANN201
-        self._user(context)
-        return self._quota_list()
-
-    @_rpc
-    def AddUser(self, request, context):  # noqa: ANN001, ANN201
-        token = self.core.add_user(self._user(context), request.name, request.group, request.admin)
-        return scheduler_pb2.AddUserReply(token=token)
-
-    @_rpc
-    def WhoAmI(self, request, context):  # noqa: ANN001, ANN201
-        user = self._user(context)
-        return scheduler_pb2.WhoAmIReply(user=user.name, group=user.group, admin=user.admin)
-
-
-class AgentControlService(agent_pb2_grpc.AgentControlServicer):
-    """Agent-facing API; agents authenticate with an admin token."""
-
-    def __init__(self, core: SchedulerCore) -> None:
-        self.core = core
-
-    @_rpc
-    def Heartbeat(self, request, context):  # noqa: ANN001, ANN201
-        user = self.core.authenticate(_token(context))
-        _require_admin(user, "run node agents")
-        if not request.node:
-            raise errors.InvalidSpec("node: must not be empty")
-        return self.core.heartbeat(request)
-
-
-def serve(
-    core: SchedulerCore,
-    address: str,
-    tls: tuple[bytes, bytes] | None = None,
-    max_workers: int = 16,
-) -> tuple[grpc.Server, int]:
-    """Start the gRPC server on ``address`` ("host:port"); returns it and the bound port."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[GrpcMetricsInterceptor()]
-    )
-    scheduler_pb2_grpc.add_SchedulerServicer_to_server(SchedulerService(core), server)
-    agent_pb2_grpc.add_AgentControlServicer_to_server(AgentControlService(core), server)
-    if tls is not None:
-        creds = grpc.ssl_server_credentials([(tls[1], tls[0])])
-        port = server.add_secure_port(address, creds)
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot listen on {address}")
-    server.start()
-    return server, port

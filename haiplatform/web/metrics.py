@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from haiplatform.scheduler.store import ACTIVE_STATES
 
 if TYPE_CHECKING:
-    from haiplatform.scheduler.server import SchedulerCore
+    from haiplatform.scheduler.core import SchedulerCore
     from haiplatform.web.server import WebServer
 
 

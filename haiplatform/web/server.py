@@ -27,8 +27,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from haiplatform import errors
 from haiplatform.protos import agent_pb2, agent_pb2_grpc
+from haiplatform.scheduler.core import NodeState, SchedulerCore
 from haiplatform.scheduler.policy import Priority
-from haiplatform.scheduler.server import NodeState, SchedulerCore
 from haiplatform.scheduler.store import ACTIVE_STATES, JobRecord, User
 from haiplatform.web.metrics import SchedulerCollector
 from haiplatform.web.openapi import openapi_document

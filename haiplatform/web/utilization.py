@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from haiplatform.scheduler.server import SchedulerCore
+    from haiplatform.scheduler.core import SchedulerCore
 
 
 @dataclass(frozen=True, slots=True)

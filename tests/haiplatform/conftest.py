@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fireflyer.launcher import Launcher, free_port
-from haiplatform.api import SchedulerClient
+from haiplatform.scheduler_client import SchedulerClient
 
 # Short intervals so failover and grace periods fit in the test budget.
 FAST = {

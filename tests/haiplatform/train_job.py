@@ -17,7 +17,7 @@ import torch.distributed as dist
 steps, step_s, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 in_job = "HAI_JOB_ID" in os.environ
 if in_job:
-    from haiplatform import client
+    from haiplatform import job as hai_job
 rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
 ckpt = "ckpt.pt"
@@ -37,14 +37,14 @@ if os.path.exists(ckpt):
     start, w = state["step"], state["w"]
     print(f"resumed from step {start}", flush=True)
 for step in range(start, steps):
-    flag = torch.tensor([1 if (in_job and rank == 0 and client.receive_suspend_command()) else 0])
+    flag = torch.tensor([1 if (in_job and rank == 0 and hai_job.receive_suspend_command()) else 0])
     dist.broadcast(flag, 0)
     if flag.item():
         if rank == 0:
             save(step, w)
         dist.barrier()
         print(f"suspending at step {step}", flush=True)
-        client.go_suspend()
+        hai_job.go_suspend()
     gen = torch.Generator().manual_seed(step * 1000 + rank)
     x = torch.randn(32, generator=gen, dtype=torch.float64)
     g = (w - x) * (1.0 + 0.5 * rank)
