@@ -15,7 +15,7 @@ import grpc
 
 from fs3 import _rpc
 from fs3 import errors as E
-from fs3.meta.store import DIR, InodeRow, MetaStore, Removed
+from fs3.meta.store import DIR, NOW, InodeRow, MetaStore, Removed
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import meta_pb2 as pb
 from fs3.protos import meta_pb2_grpc, mgmtd_pb2_grpc
@@ -34,9 +34,12 @@ def inode_msg(row: InodeRow) -> cpb.Inode:
         gid=row.gid,
         nlink=row.nlink,
         size=row.size,
-        atime=row.atime,
-        mtime=row.mtime,
-        ctime=row.ctime,
+        atime=row.atime_ns / 1e9,
+        mtime=row.mtime_ns / 1e9,
+        ctime=row.ctime_ns / 1e9,
+        atime_ns=row.atime_ns,
+        mtime_ns=row.mtime_ns,
+        ctime_ns=row.ctime_ns,
         layout=cpb.Layout(
             chunk_size=row.chunk_size,
             stripe=row.stripe,
@@ -126,7 +129,12 @@ class MetaService(meta_pb2_grpc.MetaServicer):
         row = self._call(
             context,
             lambda: self.store.mkdir(
-                request.user, request.path, request.mode, request.parents, lay.chunk_size, lay.stripe
+                request.user,
+                request.path,
+                request.mode if request.HasField("mode") else None,
+                request.parents,
+                lay.chunk_size,
+                lay.stripe,
             ),
         )
         return pb.InodeRsp(inode=inode_msg(row))
@@ -135,7 +143,11 @@ class MetaService(meta_pb2_grpc.MetaServicer):
         opened = self._call(
             context,
             lambda: self.store.open(
-                request.user, request.path, request.flags, request.mode, request.client_id
+                request.user,
+                request.path,
+                request.flags,
+                request.mode if request.HasField("mode") else None,
+                request.client_id,
             ),
         )
         return pb.OpenRsp(
@@ -175,7 +187,9 @@ class MetaService(meta_pb2_grpc.MetaServicer):
 
     def Rename(self, request: pb.RenameReq, context: grpc.ServicerContext) -> pb.UnlinkRsp:
         return self._removed(
-            self._call(context, lambda: self.store.rename(request.user, request.src, request.dst))
+            self._call(
+                context, lambda: self.store.rename(request.user, request.src, request.dst, request.flags)
+            )
         )
 
     def Unlink(self, request: pb.UnlinkReq, context: grpc.ServicerContext) -> pb.UnlinkRsp:
@@ -199,6 +213,18 @@ class MetaService(meta_pb2_grpc.MetaServicer):
         return pb.TruncateRsp(inode=inode_msg(row), old_size=old_size)
 
     def SetAttr(self, request: pb.SetAttrReq, context: grpc.ServicerContext) -> pb.InodeRsp:
+        atime: int | str | None = None
+        mtime: int | str | None = None
+        if request.set_times:  # float seconds from older clients
+            atime, mtime = round(request.atime * 1e9), round(request.mtime * 1e9)
+        if request.HasField("atime_ns"):
+            atime = request.atime_ns
+        if request.HasField("mtime_ns"):
+            mtime = request.mtime_ns
+        if request.atime_now:
+            atime = NOW
+        if request.mtime_now:
+            mtime = NOW
         row = self._call(
             context,
             lambda: self.store.setattr(
@@ -206,7 +232,8 @@ class MetaService(meta_pb2_grpc.MetaServicer):
                 request.path,
                 mode=request.mode if request.set_mode else None,
                 owner=(request.uid, request.gid) if request.set_owner else None,
-                times=(request.atime, request.mtime) if request.set_times else None,
+                atime=atime,
+                mtime=mtime,
             ),
         )
         return pb.InodeRsp(inode=inode_msg(row))

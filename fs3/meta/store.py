@@ -25,12 +25,14 @@ NAME_MAX = 255
 PATH_MAX = 4096
 SYMLOOP_MAX = 40
 DEFAULT_MAX_FILE_SIZE = 1 << 40  # bytes, when mgmtd's routing info does not say
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2(2) flags
+NOW = "now"  # a time argument meaning "meta's clock" (utimensat's UTIME_NOW)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta_inodes (
   id BIGINT PRIMARY KEY, type INTEGER NOT NULL, mode INTEGER NOT NULL, uid BIGINT NOT NULL, gid BIGINT NOT NULL,
-  nlink INTEGER NOT NULL, size BIGINT NOT NULL, atime DOUBLE PRECISION NOT NULL, mtime DOUBLE PRECISION NOT NULL,
-  ctime DOUBLE PRECISION NOT NULL, chunk_size BIGINT NOT NULL, stripe INTEGER NOT NULL, chains TEXT NOT NULL,
+  nlink INTEGER NOT NULL, size BIGINT NOT NULL, atime_ns BIGINT NOT NULL, mtime_ns BIGINT NOT NULL,
+  ctime_ns BIGINT NOT NULL, chunk_size BIGINT NOT NULL, stripe INTEGER NOT NULL, chains TEXT NOT NULL,
   seed BIGINT NOT NULL, symlink TEXT NOT NULL, parent BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta_dentries (
   parent BIGINT NOT NULL, name TEXT NOT NULL, inode BIGINT NOT NULL, type INTEGER NOT NULL,
@@ -52,9 +54,9 @@ class InodeRow(NamedTuple):
     gid: int
     nlink: int
     size: int  # bytes
-    atime: float  # unix seconds
-    mtime: float
-    ctime: float
+    atime_ns: int  # unix nanoseconds
+    mtime_ns: int
+    ctime_ns: int
     chunk_size: int  # bytes; directories: the default for new children (0 = cluster default)
     stripe: int
     chains: str  # comma-separated chain ids (files only)
@@ -135,13 +137,24 @@ class MetaStore:
         self.db = Database(db_url)
         self._routing = routing
         self.db.executescript(SCHEMA)
+        self._check_schema()
         self.db.run(self._init_root)
+
+    def _check_schema(self) -> None:
+        """Refuse a database written before timestamps became integer nanoseconds, naming the fix."""
+        try:
+            self.db.run(lambda cur: cur.one(f"SELECT {COLS} FROM meta_inodes LIMIT 1"), write=False)
+        except Exception as exc:  # noqa: BLE001 - sqlite3/psycopg raise different classes
+            raise RuntimeError(
+                f"{self.db.url}: meta_inodes has an older schema ({exc}); this fs3 stores *_ns timestamps: "
+                "start from a fresh database (there is no in-place migration)"
+            ) from exc
 
     # ---- rows --------------------------------------------------------------------------------
     @staticmethod
     def _init_root(cur: Cursor) -> None:
         if cur.one("SELECT id FROM meta_inodes WHERE id = ?", (ROOT_ID,)) is None:
-            now = time.time()
+            now = time.time_ns()
             root = InodeRow(ROOT_ID, DIR, 0o755, 0, 0, 2, 0, now, now, now, 0, 0, "", 0, "", ROOT_ID)
             cur.execute(_INSERT_INODE, root)
         if cur.one("SELECT value FROM meta_counters WHERE name = 'inode'") is None:
@@ -226,7 +239,7 @@ class MetaStore:
         self, cur: Cursor, user: pb.User, parent: InodeRow, name: str, typ: int, mode: int, symlink: str = ""
     ) -> InodeRow:
         iid = self._next(cur, "inode")
-        now = time.time()
+        now = time.time_ns()
         if typ == FILE:
             chunk_size, stripe, chains, seed = self._file_layout(parent, iid)
         elif typ == DIR:
@@ -241,7 +254,7 @@ class MetaStore:
         cur.execute(_INSERT_INODE, row)
         cur.execute("INSERT INTO meta_dentries VALUES (?, ?, ?, ?)", (parent.id, name, iid, typ))
         cur.execute(
-            "UPDATE meta_inodes SET mtime = ?, ctime = ?, nlink = nlink + ? WHERE id = ?",
+            "UPDATE meta_inodes SET mtime_ns = ?, ctime_ns = ?, nlink = nlink + ? WHERE id = ?",
             (now, now, 1 if typ == DIR else 0, parent.id),
         )
         return row
@@ -281,9 +294,10 @@ class MetaStore:
         return self.db.run(fn, write=False)
 
     def mkdir(
-        self, user: pb.User, path: str, mode: int, parents: bool, chunk_size: int = 0, stripe: int = 0
+        self, user: pb.User, path: str, mode: int | None, parents: bool, chunk_size: int = 0, stripe: int = 0
     ) -> InodeRow:
-        """Create directory ``path`` (and missing ancestors if ``parents``); layout overrides if non-zero."""
+        """Create directory ``path`` (and missing ancestors if ``parents``) with exactly ``mode`` (None:
+        0755); layout overrides if non-zero."""
 
         def fn(cur: Cursor) -> InodeRow:
             parts = split_path(path)
@@ -300,7 +314,7 @@ class MetaStore:
                         raise E.AlreadyExists(p, "file exists")
                     continue
                 check(parent, user, os.W_OK | os.X_OK, p)
-                row = self._new_inode(cur, user, parent, name, DIR, mode or 0o755)
+                row = self._new_inode(cur, user, parent, name, DIR, 0o755 if mode is None else mode)
                 if chunk_size or stripe:
                     cur.execute(
                         "UPDATE meta_inodes SET chunk_size = ?, stripe = ? WHERE id = ?",
@@ -312,8 +326,9 @@ class MetaStore:
 
         return self.db.run(fn)
 
-    def open(self, user: pb.User, path: str, flags: int, mode: int, client_id: str) -> Opened:
-        """Open (or with O_CREAT create) a file; a writing open gets a session that Close ends."""
+    def open(self, user: pb.User, path: str, flags: int, mode: int | None, client_id: str) -> Opened:
+        """Open (or with O_CREAT create, with exactly ``mode``; None: 0644) a file; a writing open gets a
+        session that Close ends."""
         writing = bool(flags & (os.O_WRONLY | os.O_RDWR))
 
         def fn(cur: Cursor) -> Opened:
@@ -325,7 +340,7 @@ class MetaStore:
                 if not name:
                     raise E.IsADirectory(path, "is a directory")
                 check(parent, user, os.W_OK | os.X_OK, path)
-                row = self._new_inode(cur, user, parent, name, FILE, mode or 0o644)
+                row = self._new_inode(cur, user, parent, name, FILE, 0o644 if mode is None else mode)
             else:
                 if flags & os.O_CREAT and flags & os.O_EXCL:
                     raise E.AlreadyExists(path, "file exists")
@@ -335,9 +350,9 @@ class MetaStore:
                 check(row, user, want, path)
                 if flags & os.O_TRUNC and writing and row.size > 0:
                     truncated, old_size = True, row.size
-                    now = time.time()
+                    now = time.time_ns()
                     cur.execute(
-                        "UPDATE meta_inodes SET size = 0, mtime = ?, ctime = ? WHERE id = ?",
+                        "UPDATE meta_inodes SET size = 0, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
                         (now, now, row.id),
                     )
                     row = self._row(cur, row.id)
@@ -362,14 +377,14 @@ class MetaStore:
                 raise E.NotFound(f"inode {inode_id}", "no such file inode")
             if length > max_size:
                 raise E.FileTooLarge(f"inode {inode_id}", f"length {length} > max file size {max_size}")
-            now = time.time()
+            now = time.time_ns()
             if length > row.size or wrote:
                 cur.execute(
-                    "UPDATE meta_inodes SET size = ?, mtime = ?, ctime = ? WHERE id = ?",
+                    "UPDATE meta_inodes SET size = ?, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
                     (
                         max(row.size, length),
-                        now if wrote else row.mtime,
-                        now if wrote else row.ctime,
+                        now if wrote else row.mtime_ns,
+                        now if wrote else row.ctime_ns,
                         row.id,
                     ),
                 )
@@ -409,19 +424,33 @@ class MetaStore:
     @staticmethod
     def _drop_link(cur: Cursor, row: InodeRow) -> bool:
         """Decrement a non-directory inode's link count; delete it if unreferenced. True if freed."""
-        now = time.time()
+        now = time.time_ns()
         if row.nlink > 1:
-            cur.execute("UPDATE meta_inodes SET nlink = nlink - 1, ctime = ? WHERE id = ?", (now, row.id))
+            cur.execute("UPDATE meta_inodes SET nlink = nlink - 1, ctime_ns = ? WHERE id = ?", (now, row.id))
             return False
         sessions = cur.one("SELECT COUNT(*) FROM meta_sessions WHERE inode = ?", (row.id,))
         if sessions and int(sessions[0]) > 0:
-            cur.execute("UPDATE meta_inodes SET nlink = 0, ctime = ? WHERE id = ?", (now, row.id))
+            cur.execute("UPDATE meta_inodes SET nlink = 0, ctime_ns = ? WHERE id = ?", (now, row.id))
             return False
         cur.execute("DELETE FROM meta_inodes WHERE id = ?", (row.id,))
         return row.type == FILE
 
-    def rename(self, user: pb.User, src: str, dst: str) -> Removed:
-        """Move ``src`` to ``dst`` atomically, replacing a compatible ``dst``; returns what it replaced."""
+    def _inside(self, cur: Cursor, d: InodeRow, ancestor_id: int) -> bool:
+        """Whether directory ``d`` is ``ancestor_id`` or lies below it."""
+        while True:
+            if d.id == ancestor_id:
+                return True
+            if d.id == ROOT_ID:
+                return False
+            d = self._row(cur, d.parent)  # type: ignore[assignment]
+
+    def rename(self, user: pb.User, src: str, dst: str, flags: int = 0) -> Removed:
+        """Move ``src`` to ``dst`` atomically, replacing a compatible ``dst``; returns what it replaced.
+
+        ``flags`` as renameat2(2): RENAME_NOREPLACE fails with EEXIST if ``dst`` exists;
+        RENAME_EXCHANGE swaps two existing entries of any types."""
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
+            raise E.InvalidArgument("flags", f"rename flags {flags:#x}: only NOREPLACE (1) or EXCHANGE (2)")
 
         def fn(cur: Cursor) -> Removed:
             sparent, srow, sname = self._resolve(cur, user, src, follow=False)
@@ -434,19 +463,33 @@ class MetaStore:
                 raise E.InvalidArgument(dst, "cannot replace the root")
             check(sparent, user, os.W_OK | os.X_OK, src)
             check(dparent, user, os.W_OK | os.X_OK, dst)
-            if srow.type == DIR and dparent.id != sparent.id:
-                anc = dparent
-                while True:  # loop check: dst parent must not be inside src
-                    if anc.id == srow.id:
-                        raise E.InvalidArgument(dst, "cannot move a directory into itself")
-                    if anc.id == ROOT_ID:
-                        break
-                    anc = self._row(cur, anc.parent)  # type: ignore[assignment]
+            if drow is not None and flags & RENAME_NOREPLACE:
+                raise E.AlreadyExists(dst, "file exists")
+            if drow is None and flags & RENAME_EXCHANGE:
+                raise E.NotFound(dst, "no such file or directory")
+            if srow.type == DIR and dparent.id != sparent.id and self._inside(cur, dparent, srow.id):
+                raise E.InvalidArgument(dst, "cannot move a directory into itself")
+            now = time.time_ns()
+            if drow is not None and drow.id == srow.id:
+                return Removed(None, False)
+            if flags & RENAME_EXCHANGE:
+                assert drow is not None
+                if drow.type == DIR and dparent.id != sparent.id and self._inside(cur, sparent, drow.id):
+                    raise E.InvalidArgument(src, "cannot move a directory into itself")
+                self._set_entry(cur, sparent.id, sname, drow)
+                self._set_entry(cur, dparent.id, dname, srow)
+                if dparent.id != sparent.id:
+                    for row, old, new in ((srow, sparent.id, dparent.id), (drow, dparent.id, sparent.id)):
+                        if row.type == DIR:
+                            self._move_dir(cur, row.id, old, new)
+                cur.execute("UPDATE meta_inodes SET ctime_ns = ? WHERE id IN (?, ?)", (now, srow.id, drow.id))
+                cur.execute(
+                    "UPDATE meta_inodes SET mtime_ns = ?, ctime_ns = ? WHERE id IN (?, ?)",
+                    (now, now, sparent.id, dparent.id),
+                )
+                return Removed(None, False)
             removed = Removed(None, False)
-            now = time.time()
             if drow is not None:
-                if drow.id == srow.id:
-                    return removed
                 if srow.type == DIR and drow.type != DIR:
                     raise E.NotADirectory(dst, "not a directory")
                 if srow.type != DIR and drow.type == DIR:
@@ -466,17 +509,30 @@ class MetaStore:
                 "INSERT INTO meta_dentries VALUES (?, ?, ?, ?)", (dparent.id, dname, srow.id, srow.type)
             )
             if srow.type == DIR and dparent.id != sparent.id:
-                cur.execute("UPDATE meta_inodes SET parent = ? WHERE id = ?", (dparent.id, srow.id))
-                cur.execute("UPDATE meta_inodes SET nlink = nlink - 1 WHERE id = ?", (sparent.id,))
-                cur.execute("UPDATE meta_inodes SET nlink = nlink + 1 WHERE id = ?", (dparent.id,))
-            cur.execute("UPDATE meta_inodes SET ctime = ? WHERE id = ?", (now, srow.id))
+                self._move_dir(cur, srow.id, sparent.id, dparent.id)
+            cur.execute("UPDATE meta_inodes SET ctime_ns = ? WHERE id = ?", (now, srow.id))
             cur.execute(
-                "UPDATE meta_inodes SET mtime = ?, ctime = ? WHERE id IN (?, ?)",
+                "UPDATE meta_inodes SET mtime_ns = ?, ctime_ns = ? WHERE id IN (?, ?)",
                 (now, now, sparent.id, dparent.id),
             )
             return removed
 
         return self.db.run(fn)
+
+    @staticmethod
+    def _set_entry(cur: Cursor, parent_id: int, name: str, row: InodeRow) -> None:
+        """Point the existing entry ``name`` of ``parent_id`` at ``row``."""
+        cur.execute(
+            "UPDATE meta_dentries SET inode = ?, type = ? WHERE parent = ? AND name = ?",
+            (row.id, row.type, parent_id, name),
+        )
+
+    @staticmethod
+    def _move_dir(cur: Cursor, dir_id: int, old_parent: int, new_parent: int) -> None:
+        """Directory ``dir_id`` moved from ``old_parent`` to ``new_parent``: fix its '..' and the link counts."""
+        cur.execute("UPDATE meta_inodes SET parent = ? WHERE id = ?", (new_parent, dir_id))
+        cur.execute("UPDATE meta_inodes SET nlink = nlink - 1 WHERE id = ?", (old_parent,))
+        cur.execute("UPDATE meta_inodes SET nlink = nlink + 1 WHERE id = ?", (new_parent,))
 
     def unlink(self, user: pb.User, path: str, directory: bool) -> Removed:
         """Remove a non-directory (or, if ``directory``, an empty directory) entry."""
@@ -503,8 +559,10 @@ class MetaStore:
                     raise E.IsADirectory(path, "is a directory")
                 freed = self._drop_link(cur, row)
             cur.execute("DELETE FROM meta_dentries WHERE parent = ? AND name = ?", (parent.id, name))
-            now = time.time()
-            cur.execute("UPDATE meta_inodes SET mtime = ?, ctime = ? WHERE id = ?", (now, now, parent.id))
+            now = time.time_ns()
+            cur.execute(
+                "UPDATE meta_inodes SET mtime_ns = ?, ctime_ns = ? WHERE id = ?", (now, now, parent.id)
+            )
             return Removed(row, freed)
 
         return self.db.run(fn)
@@ -528,12 +586,14 @@ class MetaStore:
             if srow.type == DIR:
                 raise E.NotPermitted(src, "hard links to directories are not allowed")
             parent, name = self._parent_for_create(cur, user, dst)
-            now = time.time()
+            now = time.time_ns()
             cur.execute(
                 "INSERT INTO meta_dentries VALUES (?, ?, ?, ?)", (parent.id, name, srow.id, srow.type)
             )
-            cur.execute("UPDATE meta_inodes SET nlink = nlink + 1, ctime = ? WHERE id = ?", (now, srow.id))
-            cur.execute("UPDATE meta_inodes SET mtime = ?, ctime = ? WHERE id = ?", (now, now, parent.id))
+            cur.execute("UPDATE meta_inodes SET nlink = nlink + 1, ctime_ns = ? WHERE id = ?", (now, srow.id))
+            cur.execute(
+                "UPDATE meta_inodes SET mtime_ns = ?, ctime_ns = ? WHERE id = ?", (now, now, parent.id)
+            )
             return self._row(cur, srow.id)  # type: ignore[return-value]
 
         return self.db.run(fn)
@@ -556,9 +616,9 @@ class MetaStore:
                 raise E.FileTooLarge(name, f"length {length} > max file size {max_size}")
             if not inode_id:
                 check(row, user, os.W_OK, name)
-            now = time.time()
+            now = time.time_ns()
             cur.execute(
-                "UPDATE meta_inodes SET size = ?, mtime = ?, ctime = ? WHERE id = ?",
+                "UPDATE meta_inodes SET size = ?, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
                 (length, now, now, row.id),
             )
             return self._row(cur, row.id), row.size  # type: ignore[return-value]
@@ -571,33 +631,40 @@ class MetaStore:
         path: str,
         mode: int | None = None,
         owner: tuple[int, int] | None = None,
-        times: tuple[float, float] | None = None,
+        atime: int | str | None = None,
+        mtime: int | str | None = None,
     ) -> InodeRow:
-        """Set what is not None: ``mode`` (owner or root), ``owner`` (uid, gid; root only), ``times``
-        (atime, mtime; owner, root or a writer)."""
+        """Set what is not None, as chmod/chown/utimensat do: ``mode`` (owner or root), ``owner`` (uid,
+        gid; root only), ``atime``/``mtime`` (unix ns, or NOW: owner, root or, for NOW only, a writer)."""
 
         def fn(cur: Cursor) -> InodeRow:
             row = self._existing(cur, user, path)
             is_owner = user.uid in (0, row.uid)
-            now = time.time()
+            now = time.time_ns()
             if mode is not None:
                 if not is_owner:
                     raise E.NotPermitted(path, "only the owner may chmod")
                 cur.execute(
-                    "UPDATE meta_inodes SET mode = ?, ctime = ? WHERE id = ?", (mode & 0o7777, now, row.id)
+                    "UPDATE meta_inodes SET mode = ?, ctime_ns = ? WHERE id = ?", (mode & 0o7777, now, row.id)
                 )
             if owner is not None:
                 if user.uid != 0:
                     raise E.NotPermitted(path, "only root may chown")
                 cur.execute(
-                    "UPDATE meta_inodes SET uid = ?, gid = ?, ctime = ? WHERE id = ?", (*owner, now, row.id)
+                    "UPDATE meta_inodes SET uid = ?, gid = ?, ctime_ns = ? WHERE id = ?",
+                    (*owner, now, row.id),
                 )
-            if times is not None:
-                if not is_owner and not allowed(row, user, os.W_OK):
+            if atime is not None or mtime is not None:
+                if any(t not in (None, NOW) for t in (atime, mtime)):
+                    if not is_owner:
+                        raise E.NotPermitted(path, "only the owner may set explicit times")
+                elif not is_owner and not allowed(row, user, os.W_OK):
                     raise E.PermissionDenied(path, "permission denied")
+                a = row.atime_ns if atime is None else now if atime == NOW else int(atime)
+                m = row.mtime_ns if mtime is None else now if mtime == NOW else int(mtime)
                 cur.execute(
-                    "UPDATE meta_inodes SET atime = ?, mtime = ?, ctime = ? WHERE id = ?",
-                    (*times, now, row.id),
+                    "UPDATE meta_inodes SET atime_ns = ?, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
+                    (a, m, now, row.id),
                 )
             return self._row(cur, row.id)  # type: ignore[return-value]
 

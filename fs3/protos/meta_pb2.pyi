@@ -124,14 +124,16 @@ class ListRsp(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[DirEntry, _Mapping]]] = ...) -> None: ...
 
 class RenameReq(_message.Message):
-    __slots__ = ("user", "src", "dst")
+    __slots__ = ("user", "src", "dst", "flags")
     USER_FIELD_NUMBER: _ClassVar[int]
     SRC_FIELD_NUMBER: _ClassVar[int]
     DST_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
     user: User
     src: str
     dst: str
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ...) -> None: ...
+    flags: int
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., flags: _Optional[int] = ...) -> None: ...
 
 class UnlinkReq(_message.Message):
     __slots__ = ("user", "path", "directory")
@@ -192,7 +194,7 @@ class TruncateRsp(_message.Message):
     def __init__(self, inode: _Optional[_Union[_common_pb2.Inode, _Mapping]] = ..., old_size: _Optional[int] = ...) -> None: ...
 
 class SetAttrReq(_message.Message):
-    __slots__ = ("user", "path", "set_mode", "mode", "set_owner", "uid", "gid", "set_times", "atime", "mtime")
+    __slots__ = ("user", "path", "set_mode", "mode", "set_owner", "uid", "gid", "set_times", "atime", "mtime", "atime_ns", "mtime_ns", "atime_now", "mtime_now")
     USER_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     SET_MODE_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +205,10 @@ class SetAttrReq(_message.Message):
     SET_TIMES_FIELD_NUMBER: _ClassVar[int]
     ATIME_FIELD_NUMBER: _ClassVar[int]
     MTIME_FIELD_NUMBER: _ClassVar[int]
+    ATIME_NS_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    ATIME_NOW_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NOW_FIELD_NUMBER: _ClassVar[int]
     user: User
     path: str
     set_mode: bool
@@ -213,7 +219,11 @@ class SetAttrReq(_message.Message):
     set_times: bool
     atime: float
     mtime: float
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., path: _Optional[str] = ..., set_mode: _Optional[bool] = ..., mode: _Optional[int] = ..., set_owner: _Optional[bool] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., set_times: _Optional[bool] = ..., atime: _Optional[float] = ..., mtime: _Optional[float] = ...) -> None: ...
+    atime_ns: int
+    mtime_ns: int
+    atime_now: bool
+    mtime_now: bool
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., path: _Optional[str] = ..., set_mode: _Optional[bool] = ..., mode: _Optional[int] = ..., set_owner: _Optional[bool] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., set_times: _Optional[bool] = ..., atime: _Optional[float] = ..., mtime: _Optional[float] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., atime_now: _Optional[bool] = ..., mtime_now: _Optional[bool] = ...) -> None: ...
 
 class StatFsReq(_message.Message):
     __slots__ = ("user",)
