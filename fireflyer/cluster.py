@@ -75,7 +75,7 @@ def service_argv(
         sc = cfg.scheduler
         argv = [*py, "haiplatform.scheduler", "--host", sc.host, "--port", str(sc.port),
                 "--suspend-grace-s", str(sc.suspend_grace_s), "--web-port", str(sc.web_port),
-                "--admin-token-file", str(admin_token_file(cfg))]  # fmt: skip
+                "--admin-token-file", str(admin_token_file(cfg)), "--fs3-mgmtd", mgmtd]  # fmt: skip
         if sc.database == "sqlite":
             return [*argv, "--db", str(cfg.data_dir / "scheduler" / "sched.db")]
         return [*argv, "--postgres", sc.database]

@@ -88,6 +88,23 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _job_filter(states: Sequence[str], user: str, name: str) -> tuple[str, list[Any]]:
+    """`` WHERE ...`` (or "") and its parameters; ``name`` matches a substring, ASCII case-insensitively."""
+    where: list[str] = []
+    params: list[Any] = []
+    if states:
+        where.append(f"state IN ({', '.join('?' * len(states))})")
+        params.extend(states)
+    if user:
+        where.append("user_name = ?")
+        params.append(user)
+    if name:
+        escaped = name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append("LOWER(name) LIKE ? ESCAPE '\\'")
+        params.append(f"%{escaped}%")
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
 @dataclass(slots=True)
 class JobRecord:
     """One job row; ``assigned`` lists node names in node-rank order for the current/last run."""
@@ -252,21 +269,20 @@ class Store:
         ).fetchone()
         return JobRecord._from_row(row) if row else None
 
-    def list_jobs(self, states: Sequence[str] = (), user: str = "", limit: int = 1000) -> list[JobRecord]:
-        """Jobs newest first, optionally filtered by state and user."""
-        where, params = [], []
-        if states:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            params.extend(states)
-        if user:
-            where.append("user_name = ?")
-            params.append(user)
-        sql = f"SELECT id, {', '.join(_JOB_COLUMNS)} FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(int(limit))
-        return [JobRecord._from_row(r) for r in self._execute(sql, params).fetchall()]
+    def list_jobs(
+        self, states: Sequence[str] = (), user: str = "", limit: int = 1000, name: str = "", offset: int = 0
+    ) -> list[JobRecord]:
+        """Jobs newest first, filtered by state, user and name substring; ``offset`` skips that many."""
+        where, params = _job_filter(states, user, name)
+        sql = f"SELECT id, {', '.join(_JOB_COLUMNS)} FROM jobs{where} ORDER BY id DESC LIMIT ? OFFSET ?"
+        rows = self._execute(sql, [*params, int(limit), int(offset)]).fetchall()
+        return [JobRecord._from_row(r) for r in rows]
+
+    def count_jobs(self, user: str = "", name: str = "") -> dict[str, int]:
+        """How many jobs are in each state (states with none are left out), same filters as list_jobs."""
+        where, params = _job_filter((), user, name)
+        rows = self._execute(f"SELECT state, COUNT(*) FROM jobs{where} GROUP BY state", params).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
 
     def active_jobs(self) -> list[JobRecord]:
         """Every job not yet completed, failed or cancelled (what a restarted scheduler reloads)."""

@@ -3,12 +3,14 @@
 Started inside the scheduler process by ``python -m haiplatform.scheduler --web-port PORT``.
 """
 
+from haiplatform.web.fs3panel import Fs3Monitor
 from haiplatform.web.metrics import SchedulerCollector
 from haiplatform.web.openapi import openapi_document
-from haiplatform.web.server import WebConfig, WebServer, job_json, node_state
+from haiplatform.web.server import WebConfig, WebServer
 from haiplatform.web.utilization import Sample, UtilizationHistory
+from haiplatform.web.views import job_json, node_state
 
 __all__ = [
-    "Sample", "SchedulerCollector", "UtilizationHistory", "WebConfig", "WebServer", "job_json", "node_state",
-    "openapi_document",
+    "Fs3Monitor", "Sample", "SchedulerCollector", "UtilizationHistory", "WebConfig", "WebServer", "job_json",
+    "node_state", "openapi_document",
 ]  # fmt: skip

@@ -6,32 +6,34 @@ always shows the state the scheduler is acting on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from haiplatform.scheduler.store import ACTIVE_STATES
+from haiplatform.web.views import NODE_STATES, node_state, slots_used
 
 if TYPE_CHECKING:
     from haiplatform.scheduler.core import SchedulerCore
-    from haiplatform.web.server import WebServer
+
+# (route, method, HTTP status) -> requests served, as the web server counts them.
+RequestCounts = Callable[[], dict[tuple[str, str, int], int]]
 
 
 class SchedulerCollector(Collector):
     """Yields ``hai_*`` metric families for one scheduler (and its web server's request counts)."""
 
-    def __init__(self, core: SchedulerCore, web: WebServer | None = None) -> None:
+    def __init__(self, core: SchedulerCore, request_counts: RequestCounts | None = None) -> None:
         self.core = core
-        self.web = web
+        self.request_counts = request_counts
 
     def collect(self) -> Iterator[Metric]:
         """Called by prometheus_client on every scrape."""
-        from haiplatform.web.server import NODE_STATES, node_state
-
         with self.core.lock:
             on = self.core.jobs_on_nodes()
+            used = slots_used(self.core.jobs)
             nodes = [(n.name, node_state(n, on.get(n.name, [])), n.slots) for n in self.core.nodes.values()]
             job_states = [j.state for j in self.core.jobs.values()]
             cycles = sorted(self.core.cycle_times_s)
@@ -53,6 +55,13 @@ class SchedulerCollector(Collector):
             slots.add_metric([name], n_slots)
         yield slots
 
+        in_use = GaugeMetricFamily(
+            "hai_node_slots_used", "GPU slots held by running or suspending jobs' ranks", labels=["node"]
+        )
+        for name, _, _ in sorted(nodes):
+            in_use.add_metric([name], used.get(name, 0))
+        yield in_use
+
         jobs = GaugeMetricFamily("hai_jobs", "Jobs not yet finished, by state", labels=["state"])
         for state in sorted(ACTIVE_STATES):
             jobs.add_metric([state], job_states.count(state))
@@ -63,23 +72,22 @@ class SchedulerCollector(Collector):
         )
 
         if cycles:
+            # A gauge, so its label may not be "quantile" (reserved for summaries): stat="p50|p99|max".
             policy = GaugeMetricFamily(
                 "hai_scheduler_policy_seconds",
-                "Time the scheduling policy took, over the last 1000 cycles",
-                labels=["quantile"],
+                "Time the scheduling policy took, over the last 1000 cycles (p50, p99 and max)",
+                labels=["stat"],
             )
-            for q in (0.5, 0.99, 1.0):
-                policy.add_metric([str(q)], cycles[min(len(cycles) - 1, int(q * len(cycles)))])
+            for stat, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
+                policy.add_metric([stat], cycles[min(len(cycles) - 1, int(q * len(cycles)))])
             yield policy
 
-        if self.web is not None:
+        if self.request_counts is not None:
             reqs = CounterMetricFamily(
                 "hai_web_requests",
                 "HTTP requests to the status page and API",
                 labels=["route", "method", "code"],
             )
-            with self.web._counts_lock:
-                counts = sorted(self.web.request_counts.items())
-            for (route, method, code), n in counts:
+            for (route, method, code), n in sorted(self.request_counts().items()):
                 reqs.add_metric([route, method, str(code)], n)
             yield reqs

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import fireflyer
+from haiplatform.web.views import JOB_STATES
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -69,7 +70,8 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "name": string,
                         "state": {"enum": ["idle", "busy", "draining", "drained", "unhealthy", "down"]},
-                        "slots": integer,
+                        "slots": {**integer, "description": "GPU slots"},
+                        "slots_used": {**integer, "description": "GPU slots held by running jobs' ranks"},
                         "reason": {**string, "description": "why down/unhealthy/drained"},
                         "last_heartbeat": num,
                         "jobs": {
@@ -82,22 +84,15 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "properties": {
                         "id": integer,
-                        "name": string,
+                        "name": {
+                            **string,
+                            "description": "as submitted; the page escapes control/bidi characters",
+                        },
                         "user": string,
                         "group": string,
                         "command": string,
                         "workdir": string,
-                        "state": {
-                            "enum": [
-                                "queued",
-                                "running",
-                                "suspending",
-                                "suspended",
-                                "completed",
-                                "failed",
-                                "cancelled",
-                            ]
-                        },
+                        "state": {"enum": list(JOB_STATES)},
                         "reason": string,
                         "priority": string,
                         "base_priority": string,
@@ -140,6 +135,8 @@ def openapi_document() -> dict[str, Any]:
                         "nodes_down": integer,
                         "queue_length": integer,
                         "jobs_running": integer,
+                        "slots_total": integer,
+                        "slots_used": integer,
                     },
                 },  # fmt: skip
             },
@@ -156,6 +153,11 @@ def openapi_document() -> dict[str, Any]:
                                     "anonymous_read": {"type": "boolean"},
                                     "poll_ms": integer,
                                     "log_tail_bytes": integer,
+                                    "page_size": integer,
+                                    "fs3": {
+                                        "type": "boolean",
+                                        "description": "whether /api/fs3 has a cluster",
+                                    },
                                 },
                             },
                             "Settings",
@@ -191,6 +193,11 @@ def openapi_document() -> dict[str, Any]:
                                     "now": num,
                                     "nodes": {"type": "array", "items": _ref("Node")},
                                     "counts": {"type": "object", "additionalProperties": integer},
+                                    "slots": {
+                                        "type": "object",
+                                        "properties": {"total": integer, "used": integer},
+                                        "description": "GPU slots of the nodes that are up, and in use",
+                                    },
                                 },
                             },
                             "Nodes sorted by name",
@@ -201,7 +208,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/jobs": {
                 "get": {
-                    "summary": "Jobs, newest first",
+                    "summary": "One page of jobs, newest first, with the true totals of all that match",
                     "security": _READ_AUTH,
                     "parameters": [
                         {
@@ -210,18 +217,41 @@ def openapi_document() -> dict[str, Any]:
                             "schema": string,
                             "description": "comma-separated states to keep, e.g. queued,running",
                         },
-                        {"name": "user", "in": "query", "schema": string},
+                        {"name": "user", "in": "query", "schema": {**string, "maxLength": 256}},
+                        {
+                            "name": "name",
+                            "in": "query",
+                            "schema": {**string, "maxLength": 256},
+                            "description": "substring of the job name (ASCII case-insensitive)",
+                        },
                         {
                             "name": "limit",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "default": 200},
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                        },
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "default": 0},
+                            "description": "jobs to skip (offset / limit is the page number)",
                         },
                     ],  # fmt: skip
                     "responses": {
                         "200": _json(
                             {
                                 "type": "object",
-                                "properties": {"now": num, "jobs": {"type": "array", "items": _ref("Job")}},
+                                "properties": {
+                                    "now": num,
+                                    "jobs": {"type": "array", "items": _ref("Job")},
+                                    "offset": integer,
+                                    "limit": integer,
+                                    "total": {**integer, "description": "jobs matching every filter"},
+                                    "counts": {
+                                        "type": "object",
+                                        "additionalProperties": integer,
+                                        "description": "jobs per state matching the user and name filters",
+                                    },
+                                },
                             },
                             "Jobs",
                         ),
@@ -306,6 +336,38 @@ def openapi_document() -> dict[str, Any]:
                             "Samples, oldest first",
                         ),
                         **_errors(400, *_READ_ERRORS),
+                    },
+                }
+            },
+            "/api/fs3": {
+                "get": {
+                    "summary": "The fs3 panel: targets, chain states, capacity, resyncs (as `haictl fs df`)",
+                    "security": _READ_AUTH,
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "configured": {"type": "boolean", "description": "false: no --fs3-mgmtd"},
+                                    "ok": {"type": "boolean", "description": "false: the last poll failed"},
+                                    "error": string,
+                                    "mgmtd": string,
+                                    "checked_at": num,
+                                    "last_ok_at": num,
+                                    "capacity": {"type": "object", "additionalProperties": True},
+                                    "states": {"type": "object", "additionalProperties": integer},
+                                    "targets": {"type": "array", "items": {"type": "object"}},
+                                    "nodes": {"type": "array", "items": {"type": "object"}},
+                                    "repairs": {
+                                        "type": "array",
+                                        "items": {"type": "object"},
+                                        "description": "SYNCING targets (being refilled by their chain)",
+                                    },
+                                },
+                            },
+                            "The latest poll",
+                        ),
+                        **_errors(*_READ_ERRORS),
                     },
                 }
             },

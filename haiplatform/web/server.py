@@ -27,16 +27,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from haiplatform import errors
 from haiplatform.protos import agent_pb2, agent_pb2_grpc
-from haiplatform.scheduler.core import NodeState, SchedulerCore
-from haiplatform.scheduler.policy import Priority
-from haiplatform.scheduler.store import ACTIVE_STATES, JobRecord, User
+from haiplatform.scheduler.core import SchedulerCore
+from haiplatform.scheduler.store import User
+from haiplatform.web.fs3panel import Fs3Monitor
 from haiplatform.web.metrics import SchedulerCollector
 from haiplatform.web.openapi import openapi_document
 from haiplatform.web.utilization import UtilizationHistory
+from haiplatform.web.views import JOB_STATES, NODE_STATES, job_json, node_state, slots_used
 
 log = logging.getLogger("haiplatform.web")
 
-NODE_STATES = ("idle", "busy", "draining", "drained", "unhealthy", "down")
 _STATIC = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
@@ -56,6 +56,8 @@ _HTTP_CODE = {
     errors.SchedulerUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 _MAX_LOG_BYTES = 1 << 20
+_MAX_PAGE = 1000  # jobs per /api/jobs page
+_MAX_FILTER_CHARS = 256  # a user or name filter longer than any name the scheduler accepts
 
 
 @dataclass
@@ -67,59 +69,9 @@ class WebConfig:
     sample_s: float = 2.0  # utilization sampling interval
     keep_samples: int = 3600  # utilization history length (2 h at 2 s)
     log_tail_bytes: int = 8192  # default tail per rank on the job page
-
-
-def node_state(node: NodeState, job_ids: list[int]) -> str:
-    """The grid colour of a node: idle, busy, draining (drained, jobs still on it), drained, unhealthy, down."""
-    if not node.seen or not node.up:
-        return "down"
-    if not node.healthy:
-        return "unhealthy"
-    if node.drained:
-        return "draining" if job_ids else "drained"
-    return "busy" if job_ids else "idle"
-
-
-def _priority_name(value: int) -> str:
-    try:
-        return Priority(value).name
-    except ValueError:
-        return str(value)
-
-
-def job_json(job: JobRecord, now: float) -> dict[str, Any]:
-    """The API form of a job (no environment: it may hold secrets)."""
-    if job.finished_at:
-        running_s = max(0.0, job.finished_at - job.started_at) if job.started_at else 0.0
-    elif job.state in ("running", "suspending") and job.started_at:
-        running_s = now - job.started_at
-    else:
-        running_s = 0.0
-    return {
-        "id": job.job_id,
-        "name": job.name,
-        "user": job.user,
-        "group": job.group,
-        "command": job.command,
-        "workdir": job.workdir,
-        "state": job.state,
-        "reason": job.reason,
-        "priority": _priority_name(job.priority),
-        "base_priority": _priority_name(job.base_priority),
-        "nodes": job.nodes,
-        "ranks_per_node": job.ranks_per_node,
-        "world_size": job.nodes * job.ranks_per_node,
-        "assigned_nodes": list(job.assigned),
-        "submitted_at": job.submitted_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "age_s": max(0.0, now - job.submitted_at),
-        "running_s": running_s,
-        "run_seq": job.run_seq,
-        "exit_code": job.exit_code,
-        "suspend_count": job.suspend_count,
-        "time_limit_s": job.time_limit_s,
-    }
+    page_size: int = 50  # jobs per page of the job table
+    fs3_mgmtd: str = ""  # mgmtd address of the fs3 cluster the fs3 panel shows ("" = no panel)
+    fs3_poll_s: float = 5.0  # how often the fs3 panel is refreshed from mgmtd and storage
 
 
 class ApiError(Exception):
@@ -143,6 +95,15 @@ def _int_param(query: dict[str, list[str]], name: str, default: int, lo: int, hi
     return value
 
 
+def _str_param(query: dict[str, list[str]], name: str) -> str:
+    value = query.get(name, [""])[-1]
+    if len(value) > _MAX_FILTER_CHARS:
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST, f"{name}: at most {_MAX_FILTER_CHARS} characters, got {len(value)}"
+        )
+    return value
+
+
 Route = tuple[str, str, str, Callable[..., Any]]
 
 
@@ -163,7 +124,10 @@ class WebServer:
         self.registry = registry or REGISTRY
         self.request_counts: dict[tuple[str, str, int], int] = {}
         self._counts_lock = threading.Lock()
-        self.collector = SchedulerCollector(core, self)
+        self.fs3 = (
+            Fs3Monitor(self.config.fs3_mgmtd, self.config.fs3_poll_s) if self.config.fs3_mgmtd else None
+        )
+        self.collector = SchedulerCollector(core, self._request_counts)
         self.registry.register(self.collector)
         self._log_channels: dict[str, grpc.Channel] = {}
         # (method, name for /metrics, path pattern, handler); the names are the OpenAPI paths.
@@ -180,6 +144,7 @@ class WebServer:
             ("GET", "/api/jobs/{job_id}", r"/api/jobs/(?P<job_id>\d+)", self._api_job),
             ("GET", "/api/jobs/{job_id}/logs", r"/api/jobs/(?P<job_id>\d+)/logs", self._api_logs),
             ("GET", "/api/utilization", r"/api/utilization", self._api_utilization),
+            ("GET", "/api/fs3", r"/api/fs3", self._api_fs3),
             (
                 "POST",
                 "/api/jobs/{job_id}/{action}",
@@ -199,6 +164,8 @@ class WebServer:
     def start(self) -> int:
         """Start sampling and serving; returns the port."""
         self.history.start()
+        if self.fs3 is not None:
+            self.fs3.start()
         self._thread.start()
         return self.port
 
@@ -207,6 +174,8 @@ class WebServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self.history.stop()
+        if self.fs3 is not None:
+            self.fs3.stop()
         for ch in self._log_channels.values():
             ch.close()
         try:
@@ -234,6 +203,10 @@ class WebServer:
             key = (route, method, status)
             self.request_counts[key] = self.request_counts.get(key, 0) + 1
 
+    def _request_counts(self) -> dict[tuple[str, str, int], int]:
+        with self._counts_lock:
+            return dict(self.request_counts)
+
     def _user(self, req: _Request, required: bool) -> User | None:
         """The caller (token checked), or None for an anonymous read the operator allows."""
         if not req.token and not required and self.config.anonymous_read:
@@ -259,6 +232,8 @@ class WebServer:
             "anonymous_read": self.config.anonymous_read,
             "poll_ms": self.config.poll_ms,
             "log_tail_bytes": self.config.log_tail_bytes,
+            "page_size": self.config.page_size,
+            "fs3": bool(self.config.fs3_mgmtd),
         }
 
     def _api_whoami(self, req: _Request) -> dict[str, Any]:
@@ -270,12 +245,14 @@ class WebServer:
         self._user(req, required=False)
         with self.core.lock:
             on = self.core.jobs_on_nodes()
+            used = slots_used(self.core.jobs)
             names = {j.job_id: j.name for j in self.core.jobs.values()}
             nodes = [
                 {
                     "name": n.name,
                     "state": node_state(n, on.get(n.name, [])),
                     "slots": n.slots,
+                    "slots_used": used.get(n.name, 0),
                     "reason": n.reason if n.seen else "waiting for heartbeat",
                     "last_heartbeat": n.last_heartbeat,
                     "jobs": [{"id": j, "name": names.get(j, "")} for j in on.get(n.name, [])],
@@ -285,22 +262,39 @@ class WebServer:
         counts = {s: 0 for s in NODE_STATES}
         for n in nodes:
             counts[n["state"]] += 1
-        return {"now": time.time(), "nodes": nodes, "counts": counts}
+        slots = {
+            "total": sum(n["slots"] for n in nodes if n["state"] not in ("down", "unhealthy")),
+            "used": sum(n["slots_used"] for n in nodes),
+        }
+        return {"now": time.time(), "nodes": nodes, "counts": counts, "slots": slots}
 
     def _api_jobs(self, req: _Request) -> dict[str, Any]:
+        """One page of jobs (newest first) matching the filters, how many match, and per-state counts."""
         self._user(req, required=False)
         states = [s for s in ",".join(req.query.get("state", [])).split(",") if s]
-        known = ACTIVE_STATES | {"completed", "failed", "cancelled"}
         for s in states:
-            if s not in known:
+            if s not in JOB_STATES:
                 raise ApiError(
-                    HTTPStatus.BAD_REQUEST, f"state: unknown state {s!r} (one of {', '.join(sorted(known))})"
+                    HTTPStatus.BAD_REQUEST, f"state: unknown state {s!r} (one of {', '.join(JOB_STATES)})"
                 )
-        limit = _int_param(req.query, "limit", 200, 1, 10_000)
-        user = req.query.get("user", [""])[-1]
-        jobs = self.core.list_jobs(states, user, limit)
+        limit = _int_param(req.query, "limit", self.config.page_size, 1, _MAX_PAGE)
+        offset = _int_param(req.query, "offset", 0, 0, 1 << 40)
+        user = _str_param(req.query, "user")
+        name = _str_param(req.query, "name")
+        with self.core.lock:  # one snapshot: the page and the counts agree
+            jobs = self.core.store.list_jobs(states, user, limit, name=name, offset=offset)
+            by_state = self.core.store.count_jobs(user, name)
+        counts = {s: by_state.get(s, 0) for s in JOB_STATES}
+        total = sum(n for s, n in counts.items() if not states or s in states)
         now = time.time()
-        return {"now": now, "jobs": [job_json(j, now) for j in jobs]}
+        return {
+            "now": now,
+            "jobs": [job_json(j, now) for j in jobs],
+            "offset": offset,
+            "limit": limit,
+            "total": total,
+            "counts": counts,
+        }
 
     def _api_job(self, req: _Request, job_id: str) -> dict[str, Any]:
         user = self._user(req, required=False)
@@ -353,6 +347,12 @@ class WebServer:
             "interval_s": self.history.interval_s,
             "samples": [s.to_json() for s in self.history.since(now - window_s)],
         }
+
+    def _api_fs3(self, req: _Request) -> dict[str, Any]:
+        self._user(req, required=False)
+        if self.fs3 is None:
+            return {"configured": False}
+        return {"configured": True, **self.fs3.snapshot()}
 
     def _api_act(self, req: _Request, job_id: str, action: str) -> dict[str, Any]:
         user = self._user(req, required=True)

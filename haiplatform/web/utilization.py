@@ -8,6 +8,8 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from haiplatform.web.views import slots_used
+
 if TYPE_CHECKING:
     from haiplatform.scheduler.core import SchedulerCore
 
@@ -23,6 +25,8 @@ class Sample:
     nodes_down: int
     queue_length: int  # jobs in state queued
     jobs_running: int
+    slots_total: int = 0  # GPU slots of the nodes that are up (heartbeating and healthy)
+    slots_used: int = 0  # GPU slots held by running or suspending jobs' ranks
 
     def to_json(self) -> dict[str, float | int]:
         """The sample as a JSON object."""
@@ -34,6 +38,7 @@ def take_sample(core: SchedulerCore, now: float | None = None) -> Sample:
     with core.lock:
         nodes = list(core.nodes.values())
         busy = set(core.jobs_on_nodes())
+        used = slots_used(core.jobs)
         states = [j.state for j in core.jobs.values()]
     return Sample(
         t=now if now is not None else time.time(),
@@ -43,6 +48,8 @@ def take_sample(core: SchedulerCore, now: float | None = None) -> Sample:
         nodes_down=sum(1 for n in nodes if not (n.seen and n.up and n.healthy)),
         queue_length=states.count("queued"),
         jobs_running=states.count("running") + states.count("suspending"),
+        slots_total=sum(n.slots for n in nodes if n.seen and n.up and n.healthy),
+        slots_used=sum(used.values()),
     )
 
 

@@ -79,3 +79,29 @@ def test_users_nodes_quotas(store_factory):
     assert s.quotas() == {("user", "alice", 0): 6, ("group", "cv", 40): 2}
     s.set_quota("group", "cv", 40, -1)
     assert s.quotas() == {("user", "alice", 0): 6}
+
+
+def test_job_pages_name_filter_and_counts(store_factory):
+    """Pages newest first with an offset; the name filter is a literal, case-insensitive substring
+    (``%`` and ``_`` match only themselves); counts cover every matching job, not one page."""
+    s = store_factory()
+    names = ["train-A", "train_b", "eval 100%", "TRAIN-c", "x\\y", "other"]
+    ids = [
+        s.insert_job(_job(name=n, user="bob" if i % 2 else "alice"), 100.0 + i, "s")
+        for i, n in enumerate(names)
+    ]
+    last = s.get_job(ids[-1])
+    last.state = "cancelled"
+    s.update_job(last)
+    assert [j.job_id for j in s.list_jobs(limit=2)] == ids[:-3:-1]
+    assert [j.job_id for j in s.list_jobs(limit=2, offset=2)] == [ids[3], ids[2]]
+    assert s.list_jobs(limit=2, offset=6) == []
+    assert [j.name for j in s.list_jobs(name="train")] == ["TRAIN-c", "train_b", "train-A"]
+    assert [j.name for j in s.list_jobs(name="n_")] == ["train_b"]
+    assert [j.name for j in s.list_jobs(name="0%")] == ["eval 100%"]
+    assert [j.name for j in s.list_jobs(name="x\\y")] == ["x\\y"]
+    assert [j.name for j in s.list_jobs(name="train", user="bob")] == ["TRAIN-c", "train_b"]
+    assert s.count_jobs() == {"queued": 5, "cancelled": 1}
+    assert s.count_jobs(user="bob") == {"queued": 2, "cancelled": 1}
+    assert s.count_jobs(name="TRAIN") == {"queued": 3}
+    assert s.count_jobs(name="nothing") == {}

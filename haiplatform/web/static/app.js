@@ -1,11 +1,13 @@
 // HAI-Platform status page: polls the JSON API and redraws without reloading.
 // Every user-supplied string (job names, commands, reasons, log lines) goes into the DOM through
-// text nodes (el() below) and never through innerHTML, so "<script>" in a job name is shown as text.
+// text nodes (el() below) and never through innerHTML, so "<script>" in a job name is shown as text;
+// names, users, commands and reasons also pass through safe(), which shows control, bidi-override and
+// invisible characters as \uXXXX escapes, so a name cannot reorder or hide the text around it.
 "use strict";
 
 const ACTIVE = ["queued", "running", "suspending", "suspended"];
 const MAX_LOG_RANKS = 8;
-let config = { poll_ms: 1500, log_tail_bytes: 8192, anonymous_read: true };
+let config = { poll_ms: 1500, log_tail_bytes: 8192, anonymous_read: true, page_size: 50, fs3: false };
 let token = sessionStorage.getItem("hai-token") || "";
 let timer = null;
 let refreshing = false;
@@ -26,6 +28,16 @@ function el(tag, attrs, ...children) {
   return node;
 }
 const $ = (id) => document.getElementById(id);
+
+// C0/C1 controls, DEL, bidi embeddings/overrides/isolates and marks, zero-width and other invisible
+// characters, line/paragraph separators, variation selectors and tag characters.
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\u{e0000}-\u{e0fff}]/gu;
+function safe(s) {
+  return String(s ?? "").replace(UNSAFE, (c) => {
+    const cp = c.codePointAt(0);
+    return cp > 0xffff ? `\\u{${cp.toString(16)}}` : `\\u${cp.toString(16).padStart(4, "0")}`;
+  });
+}
 
 function duration(s) {
   if (!s || s < 0) return "–";
@@ -82,78 +94,189 @@ function actionButtons(job) {
 }
 
 // -- overview ----------------------------------------------------------------------------------
+// The job table's view: filters and page, sent to the server (which pages and counts).
+const view = { state: "", user: "", name: "", offset: 0 };
+
+function jobsQuery() {
+  const q = new URLSearchParams({ limit: String(config.page_size || 50), offset: String(view.offset) });
+  for (const k of ["state", "user", "name"]) if (view[k]) q.set(k, view[k]);
+  return "/api/jobs?" + q.toString();
+}
+
+function bar(used, total, cls) {
+  const fill = el("div", { class: "fill" });
+  fill.style.width = `${total ? Math.min(100, (100 * used) / total).toFixed(1) : 0}%`; // CSSOM: allowed by the CSP
+  return el("div", { class: `bar ${cls || ""}` }, fill);
+}
+
 function renderNodes(data) {
   $("grid").replaceChildren(
     ...data.nodes.map((n) =>
-      el("div", { class: `node state-${n.state}`, dataset: { node: n.name, state: n.state },
-                  title: n.reason || n.state },
-        el("div", { class: "name" }, n.name),
-        el("div", { class: "state" }, n.state + (n.reason ? ` · ${n.reason}` : "")),
-        n.jobs.map((j) => el("a", { class: "job", href: `#/jobs/${j.id}` }, `#${j.id} ${j.name}`))))
+      el("div", { class: `node state-${n.state}`, dataset: { node: n.name, state: n.state, slotsUsed: n.slots_used },
+                  title: safe(n.reason) || n.state },
+        el("div", { class: "name" }, safe(n.name)),
+        el("div", { class: "state" }, n.state + (n.reason ? ` · ${safe(n.reason)}` : "")),
+        el("div", { class: "slots" }, `${n.slots_used}/${n.slots} GPUs`),
+        bar(n.slots_used, n.slots, "on-dark"),
+        n.jobs.map((j) => el("a", { class: "job", href: `#/jobs/${j.id}`, title: `#${j.id} ${safe(j.name)}` },
+          `#${j.id} ${safe(j.name)}`))))
   );
   const c = data.counts;
-  $("node-counts").textContent = Object.keys(c).filter((k) => c[k]).map((k) => `${c[k]} ${k}`).join(" · ");
+  const states = Object.keys(c).filter((k) => c[k]).map((k) => `${c[k]} ${k}`).join(" · ");
+  $("node-counts").textContent = `${states} · ${data.slots.used}/${data.slots.total} GPUs in use`;
 }
 
 function renderJobs(data) {
   const rows = data.jobs.map((j) =>
     el("tr", { dataset: { jobId: j.id, state: j.state } },
       el("td", {}, el("a", { href: `#/jobs/${j.id}` }, String(j.id))),
-      el("td", { class: "name" }, j.name),
-      el("td", {}, j.user),
+      el("td", { class: "name clip", title: safe(j.name) }, safe(j.name)),
+      el("td", { class: "clip", title: safe(j.user) }, safe(j.user)),
       el("td", {}, j.priority),
       el("td", {}, String(j.nodes)),
       el("td", {}, el("span", { class: `badge ${j.state}` }, j.state)),
       el("td", {}, duration(j.age_s)),
       el("td", {}, duration(j.running_s)),
-      el("td", { class: "reason muted" }, j.reason),
+      el("td", { class: "reason muted clip", title: safe(j.reason) }, safe(j.reason)),
       el("td", {}, actionButtons(j))));
   $("jobs").tBodies[0].replaceChildren(...rows);
-  const active = data.jobs.filter((j) => ACTIVE.includes(j.state));
-  $("job-counts").textContent =
-    `${active.filter((j) => j.state === "running").length} running · ` +
-    `${active.filter((j) => j.state === "queued").length} queued · ${data.jobs.length} shown`;
+  const c = data.counts;
+  const parts = ACTIVE.filter((s) => c[s] || s === "running" || s === "queued").map((s) => `${c[s]} ${s}`);
+  const first = data.total ? data.offset + 1 : 0, last = data.offset + data.jobs.length;
+  $("job-counts").textContent = `${parts.join(" · ")} · ${data.total} matching · ${first}–${last} shown`;
+  const pages = Math.max(1, Math.ceil(data.total / data.limit));
+  const page = Math.floor(data.offset / data.limit) + 1;
+  $("page-info").textContent = `page ${page} of ${pages}`;
+  $("page-first").disabled = $("page-prev").disabled = data.offset === 0;
+  $("page-next").disabled = $("page-last").disabled = last >= data.total;
+  $("pager").dataset.page = String(page);
+  $("pager").dataset.pages = String(pages);
+  $("pager").dataset.total = String(data.total);
+  // Past the end (jobs finished or a filter narrowed the set): go to the last page that exists.
+  if (data.offset > 0 && data.offset >= data.total) { view.offset = (pages - 1) * data.limit; return true; }
+  return false;
 }
 
-function drawPlot(data) {
-  const canvas = $("plot");
+function goPage(which) {
+  const size = config.page_size || 50;
+  const total = Number($("pager").dataset.total || 0);
+  const lastOffset = Math.max(0, Math.ceil(total / size) - 1) * size;
+  view.offset = { first: 0, prev: Math.max(0, view.offset - size), next: Math.min(lastOffset, view.offset + size),
+                  last: lastOffset }[which];
+  refresh();
+}
+
+let filterTimer = null;
+function onFilter() {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(() => {
+    view.state = $("filter-state").value;
+    view.user = $("filter-user").value.trim();
+    view.name = $("filter-name").value;
+    view.offset = 0;
+    refresh();
+  }, 250);
+}
+
+const human = (b) => {
+  if (b === null || b === undefined) return "–";
+  const u = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let i = 0;
+  while (b >= 1024 && i < u.length - 1) { b /= 1024; i++; }
+  return `${b.toFixed(i ? 1 : 0)} ${u[i]}`;
+};
+
+function renderFs3(data) {
+  const card = $("fs3-card");
+  card.hidden = !data.configured;
+  if (!data.configured) return;
+  const body = $("fs3");
+  $("fs3-where").textContent = `mgmtd ${safe(data.mgmtd)} · checked ${clock(data.checked_at)}`;
+  if (!data.ok) {
+    body.dataset.ok = "false";
+    body.replaceChildren(el("p", { class: "bad" }, `fs3 unreachable: ${safe(data.error)}`),
+      el("p", { class: "muted" }, data.last_ok_at ? `last answered at ${stamp(data.last_ok_at)}` : "never answered"));
+    return;
+  }
+  body.dataset.ok = "true";
+  const cap = data.capacity;
+  const capLine = cap.error ? el("p", { class: "bad" }, `capacity unknown: ${safe(cap.error)}`)
+    : el("div", { class: "cap" },
+        el("div", {}, `${human(cap.used_bytes)} used of ${human(cap.total_bytes)} (${human(cap.free_bytes)} free) · `
+          + `files ${human(cap.file_bytes)} · ${cap.inodes} inodes`),
+        bar(cap.used_bytes, cap.total_bytes));
+  const chips = Object.entries(data.states).filter(([, n]) => n)
+    .map(([s, n]) => el("span", { class: `chip t-${s}`, dataset: { state: s } }, `${n} ${s}`));
+  const repairs = data.repairs.length
+    ? el("p", { id: "fs3-repairs" }, `resyncing: ${data.repairs.map((r) => `target ${r.target_id} (chain ${r.chain_id})`).join(", ")}`)
+    : el("p", { id: "fs3-repairs", class: "muted" }, "no resync in progress");
+  const byNode = new Map();
+  for (const t of data.targets) (byNode.get(t.node_id) || byNode.set(t.node_id, []).get(t.node_id)).push(t);
+  const rows = data.nodes.map((n) =>
+    el("tr", { dataset: { node: n.node_id } },
+      el("td", {}, String(n.node_id)),
+      el("td", { class: "clip", title: safe(n.address) }, safe(n.address) + (n.alive ? "" : " (dead)")),
+      el("td", {}, (byNode.get(n.node_id) || []).map((t) =>
+        el("span", { class: `chip t-${t.state}`, title: `target ${t.target_id}, chain ${t.chain_id}: ${t.state}` +
+          (t.chunks === null ? "" : `, ${t.chunks} chunks`) }, String(t.target_id)))),
+      el("td", {}, n.disk_total_bytes === null ? "–"
+        : `${human(n.disk_total_bytes - n.disk_free_bytes)} / ${human(n.disk_total_bytes)}`)));
+  body.replaceChildren(capLine, el("div", { class: "chips" }, chips), repairs,
+    el("table", { class: "jobs fs3-nodes" },
+      el("thead", {}, el("tr", {}, el("th", {}, "node"), el("th", {}, "address"), el("th", {}, "targets"),
+        el("th", {}, "disk used"))),
+      el("tbody", {}, rows)));
+}
+
+// One time-series chart on a canvas: series = [{color, label, value(sample)}], yMax, yLabel(v).
+function drawChart(canvas, data, series, yMax, yLabel) {
   const ratio = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 640, h = canvas.clientHeight || 220;
+  const w = canvas.clientWidth || 640, h = canvas.clientHeight || 180;
   if (canvas.width !== Math.round(w * ratio)) { canvas.width = Math.round(w * ratio); canvas.height = Math.round(h * ratio); }
   const g = canvas.getContext("2d");
   g.setTransform(ratio, 0, 0, ratio, 0, 0);
   g.clearRect(0, 0, w, h);
-  const pad = { l: 40, r: 40, t: 10, b: 22 };
+  const pad = { l: 44, r: 12, t: 10, b: 22 };
   const pw = w - pad.l - pad.r, ph = h - pad.t - pad.b;
   const s = data.samples;
   // The window grows with the history, from 2 to 15 minutes, so a young scheduler's plot is readable.
   const span = s.length ? data.now - s[0].t : 0;
   const win = Math.min(900, Math.max(120, Math.ceil(span / 60) * 60));
   const t1 = data.now, t0 = t1 - win;
-  const qmax = Math.max(4, ...s.map((x) => x.queue_length));
   const x = (t) => pad.l + ((t - t0) / (t1 - t0)) * pw;
-  const yU = (u) => pad.t + ph - u * ph;
-  const yQ = (q) => pad.t + ph - (q / qmax) * ph;
+  const y = (v) => pad.t + ph - (Math.min(v, yMax) / yMax) * ph;
   g.strokeStyle = "#e6e8ee"; g.fillStyle = "#687083"; g.font = "11px sans-serif"; g.lineWidth = 1;
   for (let i = 0; i <= 4; i++) {
-    const y = pad.t + (ph * i) / 4;
-    g.beginPath(); g.moveTo(pad.l, y); g.lineTo(pad.l + pw, y); g.stroke();
-    g.textAlign = "right"; g.fillText(`${100 - 25 * i}%`, pad.l - 4, y + 4);
-    g.textAlign = "left"; g.fillText(String(Math.round((qmax * (4 - i)) / 4)), pad.l + pw + 4, y + 4);
+    const yy = pad.t + (ph * i) / 4;
+    g.beginPath(); g.moveTo(pad.l, yy); g.lineTo(pad.l + pw, yy); g.stroke();
+    g.textAlign = "right"; g.fillText(yLabel((yMax * (4 - i)) / 4), pad.l - 4, yy + 4);
   }
   g.textAlign = "center";
   const mins = win / 60, step = mins > 6 ? 5 : 1;
   for (let m = mins; m >= 0; m -= step) g.fillText(m === 0 ? "now" : `-${m}m`, x(t1 - m * 60), h - 6);
-  $("plot-window").textContent = `last ${mins} min`;
-  const line = (color, yOf) => {
-    g.strokeStyle = color; g.lineWidth = 2; g.beginPath();
-    s.forEach((p, i) => (i ? g.lineTo(x(p.t), yOf(p)) : g.moveTo(x(p.t), yOf(p))));
+  for (const ser of series) {
+    if (!s.length) break;
+    g.strokeStyle = ser.color; g.lineWidth = 2; g.beginPath();
+    s.forEach((p, i) => (i ? g.lineTo(x(p.t), y(ser.value(p))) : g.moveTo(x(p.t), y(ser.value(p)))));
     g.stroke();
-  };
-  if (s.length) {
-    line("#2f6fd6", (p) => yU(p.nodes_total ? p.nodes_busy / p.nodes_total : 0));
-    line("#e0a100", (p) => yQ(p.queue_length));
   }
+  return mins;
+}
+
+function drawCharts(data) {
+  const s = data.samples;
+  const last = s[s.length - 1] || {};
+  const qmax = Math.max(4, ...s.map((p) => Math.max(p.queue_length, p.jobs_running)));
+  const mins = drawChart($("plot-queue"), data, [
+    { color: "#e0a100", value: (p) => p.queue_length },
+    { color: "#2f6fd6", value: (p) => p.jobs_running },
+  ], qmax, (v) => String(Math.round(v)));
+  drawChart($("plot-util"), data, [
+    { color: "#2f6fd6", value: (p) => (p.nodes_total ? (100 * p.nodes_busy) / p.nodes_total : 0) },
+    { color: "#3fa34d", value: (p) => (p.slots_total ? (100 * p.slots_used) / p.slots_total : 0) },
+  ], 100, (v) => `${Math.round(v)}%`);
+  $("plot-window").textContent = `last ${mins} min · now ${last.queue_length ?? 0} queued, ${last.jobs_running ?? 0} running`;
+  $("util-now").textContent = last.slots_total ? `now ${last.slots_used}/${last.slots_total} GPUs` : "";
 }
 
 // -- job page ----------------------------------------------------------------------------------
@@ -167,12 +290,12 @@ async function renderJobPage(jobId) {
     return;
   }
   const j = data.job;
-  $("job-title").replaceChildren(`Job ${j.id}: `, el("span", { id: "job-name" }, j.name), " ",
+  $("job-title").replaceChildren(`Job ${j.id}: `, el("span", { id: "job-name", class: "clip", title: safe(j.name) }, safe(j.name)), " ",
     el("span", { id: "job-state", class: `badge ${j.state}` }, j.state));
   $("job-actions").replaceChildren(...actionButtons(j));
   const fields = [
-    ["user", `${j.user} (group ${j.group})`], ["command", el("code", {}, j.command)], ["workdir", j.workdir],
-    ["reason", j.reason], ["priority", j.priority === j.base_priority ? j.priority : `${j.priority} (submitted ${j.base_priority})`],
+    ["user", `${safe(j.user)} (group ${safe(j.group)})`], ["command", el("code", {}, safe(j.command))],
+    ["workdir", safe(j.workdir)], ["reason", safe(j.reason)], ["priority", j.priority === j.base_priority ? j.priority : `${j.priority} (submitted ${j.base_priority})`],
     ["nodes", `${j.nodes} × ${j.ranks_per_node} ranks`], ["assigned", j.assigned_nodes.join(", ") || "–"],
     ["submitted", `${stamp(j.submitted_at)} (${duration(j.age_s)} ago)`], ["running for", duration(j.running_s)],
     ["runs", `${j.run_seq} (suspended ${j.suspend_count}×)`], ["exit code", String(j.exit_code)],
@@ -180,7 +303,7 @@ async function renderJobPage(jobId) {
   $("job-fields").replaceChildren(...fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   $("history").tBodies[0].replaceChildren(...j.history.map((t) =>
     el("tr", {}, el("td", {}, stamp(t.at)), el("td", {}, t.from_state || "–"), el("td", {}, t.to_state),
-      el("td", { class: "reason" }, t.reason))));
+      el("td", { class: "reason" }, safe(t.reason)))));
   await renderLogs(j);
 }
 
@@ -232,11 +355,13 @@ async function refresh() {
   $("jobpage").hidden = r.page !== "job";
   try {
     if (r.page === "overview") {
-      const [nodes, jobs, util] = await Promise.all([
-        api("/api/nodes"), api("/api/jobs?limit=100"), api("/api/utilization?window_s=900")]);
+      const [nodes, jobs, util, fs3] = await Promise.all([
+        api("/api/nodes"), api(jobsQuery()), api("/api/utilization?window_s=900"),
+        config.fs3 ? api("/api/fs3") : Promise.resolve({ configured: false })]);
       renderNodes(nodes);
-      renderJobs(jobs);
-      drawPlot(util);
+      if (renderJobs(jobs)) renderJobs(await api(jobsQuery()));
+      drawCharts(util);
+      renderFs3(fs3);
     } else {
       await renderJobPage(r.id);
     }
@@ -274,6 +399,9 @@ async function main() {
   try { config = await api("/api/config"); } catch (e) { /* keep defaults */ }
   $("login").addEventListener("submit", (ev) => { ev.preventDefault(); signIn($("token").value.trim()); $("token").value = ""; });
   $("signout").addEventListener("click", () => signIn(""));
+  for (const id of ["filter-state", "filter-user", "filter-name"]) $(id).addEventListener("input", onFilter);
+  $("filters").addEventListener("submit", (ev) => ev.preventDefault());
+  for (const which of ["first", "prev", "next", "last"]) $(`page-${which}`).addEventListener("click", () => goPage(which));
   window.addEventListener("hashchange", () => { $("logs").replaceChildren(); delete $("logs").dataset.job; notice(""); refresh(); });
   window.addEventListener("resize", refresh);
   if (token) await signIn(token); else refresh();
