@@ -18,12 +18,13 @@ Usage (under ``mpirun -np N python x.py`` or with RANK/WORLD_SIZE/MASTER_ADDR/MA
 
 Contract for HaiScale DDP (and any other caller):
 - ``allreduce(tensor, op="sum"|"avg", async_op=True)`` accepts contiguous CPU float32/float16/bfloat16
-  torch tensors or numpy arrays (no copy in Python) and returns a :class:`Work`. Collectives run in
+  torch tensors or numpy arrays (no copy in Python) and returns a :class:`Handle`. Collectives run in
   issue order on one background C++ thread (GIL released), so several may be in flight; every rank
   must issue the same sequence. Do not touch the buffer until ``wait()`` returned.
-- ``Work.wait(timeout_s=None)`` blocks and raises the collective's error; ``Work.is_completed()`` polls.
+- ``Handle.wait(timeout_s=None)`` blocks and raises the collective's error; ``Handle.is_completed()`` polls
+  (torch's own ``Work`` is what the ``"hfreduce"`` torch backend returns).
 - Errors (``hfreduce.errors``): :class:`MismatchError` when ranks disagree on count/dtype/op/root
-  (raised on every rank, nothing moved, the communicator stays usable); :class:`TimeoutError` /
+  (raised on every rank, nothing moved, the communicator stays usable); :class:`CollectiveTimeoutError` /
   :class:`PeerLostError` when a rank died or stalled for ``HFREDUCE_TIMEOUT_S`` (default 30): every
   survivor raises naming the lost rank and the communicator is failed; :class:`UsageError` for bad
   input detected locally (dtype, non-contiguous, not initialised).
@@ -43,11 +44,11 @@ from typing import Any
 
 import numpy as np
 
-from hfreduce._api import Work, finalize, group, init, wait_all
+from hfreduce._api import Handle, finalize, group, init, wait_all
 from hfreduce._api import shm_buffer as _shm_buffer
 from hfreduce._bootstrap import Topology
 from hfreduce._C import cpu_features, kernel_isa
-from hfreduce.errors import HFReduceError, MismatchError, PeerLostError, TimeoutError, UsageError
+from hfreduce.errors import CollectiveTimeoutError, HFReduceError, MismatchError, PeerLostError, UsageError
 
 
 def is_initialized() -> bool:
@@ -82,17 +83,17 @@ def get_num_nodes() -> int:
     return group().topo.num_nodes
 
 
-def allreduce(buf: Any, op: str = "sum", async_op: bool = False) -> Work | None:  # noqa: ANN401
-    """Sum (or average, ``op="avg"``) ``buf`` in place across all ranks; a :class:`Work` if ``async_op``."""
+def allreduce(buf: Any, op: str = "sum", async_op: bool = False) -> Handle | None:  # noqa: ANN401
+    """Sum (or average, ``op="avg"``) ``buf`` in place across all ranks; a :class:`Handle` if ``async_op``."""
     return group().submit("allreduce", buf, op, 0, async_op)
 
 
-def broadcast(buf: Any, root: int = 0, async_op: bool = False) -> Work | None:  # noqa: ANN401
+def broadcast(buf: Any, root: int = 0, async_op: bool = False) -> Handle | None:  # noqa: ANN401
     """Copy ``root``'s ``buf`` into every rank's ``buf`` (the allreduce machinery with only root contributing)."""
     return group().submit("broadcast", buf, "sum", root, async_op)
 
 
-def reduce(buf: Any, root: int = 0, op: str = "sum", async_op: bool = False) -> Work | None:  # noqa: ANN401
+def reduce(buf: Any, root: int = 0, op: str = "sum", async_op: bool = False) -> Handle | None:  # noqa: ANN401
     """Sum ``buf`` across ranks into ``root``'s ``buf``; other ranks' buffers are left as they were."""
     return group().submit("reduce", buf, op, root, async_op)
 
@@ -136,13 +137,13 @@ def empty_like(x: Any) -> Any:  # noqa: ANN401
 
 
 __all__ = [
+    "CollectiveTimeoutError",
     "HFReduceError",
+    "Handle",
     "MismatchError",
     "PeerLostError",
-    "TimeoutError",
     "Topology",
     "UsageError",
-    "Work",
     "allreduce",
     "barrier",
     "broadcast",

@@ -15,7 +15,7 @@ import numpy as np
 
 from hfreduce import _C
 from hfreduce._bootstrap import Exchange, Topology, make_exchange, node_key, topology_from_keys
-from hfreduce.errors import HFReduceError, TimeoutError, UsageError
+from hfreduce.errors import CollectiveTimeoutError, HFReduceError, UsageError
 
 _DTYPE_CODES = {"float32": 0, "float16": 1, "bfloat16": 2}
 _KIND = {"allreduce": 0, "broadcast": 1, "reduce": 2}
@@ -41,7 +41,7 @@ def _env_int(name: str, default: int) -> int:
         raise UsageError(f"{name}={v!r} is not an integer") from exc
 
 
-class Work:
+class Handle:
     """Handle of an asynchronous collective: ``wait()`` blocks (GIL released) and raises its error, if any."""
 
     __slots__ = ("_state", "_buf", "_what")
@@ -58,7 +58,9 @@ class Work:
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until the collective is done; raise its HFReduceError; with ``timeout_s``, raise if still running."""
         if not self._state.wait(-1.0 if timeout_s is None else float(timeout_s)):
-            raise TimeoutError(f"{self._what} did not complete within {timeout_s:g} s (it is still running)")
+            raise CollectiveTimeoutError(
+                f"{self._what} did not complete within {timeout_s:g} s (it is still running)"
+            )
         self._state.raise_if_failed()
         self._buf = None
         return True
@@ -71,18 +73,18 @@ class _Group:
         self.topo = topo
         self.comm = comm
         self.settings = settings
-        self.pending: deque[Work] = deque()
+        self.pending: deque[Handle] = deque()
         heap_addr, heap_bytes = comm.heap_range()
         self.heap_range = (heap_addr, heap_addr + heap_bytes)
 
-    def submit(self, kind: str, buf: object, op: str, root: int, async_op: bool) -> Work | None:
+    def submit(self, kind: str, buf: object, op: str, root: int, async_op: bool) -> Handle | None:
         if op not in _OPS:
             raise UsageError(f"rank {self.topo.rank}: op={op!r} is not supported (use one of {sorted(_OPS)})")
         ptr, count, dtype = buffer_info(buf, self.topo.rank)
         while self.pending and self.pending[0].is_completed():
             self.pending.popleft()
         state = self.comm.submit(_KIND[kind], _OPS[op], int(root), _DTYPE_CODES[dtype], ptr, count)
-        work = Work(state, buf, f"rank {self.topo.rank}: {kind} of {count} {dtype}")
+        work = Handle(state, buf, f"rank {self.topo.rank}: {kind} of {count} {dtype}")
         if async_op:
             self.pending.append(work)
             return work
@@ -99,7 +101,9 @@ def buffer_info(buf: object, rank: int) -> tuple[int, int, str]:
             raise UsageError(f"rank {rank}: tensor is on {t.device}; HFReduce takes CPU tensors")
         dtype = str(t.dtype).removeprefix("torch.")
         if dtype not in _DTYPE_CODES:
-            raise UsageError(f"rank {rank}: unsupported dtype {dtype} (HFReduce reduces float32, float16, bfloat16)")
+            raise UsageError(
+                f"rank {rank}: unsupported dtype {dtype} (HFReduce reduces float32, float16, bfloat16)"
+            )
         if not t.is_contiguous():
             raise UsageError(
                 f"rank {rank}: tensor of shape {tuple(t.shape)} with strides {t.stride()} is not contiguous; "
@@ -110,11 +114,15 @@ def buffer_info(buf: object, rank: int) -> tuple[int, int, str]:
         try:
             buf = np.asarray(memoryview(buf))  # type: ignore[arg-type]  # a view, not a copy
         except TypeError as exc:
-            raise UsageError(f"rank {rank}: {type(buf).__name__} is neither a numpy array, a torch tensor nor a buffer") from exc
+            raise UsageError(
+                f"rank {rank}: {type(buf).__name__} is neither a numpy array, a torch tensor nor a buffer"
+            ) from exc
     arr: np.ndarray = buf  # type: ignore[assignment]
     dtype = arr.dtype.name
     if dtype not in _DTYPE_CODES:
-        raise UsageError(f"rank {rank}: unsupported dtype {dtype} (HFReduce reduces float32, float16, bfloat16)")
+        raise UsageError(
+            f"rank {rank}: unsupported dtype {dtype} (HFReduce reduces float32, float16, bfloat16)"
+        )
     if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
         raise UsageError(
             f"rank {rank}: array of shape {arr.shape} with strides {arr.strides} is not contiguous; "
@@ -156,7 +164,9 @@ def init(
         ex = exchange if exchange is not None else make_exchange(max(timeout, 10.0))
         try:
             hostname = socket.gethostname()
-            first = ex.allgather({"key": node_key(ex.rank, hostname), "job": uuid.uuid4().hex[:12], "pid": os.getpid()})
+            first = ex.allgather(
+                {"key": node_key(ex.rank, hostname), "job": uuid.uuid4().hex[:12], "pid": os.getpid()}
+            )
             topo = topology_from_keys(ex.rank, [f["key"] for f in first])
             job = first[0]["job"]
             cfg = {
@@ -173,7 +183,9 @@ def init(
                 **settings,
             }
             comm = _C.Communicator(cfg)
-            addr = os.environ.get("HFREDUCE_IFADDR") or (ex.my_address() if topo.num_nodes > 1 else "127.0.0.1")
+            addr = os.environ.get("HFREDUCE_IFADDR") or (
+                ex.my_address() if topo.num_nodes > 1 else "127.0.0.1"
+            )
             eps = ex.allgather([addr, comm.port(), topo.rank])
             comm.connect([tuple(eps[r]) for r in topo.node_leaders])
             if topo.local_rank == 0:
@@ -214,11 +226,11 @@ def shm_buffer(nbytes: int) -> np.ndarray:
     return group().comm.heap_array(int(nbytes))
 
 
-def wait_all(works: list[Work], timeout_s: float | None = None) -> None:
+def wait_all(works: list[Handle], timeout_s: float | None = None) -> None:
     """Wait for every handle in ``works`` (in order)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     for w in works:
         w.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
-__all__ = ["HFReduceError", "Work", "buffer_info", "finalize", "group", "init", "shm_buffer", "wait_all"]
+__all__ = ["HFReduceError", "Handle", "buffer_info", "finalize", "group", "init", "shm_buffer", "wait_all"]

@@ -11,7 +11,6 @@ rendezvous served by rank 0. A caller may instead hand ``init(exchange=...)`` it
 
 from __future__ import annotations
 
-import builtins
 import json
 import os
 import socket
@@ -20,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hfreduce.errors import HFReduceError, TimeoutError, UsageError
+from hfreduce.errors import CollectiveTimeoutError, HFReduceError, UsageError
 
 
 @dataclass
@@ -139,7 +138,9 @@ class TorchExchange(Exchange):
         try:
             self._dist.all_gather_object(out, value)
         except RuntimeError as exc:
-            raise TimeoutError(f"hfreduce init: rank {self.rank}: torch.distributed allgather failed ({exc})") from exc
+            raise CollectiveTimeoutError(
+                f"hfreduce init: rank {self.rank}: torch.distributed allgather failed ({exc})"
+            ) from exc
         return out
 
     def my_address(self) -> str:
@@ -167,7 +168,7 @@ class StoreExchange(Exchange):
             self._store.wait(keys, datetime.timedelta(seconds=self._timeout_s))
         except RuntimeError as exc:
             missing = [r for r, k in enumerate(keys) if not self._store.check([k])]
-            raise TimeoutError(
+            raise CollectiveTimeoutError(
                 f"hfreduce init: rank {self.rank}: ranks {missing} did not reach the store rendezvous "
                 f"within {self._timeout_s:g} s ({exc})"
             ) from exc
@@ -208,7 +209,9 @@ def _recv_msg(sock: socket.socket) -> Any:  # noqa: ANN401
 class TcpExchange(Exchange):
     """Rank 0 serves a rendezvous on MASTER_ADDR:MASTER_PORT; every other rank keeps one connection to it."""
 
-    def __init__(self, rank: int, world_size: int, master_addr: str, master_port: int, timeout_s: float) -> None:
+    def __init__(
+        self, rank: int, world_size: int, master_addr: str, master_port: int, timeout_s: float
+    ) -> None:
         self.rank, self.world_size = rank, world_size
         self._timeout_s = timeout_s
         self._master_addr = master_addr
@@ -221,16 +224,18 @@ class TcpExchange(Exchange):
             try:
                 srv.bind((master_addr, master_port))
             except OSError as exc:
-                raise UsageError(f"rank 0 cannot listen on MASTER_ADDR:MASTER_PORT {master_addr}:{master_port}: {exc}") from exc
+                raise UsageError(
+                    f"rank 0 cannot listen on MASTER_ADDR:MASTER_PORT {master_addr}:{master_port}: {exc}"
+                ) from exc
             srv.listen(world_size)
             try:
                 while len(self._conns) < world_size - 1:
                     srv.settimeout(max(0.01, deadline - time.monotonic()))
                     try:
                         conn, _ = srv.accept()
-                    except builtins.TimeoutError as exc:  # socket.timeout; hfreduce's TimeoutError shadows the name
+                    except TimeoutError as exc:  # socket.timeout
                         missing = sorted(set(range(1, world_size)) - set(self._conns))
-                        raise TimeoutError(
+                        raise CollectiveTimeoutError(
                             f"hfreduce init: ranks {missing} never reached the rendezvous at {master_addr}:{master_port} "
                             f"within {timeout_s:g} s"
                         ) from exc
@@ -250,7 +255,7 @@ class TcpExchange(Exchange):
                     break
                 except OSError as exc:
                     if time.monotonic() > deadline:
-                        raise TimeoutError(
+                        raise CollectiveTimeoutError(
                             f"hfreduce init: rank {rank} could not reach rank 0 at {master_addr}:{master_port} "
                             f"within {timeout_s:g} s ({exc})"
                         ) from exc
@@ -272,7 +277,9 @@ class TcpExchange(Exchange):
             _send_msg(self._sock, value)
             return _recv_msg(self._sock)
         except (OSError, ConnectionError) as exc:
-            raise TimeoutError(f"hfreduce init: rank {self.rank}: rendezvous failed ({exc}); a rank died during start-up") from exc
+            raise CollectiveTimeoutError(
+                f"hfreduce init: rank {self.rank}: rendezvous failed ({exc}); a rank died during start-up"
+            ) from exc
 
     def my_address(self) -> str:
         if self._sock is not None:

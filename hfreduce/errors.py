@@ -11,8 +11,9 @@ class MismatchError(HFReduceError):
     """Ranks called a collective with different sizes, dtypes, ops or roots (no data was moved)."""
 
 
-class TimeoutError(HFReduceError):  # noqa: A001 - deliberately scoped to hfreduce.errors
-    """A peer did not make progress within ``HFREDUCE_TIMEOUT_S``; the communicator is now failed."""
+class CollectiveTimeoutError(HFReduceError, TimeoutError):
+    """A peer did not make progress within the timeout (``hfreduce.init(timeout_s=)``, ``HFREDUCE_TIMEOUT_S``);
+    the communicator is now failed. Also a builtin ``TimeoutError``, so ``except TimeoutError`` catches it."""
 
 
 class PeerLostError(HFReduceError):

@@ -16,7 +16,7 @@ namespace {
 const char* error_class(ErrorKind k) {
   switch (k) {
     case ErrorKind::kMismatch: return "MismatchError";
-    case ErrorKind::kTimeout: return "TimeoutError";
+    case ErrorKind::kTimeout: return "CollectiveTimeoutError";
     case ErrorKind::kPeerLost: return "PeerLostError";
     case ErrorKind::kAborted: return "HFReduceError";
     default: return "HFReduceError";

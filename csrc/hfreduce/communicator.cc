@@ -1,11 +1,9 @@
 #include "hfreduce/communicator.h"
 
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
+
+#include "hfreduce/agreement.h"
 
 namespace hfreduce {
 
@@ -14,29 +12,6 @@ namespace {
 constexpr size_t kSliceAlignElems = 64;
 
 size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
-
-std::string describe(const OpDesc& d) {
-  static const char* kinds[] = {"allreduce", "broadcast", "reduce"};
-  static const char* ops[] = {"sum", "avg"};
-  std::string s = std::string(kinds[d.kind % 3]) + " of " + std::to_string(d.count) + " " +
-                  dtype_name(static_cast<DType>(d.dtype)) + " elements, op=" + ops[d.op % 2];
-  if (d.kind != 0) s += ", root=" + std::to_string(d.root);
-  return s;
-}
-
-bool same_call(const OpDesc& a, const OpDesc& b) {
-  return a.kind == b.kind && a.dtype == b.dtype && a.op == b.op && a.root == b.root && a.count == b.count;
-}
-
-// What leaders exchange over tree 0 before each collective.
-struct Verdict {
-  int32_t ok;
-  int32_t kind;
-  int32_t rank;  // the rank whose call `desc` is
-  int32_t pad;
-  OpDesc desc;
-  char msg[968];
-};
 
 }  // namespace
 
@@ -72,7 +47,7 @@ Communicator::Communicator(const Config& cfg) : cfg_(cfg) {
   shm_ = std::make_unique<NodeShm>(cfg_.shm_name, cfg_.local_rank == 0, cfg_.local_rank, cfg_.local_size,
                                    cfg_.local_ranks.data(), cfg_.chunk_bytes, cfg_.depth, cfg_.heap_bytes,
                                    cfg_.timeout_s);
-  if (cfg_.num_nodes > 1 && cfg_.local_rank == 0) transport_ = std::make_unique<TcpTransport>(cfg_.node, cfg_.job_id);
+  if (cfg_.num_nodes > 1 && cfg_.local_rank == 0) transport_ = make_tcp_transport(cfg_.node, cfg_.job_id);
   worker_ = std::thread([this] { worker_loop(); });
 }
 
@@ -101,7 +76,13 @@ void Communicator::connect(const std::vector<Endpoint>& leaders) {
     used_channels_ = {kChanRing};
     net_threads_.emplace_back([this] { net_thread(kChanRing, true); });
   }
-  control_ = std::thread([this] { control_loop(); });
+  std::vector<int> neighbours;
+  const TreeLinks tl = dtree(cfg_.num_nodes, cfg_.node, 0);
+  if (tl.parent >= 0) neighbours.push_back(tl.parent);
+  for (int k : tl.kids)
+    if (k >= 0) neighbours.push_back(k);
+  control_ = std::make_unique<ControlPlane>(*transport_, *shm_, std::move(neighbours));
+  control_->start();
 }
 
 std::shared_ptr<WorkState> Communicator::submit(CollKind kind, ReduceOp op, int root, DType dtype, void* ptr,
@@ -154,7 +135,7 @@ void Communicator::worker_loop() {
 
 void Communicator::run_op(Op& op) {
   const uint64_t s = ++seq_;
-  const int L = cfg_.local_size, me = cfg_.local_rank;
+  const int me = cfg_.local_rank;
   auto what = [&](const char* stage) { return [=] { return std::string(stage) + " of collective #" + std::to_string(s); }; };
   NodeShm& sh = *shm_;
   sh.wait_all(&RankSlot::completed_ops, s - 1, what("the start"));
@@ -164,41 +145,20 @@ void Communicator::run_op(Op& op) {
   sh.wake();
   sh.wait_all(&RankSlot::posted_seq, s, what("the argument check"));
 
-  // Agreement among local ranks: every rank must make the same call.
-  std::string msg;
-  ErrorKind kind = ErrorKind::kMismatch;
-  const OpDesc& d0 = sh.slot(0).desc;
-  for (int r = 1; r < L && msg.empty(); ++r) {
-    const OpDesc& dr = sh.slot(r).desc;
-    if (!same_call(d0, dr))
-      msg = "hfreduce: collective #" + std::to_string(s) + " differs across ranks: rank " + std::to_string(sh.global_rank(r)) +
-            " called " + describe(dr) + " but rank " + std::to_string(sh.global_rank(0)) + " called " + describe(d0);
-  }
-  if (msg.empty() && (op.desc.kind != 0) && (op.desc.root < 0 || op.desc.root >= cfg_.world_size))
-    msg = "hfreduce: rank " + std::to_string(cfg_.rank) + ": root " + std::to_string(op.desc.root) + " is not a rank of a " +
-          std::to_string(cfg_.world_size) + "-rank job";
+  // Agreement: every rank must make the same call before any data moves.
+  Verdict v = agree_local(sh, s, cfg_.world_size, cfg_.rank);
   if (cfg_.num_nodes > 1) {
     if (me == 0) {
-      msg = verdict_inter_node(msg, kind, s, &kind);
-      NodeHeader* h = sh.hdr();
-      h->verdict_ok = msg.empty();
-      h->verdict_kind = static_cast<int32_t>(kind);
-      std::snprintf(h->verdict_msg, sizeof(h->verdict_msg), "%s", msg.c_str());
-      h->verdict_seq.store(s, std::memory_order_release);
-      sh.wake();
+      v = agree_inter_node(*transport_, cfg_.num_nodes, cfg_.node, cfg_.rank, sh.slot(0).desc, v, s, cfg_.timeout_s);
+      publish_verdict(sh, s, v);
     } else {
-      sh.wait([&] { return sh.hdr()->verdict_seq.load(std::memory_order_acquire) >= s ? -1 : 0; },
-              what("the cross-node argument check"));
-      if (!sh.hdr()->verdict_ok) {
-        msg = sh.hdr()->verdict_msg;
-        kind = static_cast<ErrorKind>(sh.hdr()->verdict_kind);
-      }
+      v = await_verdict(sh, s, what("the cross-node argument check"));
     }
   }
-  if (!msg.empty()) {
+  if (!v.ok) {
     mine.completed_ops.store(s, std::memory_order_release);
     sh.wake();
-    throw Error(kind, msg);
+    throw Error(v.kind, v.msg);
   }
   data_phase(op, s);
   mine.completed_ops.store(s, std::memory_order_release);
@@ -206,41 +166,6 @@ void Communicator::run_op(Op& op) {
   if (op.desc.op == static_cast<int32_t>(ReduceOp::kAvg) && op.bytes &&
       (op.desc.kind == 0 || (op.desc.kind == 2 && op.desc.root == cfg_.rank)))
     scale(static_cast<DType>(op.desc.dtype), op.ptr, op.desc.count, 1.0f / cfg_.world_size);
-}
-
-std::string Communicator::verdict_inter_node(const std::string& local_msg, ErrorKind local_kind, uint64_t seq,
-                                             ErrorKind* kind) {
-  Verdict v{};
-  v.ok = local_msg.empty();
-  v.kind = static_cast<int32_t>(local_kind);
-  v.rank = cfg_.rank;
-  v.desc = shm_->slot(0).desc;
-  std::snprintf(v.msg, sizeof(v.msg), "%s", local_msg.c_str());
-  TreeLinks tl = dtree(cfg_.num_nodes, cfg_.node, 0);
-  const double to = cfg_.timeout_s;
-  for (int kid : tl.kids) {
-    if (kid < 0) continue;
-    Verdict k{};
-    transport_->recv(kid, kChanTree0, &k, sizeof(k), Deadline::after_s(to));
-    if (!v.ok) continue;
-    if (!k.ok) {
-      v = k;
-    } else if (!same_call(v.desc, k.desc)) {
-      v.ok = 0;
-      v.kind = static_cast<int32_t>(ErrorKind::kMismatch);
-      std::snprintf(v.msg, sizeof(v.msg), "hfreduce: collective #%llu differs across ranks: rank %d called %s but rank %d called %s",
-                    static_cast<unsigned long long>(seq), k.rank, describe(k.desc).c_str(), v.rank,
-                    describe(v.desc).c_str());
-    }
-  }
-  if (tl.parent >= 0) {
-    transport_->send(tl.parent, kChanTree0, &v, sizeof(v), Deadline::after_s(to));
-    transport_->recv(tl.parent, kChanTree0, &v, sizeof(v), Deadline::after_s(to));
-  }
-  for (int kid : tl.kids)
-    if (kid >= 0) transport_->send(kid, kChanTree0, &v, sizeof(v), Deadline::after_s(to));
-  *kind = static_cast<ErrorKind>(v.kind);
-  return v.ok ? std::string() : std::string(v.msg);
 }
 
 void Communicator::data_phase(Op& op, uint64_t s) {
@@ -410,88 +335,6 @@ void Communicator::net_thread(int channel, bool up) {
   }
 }
 
-namespace {
-
-struct CtlFrame {
-  uint32_t type;  // 1 abort, 2 goodbye
-  int32_t kind;
-  uint32_t len;
-  uint32_t pad;
-};
-
-bool raw_io(int fd, void* buf, size_t n, bool write, int timeout_ms) {
-  char* p = static_cast<char*>(buf);
-  Deadline dl = Deadline::after_s(timeout_ms / 1000.0);
-  while (n) {
-    ssize_t r = write ? ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) : ::recv(fd, p, n, MSG_DONTWAIT);
-    if (r > 0) { p += r; n -= r; continue; }
-    if (r == 0 || (errno != EAGAIN && errno != EINTR) || dl.expired()) return false;
-    pollfd pfd{fd, static_cast<short>(write ? POLLOUT : POLLIN), 0};
-    poll(&pfd, 1, 10);
-  }
-  return true;
-}
-
-}  // namespace
-
-void Communicator::control_loop() {
-  struct Peer {
-    int node, fd;
-    bool bye = false, closed = false;
-  };
-  std::vector<Peer> peers;
-  TreeLinks tl = dtree(cfg_.num_nodes, cfg_.node, 0);
-  if (tl.parent >= 0) peers.push_back({tl.parent, transport_->fd(tl.parent, kChanControl)});
-  for (int k : tl.kids)
-    if (k >= 0) peers.push_back({k, transport_->fd(k, kChanControl)});
-  bool forwarded = false;
-  while (true) {
-    const bool stop = control_stop_.load();
-    if (!forwarded && shm_->aborted()) {
-      std::string msg = failure();
-      CtlFrame f{1, static_cast<int32_t>(shm_->hdr()->abort_kind), static_cast<uint32_t>(msg.size()), 0};
-      for (auto& p : peers) {
-        if (p.closed || p.bye) continue;
-        if (raw_io(p.fd, &f, sizeof(f), true, 1000)) raw_io(p.fd, msg.data(), msg.size(), true, 1000);
-      }
-      forwarded = true;
-    }
-    if (stop) {
-      CtlFrame f{2, 0, 0, 0};
-      for (auto& p : peers)
-        if (!p.closed) raw_io(p.fd, &f, sizeof(f), true, 1000);
-      return;
-    }
-    std::vector<pollfd> pfds;
-    std::vector<Peer*> who;
-    for (auto& p : peers)
-      if (!p.closed) {
-        pfds.push_back(pollfd{p.fd, POLLIN, 0});
-        who.push_back(&p);
-      }
-    poll(pfds.data(), pfds.size(), 20);
-    for (size_t i = 0; i < pfds.size(); ++i) {
-      if (!(pfds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      Peer& p = *who[i];
-      CtlFrame f{};
-      if (!raw_io(p.fd, &f, sizeof(f), false, 1000)) {
-        p.closed = true;
-        if (!p.bye && !control_stop_.load())
-          shm_->abort(ErrorKind::kPeerLost, "hfreduce: lost " + transport_->peer_name(p.node) +
-                                                ": its process died or the network failed");
-        continue;
-      }
-      if (f.type == 2) {
-        p.bye = true;
-      } else if (f.type == 1) {
-        std::string msg(std::min<uint32_t>(f.len, 4096), '\0');
-        raw_io(p.fd, msg.data(), msg.size(), false, 1000);
-        shm_->abort(static_cast<ErrorKind>(f.kind), msg);
-      }
-    }
-  }
-}
-
 void Communicator::shutdown() {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -508,8 +351,7 @@ void Communicator::shutdown() {
   for (auto& t : net_threads_)
     if (t.joinable()) t.join();
   net_threads_.clear();
-  control_stop_.store(true);
-  if (control_.joinable()) control_.join();
+  if (control_) control_->stop();
   if (transport_) transport_->shutdown();
 }
 

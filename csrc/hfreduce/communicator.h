@@ -4,7 +4,9 @@
 // Threading: submit() may be called from any thread; collectives run one at a time, in submission
 // order, on the communicator's worker thread (ranks must submit the same sequence of collectives).
 // On node leaders of multi-node jobs, extra threads run the inter-node channels and the control
-// plane. After a timeout or a lost peer the communicator is failed: every later call raises.
+// plane (control_plane.h). Which call each rank made is settled first (agreement.h); the wire is
+// reached only through the Transport interface (transport.h). After a timeout or a lost peer the
+// communicator is failed: every later call raises.
 #pragma once
 
 #include <atomic>
@@ -21,7 +23,8 @@
 #include "hfreduce/inter_node.h"
 #include "hfreduce/intra_node.h"
 #include "hfreduce/reduce_kernels.h"
-#include "hfreduce/tcp_transport.h"
+#include "hfreduce/control_plane.h"
+#include "hfreduce/transport.h"
 
 namespace hfreduce {
 
@@ -104,14 +107,12 @@ class Communicator {
   void worker_loop();
   void run_op(Op& op);
   void data_phase(Op& op, uint64_t seq);
-  std::string verdict_inter_node(const std::string& local_msg, ErrorKind local_kind, uint64_t seq, ErrorKind* kind);
   void net_thread(int channel, bool up);
-  void control_loop();
   bool next_net_op(size_t* index, NetOp* out);
 
   Config cfg_;
   std::unique_ptr<NodeShm> shm_;
-  std::unique_ptr<TcpTransport> transport_;
+  std::unique_ptr<Transport> transport_;
   uint64_t seq_ = 0;
 
   std::mutex mu_;
@@ -126,8 +127,7 @@ class Communicator {
   std::vector<NetOp> net_ops_;
   bool net_stop_ = false;
   std::vector<std::thread> net_threads_;
-  std::thread control_;
-  std::atomic<bool> control_stop_{false};
+  std::unique_ptr<ControlPlane> control_;
   std::vector<int> used_channels_;
 };
 

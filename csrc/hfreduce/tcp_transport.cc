@@ -38,7 +38,7 @@ void tune(int fd) {
 bool write_all_dl(int fd, const void* buf, size_t n, Deadline dl) {
   const char* p = static_cast<const char*>(buf);
   while (n) {
-    ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+    ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w > 0) { p += w; n -= w; continue; }
     if (w < 0 && errno != EAGAIN && errno != EINTR) return false;
     if (dl.expired()) return false;
@@ -51,7 +51,7 @@ bool write_all_dl(int fd, const void* buf, size_t n, Deadline dl) {
 bool read_all_dl(int fd, void* buf, size_t n, Deadline dl) {
   char* p = static_cast<char*>(buf);
   while (n) {
-    ssize_t r = ::recv(fd, p, n, 0);
+    ssize_t r = ::recv(fd, p, n, MSG_DONTWAIT);
     if (r > 0) { p += r; n -= r; continue; }
     if (r == 0) return false;
     if (errno != EAGAIN && errno != EINTR) return false;
@@ -224,6 +224,39 @@ void TcpTransport::sendrecv(int send_peer, const void* sbuf, size_t sbytes, int 
     if (rbytes) pfds[n++] = pollfd{rfd, POLLIN, 0};
     poll(pfds, n, 10);
   }
+}
+
+bool TcpTransport::try_send(int peer, int channel, const void* buf, size_t bytes, int timeout_ms) {
+  const int f = fd(peer, channel);
+  return f >= 0 && write_all_dl(f, buf, bytes, Deadline::after_s(timeout_ms / 1000.0));
+}
+
+bool TcpTransport::try_recv(int peer, int channel, void* buf, size_t bytes, int timeout_ms) {
+  const int f = fd(peer, channel);
+  return f >= 0 && read_all_dl(f, buf, bytes, Deadline::after_s(timeout_ms / 1000.0));
+}
+
+std::vector<int> TcpTransport::readable(const std::vector<int>& peers, int channel, int timeout_ms) {
+  std::vector<pollfd> pfds;
+  std::vector<int> who, out;
+  for (int p : peers) {
+    const int f = fd(p, channel);
+    if (f < 0) continue;
+    pfds.push_back(pollfd{f, POLLIN, 0});
+    who.push_back(p);
+  }
+  if (pfds.empty()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
+    return out;
+  }
+  if (poll(pfds.data(), pfds.size(), timeout_ms) <= 0) return out;
+  for (size_t i = 0; i < pfds.size(); ++i)
+    if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) out.push_back(who[i]);
+  return out;
+}
+
+std::unique_ptr<Transport> make_tcp_transport(int node, uint64_t job_id) {
+  return std::make_unique<TcpTransport>(node, job_id);
 }
 
 void TcpTransport::shutdown() {

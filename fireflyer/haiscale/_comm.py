@@ -16,7 +16,7 @@ import torch
 from fireflyer.haiscale.errors import CommunicationError, HaiScaleError
 
 
-class Work(Protocol):
+class Waitable(Protocol):
     """One collective in flight: ``wait()`` blocks until it is done and raises if it failed."""
 
     def wait(self) -> object: ...
@@ -31,7 +31,7 @@ class Communicator(ABC):
     timeout_s: float = 300.0
 
     @abstractmethod
-    def allreduce_async(self, tensor: torch.Tensor) -> Work:
+    def allreduce_async(self, tensor: torch.Tensor) -> Waitable:
         """Start an in-place sum over ranks of a contiguous CPU ``tensor``; returns the work to wait on."""
 
     @abstractmethod
@@ -46,7 +46,7 @@ class Communicator(ABC):
         """A flat buffer for a bucket; communicators with a zero-copy path return shared memory."""
         return torch.zeros(numel, dtype=dtype)
 
-    def wait(self, work: Work, what: str) -> None:
+    def wait(self, work: Waitable, what: str) -> None:
         """Wait for ``work``, turning any failure into a ``CommunicationError`` that names ``what``."""
         try:
             work.wait()
@@ -75,7 +75,7 @@ class ProcessGroupCommunicator(Communicator):
         self.timeout_s = timeout_s
         self.name = f"torch.distributed[{dist.get_backend(group)}]"
 
-    def allreduce_async(self, tensor: torch.Tensor) -> Work:  # noqa: D102
+    def allreduce_async(self, tensor: torch.Tensor) -> Waitable:  # noqa: D102
         work = self._dist.all_reduce(tensor, group=self._group, async_op=True)
         return _TimedWork(work, self.timeout_s)
 
@@ -118,7 +118,7 @@ class HFReduceCommunicator(Communicator):
         self.timeout_s = timeout_s
         self._use_shared = use_shared_buffers and hasattr(hfreduce, "empty")
 
-    def allreduce_async(self, tensor: torch.Tensor) -> Work:  # noqa: D102
+    def allreduce_async(self, tensor: torch.Tensor) -> Waitable:  # noqa: D102
         return self._hf.allreduce(tensor, op="sum", async_op=True)
 
     def broadcast(self, tensor: torch.Tensor, src: int = 0) -> None:  # noqa: D102

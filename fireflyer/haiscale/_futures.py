@@ -1,7 +1,7 @@
-"""Turning HFReduce ``Work`` handles into ``torch.futures.Future`` objects, completed off the caller's thread.
+"""Turning ``hfreduce.Handle`` objects into ``torch.futures.Future`` objects, completed off the caller's thread.
 
-torch's DDP reducer and ``torch.distributed`` callers wait on futures; HFReduce hands back ``Work``
-handles whose collectives run in issue order on one C++ thread. One daemon thread per process waits
+torch's DDP reducer and ``torch.distributed`` callers wait on futures; HFReduce hands back
+``hfreduce.Handle`` objects whose collectives run in issue order on one C++ thread. One daemon thread per process waits
 for each handle in that same order (GIL released inside ``wait``) and completes its future, so the
 thread that issued the collective (the autograd engine's, for a comm hook) never blocks on the wire.
 """
@@ -28,10 +28,14 @@ class _Completer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def submit(self, works: Sequence[Any], fut: torch.futures.Future, result: Callable[[], Any], what: str) -> None:
+    def submit(
+        self, works: Sequence[Any], fut: torch.futures.Future, result: Callable[[], Any], what: str
+    ) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="haiscale-hfreduce-completer", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="haiscale-hfreduce-completer", daemon=True
+                )
                 self._thread.start()
         self._queue.put((works, fut, result, what))
 

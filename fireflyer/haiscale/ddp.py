@@ -21,7 +21,7 @@ from torch import nn
 from torch.autograd import Variable
 
 from fireflyer.haiscale._buckets import DEFAULT_BUCKET_CAP_MB, DEFAULT_FIRST_BUCKET_CAP_MB, assign_buckets
-from fireflyer.haiscale._comm import Communicator, Work, default_communicator
+from fireflyer.haiscale._comm import Communicator, Waitable, default_communicator
 from fireflyer.haiscale.errors import (
     BackwardIncompleteError,
     CommunicationError,
@@ -51,7 +51,7 @@ class _Bucket:
             for i, off in zip(param_indices, self.offsets, strict=True)
         ]
         self.pending = len(param_indices)
-        self.work: Work | None = None
+        self.work: Waitable | None = None
 
     @property
     def nbytes(self) -> int:
@@ -127,7 +127,7 @@ class DistributedDataParallel(nn.Module):
 
         self._ready = [False] * len(self._params)
         self._used = torch.zeros(len(self._params), dtype=torch.float32)
-        self._used_work: Work | None = None
+        self._used_work: Waitable | None = None
         self._unused_in_forward: list[int] = []
         self._next_launch = 0
         self._in_backward = False

@@ -208,12 +208,12 @@ def scenario_correct(rank: int, world: int) -> dict:
             full, view = make_buffer(kind, dtype, n)
             fill(view, inputs(case, rank, n, dtype))
             w = hfreduce.allreduce(view, op=op, async_op=True)
-            chk.check(isinstance(w, hfreduce.Work), f"async allreduce returned {type(w).__name__}")
+            chk.check(isinstance(w, hfreduce.Handle), f"async allreduce returned {type(w).__name__}")
             works.append((w, case, kind, dtype, n, op, full, view))
         works[0][0].wait()
         hfreduce.wait_all([w[0] for w in works[1:]])
         for w, c, kind, dtype, n, op, full, view in works:
-            chk.check(w.is_completed(), "Work.is_completed() is False after wait()")
+            chk.check(w.is_completed(), "Handle.is_completed() is False after wait()")
             what = f"async allreduce {op} {kind} {dtype} n={n}"
             compare(chk, what, as_f64(view), expected_sum(c, n, dtype, world, op), dtype, nodes, op)
             check_guards(chk, what, full, n)
