@@ -18,11 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fireflyer.config import ClusterAgent, ClusterConfig, ServiceEndpoint, StorageServerConfig
+from fireflyer.config import ROLES, ClusterAgent, ClusterConfig, ServiceEndpoint, StorageServerConfig
 from fireflyer.errors import FireflyerError
 from fireflyer.launcher import Launcher, free_port
 
-ROLES = ("mgmtd", "meta", "storage", "scheduler", "agent", "fuse")
 STATE_FILE = "cluster.json"
 CLIENT_CONFIG = Path("~/.config/fireflyer/client.toml")
 

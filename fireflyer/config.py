@@ -14,6 +14,9 @@ from typing import Any
 
 from fireflyer.errors import ConfigError
 
+# The server roles of a cluster, each run by ``haictl serve ROLE`` (see ``fireflyer.cluster.service_argv``).
+ROLES = ("mgmtd", "meta", "storage", "scheduler", "agent", "fuse")
+
 DEFAULT_CONFIG_TOML = """\
 # Embedded default: a whole cluster on this machine, on loopback ports.
 [cluster]

@@ -15,7 +15,24 @@ _BENCHMARKS: list[tuple[str, str, str]] = [
 ]
 
 
-@click.group()
+class _LazyBenchGroup(click.Group):
+    """Imports a benchmark's module only when that benchmark (or ``bench --help``) needs it.
+
+    The benchmark modules pull in torch, numpy and grpc; importing them eagerly made every
+    ``haictl`` call, ``--help`` included, take seconds.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name, _, _ in _BENCHMARKS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        for name, module, attr in _BENCHMARKS:
+            if name == cmd_name:
+                return getattr(importlib.import_module(module), attr)
+        return None
+
+
+@click.group(cls=_LazyBenchGroup)
 def bench() -> None:
     """Run a benchmark and print an nccl-tests-style table.
 
@@ -23,7 +40,3 @@ def bench() -> None:
     Example:
       haictl bench --help
     """
-
-
-for _name, _module, _attr in _BENCHMARKS:
-    bench.add_command(getattr(importlib.import_module(_module), _attr), _name)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import click
 
-from fireflyer import cluster
-from fireflyer.config import ClusterConfig, load_config
+from fireflyer.config import ROLES, ClusterConfig, load_config
 from fireflyer.errors import FireflyerError
 
 _config_option = click.option(
@@ -51,6 +50,8 @@ def up(config_path: Path | None, data_dir: Path | None, no_client_config: bool, 
     Example:
       haictl up && haictl status && haictl down
     """
+    from fireflyer import cluster
+
     cfg = _load(config_path, data_dir)
     try:
         state = cluster.up(
@@ -86,6 +87,8 @@ def down(config_path: Path | None, data_dir: Path | None) -> None:
     Example:
       haictl down
     """
+    from fireflyer import cluster
+
     try:
         names = cluster.down(_data_dir(config_path, data_dir))
     except FireflyerError as exc:
@@ -104,6 +107,8 @@ def status(config_path: Path | None, data_dir: Path | None, as_json: bool) -> No
     Example:
       haictl status --json
     """
+    from fireflyer import cluster
+
     try:
         state = cluster.status(_data_dir(config_path, data_dir))
     except FireflyerError as exc:
@@ -122,7 +127,7 @@ def status(config_path: Path | None, data_dir: Path | None, as_json: bool) -> No
 
 
 @click.command()
-@click.argument("role", type=click.Choice(cluster.ROLES))
+@click.argument("role", type=click.Choice(ROLES))
 @_config_option
 @_data_dir_option
 @click.option("--index", type=int, default=0, help="storage: the server's index in [storage].servers")
@@ -137,6 +142,8 @@ def serve(role: str, config_path: Path | None, data_dir: Path | None, index: int
     Example:
       haictl serve storage --index 0 --config /etc/fireflyer/cluster.toml
     """
+    from fireflyer import cluster
+
     cfg = _load(config_path, data_dir)
     try:
         argv = cluster.service_argv(cfg, role, index=index, name=name, mountpoint=mountpoint)
@@ -162,6 +169,7 @@ def init_chains(config_path: Path | None, data_dir: Path | None) -> None:
     Example:
       haictl init-chains --config /etc/fireflyer/cluster.toml
     """
+    from fireflyer import cluster
     from fs3.cluster import ensure_chain_table
 
     cfg = _load(config_path, data_dir)

@@ -1,19 +1,25 @@
-"""The scheduler service (gRPC), its pure policy and its SQL store."""
+"""The scheduler service (gRPC), its pure policy and its SQL store.
 
-from haiplatform.scheduler.core import SchedulerConfig, SchedulerCore
-from haiplatform.scheduler.policy import (
-    Decisions,
-    NodeView,
-    PolicyConfig,
-    Priority,
-    QueuedJob,
-    RunningJob,
-    schedule,
-)
-from haiplatform.scheduler.service import serve
-from haiplatform.scheduler.store import JobRecord, Store
+Names are imported on first use (PEP 562), so that clients importing ``jobspec`` or ``policy``
+do not load the server, its store and its metrics (``haictl submit`` must start fast).
+"""
 
-__all__ = [
-    "Decisions", "JobRecord", "NodeView", "PolicyConfig", "Priority", "QueuedJob", "RunningJob",
-    "SchedulerConfig", "SchedulerCore", "Store", "schedule", "serve",
-]  # fmt: skip
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SchedulerConfig": "core", "SchedulerCore": "core",
+    "Decisions": "policy", "NodeView": "policy", "PolicyConfig": "policy", "Priority": "policy",
+    "QueuedJob": "policy", "RunningJob": "policy", "schedule": "policy",
+    "serve": "service", "JobRecord": "store", "Store": "store",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
