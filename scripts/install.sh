@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
+# prometheus: for its promtool, which checks every service's /metrics in the tests.
 APT_PACKAGES=(build-essential pkg-config openmpi-bin libopenmpi-dev fuse3 libfuse3-dev fio
-  iproute2 procps psmisc postgresql chromium kubectl systemd)
+  iproute2 procps psmisc postgresql chromium kubectl systemd prometheus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,6 +21,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
     || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       $(printf '%s\n' "${missing[@]}" | grep -v '^kubectl$')
+  # Only promtool is wanted: stop the Prometheus server the package enables, if we just installed it.
+  if printf '%s\n' "${missing[@]}" | grep -qx prometheus && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
 fi
 
 PY="${PYTHON:-python3}"

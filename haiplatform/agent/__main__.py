@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--health-check", default="", help="validator shell command (default: built-in checks)")
     p.add_argument("--health-interval-s", type=float, default=60.0)
     p.add_argument("--tls-ca", type=Path, help="CA certificate of the scheduler's TLS certificate")
+    p.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port (0 = any)"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     token = args.token or (args.token_file.read_text().strip() if args.token_file else "")
@@ -42,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
             tls_ca=args.tls_ca.read_bytes() if args.tls_ca else None,
         )
     )  # fmt: skip
+    if args.metrics_port is not None:
+        from fireflyer.metrics import serve_metrics
+
+        port = serve_metrics(args.metrics_port, host=args.host)
+        logging.info("agent %s metrics on http://%s:%d/metrics", args.node_name, args.host, port)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     signal.signal(signal.SIGINT, lambda *_: agent.stop())
     agent.run()

@@ -25,6 +25,7 @@ import grpc
 import zmq
 
 from fireflyer.launcher import free_port
+from fireflyer.metrics import GrpcMetricsInterceptor
 from haiplatform.protos import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger("haiplatform.agent")
@@ -129,7 +130,9 @@ class Agent:
         self._rep.linger = 0
         port = self._rep.bind_to_random_port(f"tcp://{config.host}")
         self.suspend_addr = f"tcp://{config.host}:{port}"
-        self._log_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self._log_server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4), interceptors=[GrpcMetricsInterceptor()]
+        )
         agent_pb2_grpc.add_AgentLogsServicer_to_server(_LogService(self), self._log_server)
         log_port = self._log_server.add_insecure_port(f"{config.host}:0")
         self.log_address = f"{config.host}:{log_port}"

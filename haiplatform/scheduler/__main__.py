@@ -37,9 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--web-host", help="default: --host")
     p.add_argument("--web-require-token", action="store_true", help="no anonymous reads on the status page")
     p.add_argument("--fs3-mgmtd", default="", help="mgmtd address of the fs3 cluster the status page shows")
+    p.add_argument(
+        "--fs3-poll-s", type=float, default=5.0, help="how often the page's fs3 panel is refreshed"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for name in ("heartbeat_s", "node_timeout_s", "cycle_s", "suspend_grace_s", "term_s", "decay_s"):
+    for name in (
+        "heartbeat_s",
+        "node_timeout_s",
+        "cycle_s",
+        "suspend_grace_s",
+        "term_s",
+        "decay_s",
+        "fs3_poll_s",
+    ):
         if getattr(args, name) <= 0:
             print(f"error: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             return 2
@@ -64,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         from haiplatform.web import WebConfig, WebServer
 
         web_host = args.web_host or args.host
-        web_config = WebConfig(anonymous_read=not args.web_require_token, fs3_mgmtd=args.fs3_mgmtd)
+        web_config = WebConfig(
+            anonymous_read=not args.web_require_token, fs3_mgmtd=args.fs3_mgmtd, fs3_poll_s=args.fs3_poll_s
+        )
         web = WebServer(core, web_host, args.web_port, web_config)
         print(f"status page on http://{web_host}:{web.start()}/", flush=True)
     done = threading.Event()

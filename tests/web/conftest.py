@@ -15,7 +15,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ class Cluster:
     work_dir: Path
     stub: scheduler_pb2_grpc.SchedulerStub
     nodes: tuple[str, ...] = NODES
+    db_path: Path | None = None  # the scheduler's SQLite file
+    agent_metrics: dict[str, str] = field(default_factory=dict)  # node -> its agent's /metrics URL
 
     def md(self, token: str | None = None) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {token if token is not None else self.admin_token}")]
@@ -91,36 +94,40 @@ class Cluster:
         return json.loads(body)
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """One scheduler with the status page and three agents, shared by the web tests."""
-    base = tmp_path_factory.mktemp("web-cluster")
+@contextmanager
+def running_cluster(
+    base: Path, nodes: tuple[str, ...] = NODES, sched_args: tuple[str, ...] = (), agent_metrics: bool = False
+) -> Iterator[Cluster]:
+    """A scheduler with the status page and one agent per node, all idle when this yields."""
     lnch = Launcher(base / "logs")
     grpc_port, web_port = free_port(), free_port()
+    metrics_ports = {name: free_port() for name in nodes} if agent_metrics else {}
     try:
         lnch.start_python(
             "scheduler", "haiplatform.scheduler",
             ["--port", str(grpc_port), "--db", str(base / "sched.db"), "--web-port", str(web_port),
              "--heartbeat-s", "0.3", "--node-timeout-s", "5", "--cycle-s", "0.2", "--term-s", "1",
-             "--suspend-grace-s", "2"],
+             "--suspend-grace-s", "2", *sched_args],
             port=("127.0.0.1", web_port),
         )  # fmt: skip
         token_file = base / "admin.token"
-        for name in NODES:
+        for name in nodes:
+            extra = ["--metrics-port", str(metrics_ports[name])] if agent_metrics else []
             lnch.start_python(
                 f"agent-{name}", "haiplatform.agent",
                 ["--scheduler", f"127.0.0.1:{grpc_port}", "--node-name", name, "--slots", "8",
-                 "--work-dir", str(base / name), "--token-file", str(token_file)],
+                 "--work-dir", str(base / name), "--token-file", str(token_file), *extra],
             )  # fmt: skip
         channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
         c = Cluster(
             f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{web_port}", token_file.read_text().strip(),
-            lnch, base, scheduler_pb2_grpc.SchedulerStub(channel),
+            lnch, base, scheduler_pb2_grpc.SchedulerStub(channel), nodes, base / "sched.db",
+            {n: f"http://127.0.0.1:{p}/metrics" for n, p in metrics_ports.items()},
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while True:
             states = {n["name"]: n["state"] for n in c.get_json("/api/nodes")["nodes"]}
-            if len(states) == len(NODES) and set(states.values()) == {"idle"}:
+            if len(states) == len(nodes) and set(states.values()) == {"idle"}:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"agents did not come up: {states}")
@@ -133,6 +140,33 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         raise
     finally:
         lnch.stop_all(grace_s=3)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One scheduler with the status page and three agents, shared by the web tests."""
+    with running_cluster(tmp_path_factory.mktemp("web-cluster")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def fs3_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real fs3 cluster (mgmtd, meta, two storage servers, 2-way chains) with /metrics on each."""
+    from fs3.cluster import ClusterConfig, LocalCluster
+
+    cfg = ClusterConfig(num_storage=2, replicas=2, num_chains=2, lease_s=2.0, heartbeat_s=0.3)
+    with LocalCluster(cfg, tmp_path_factory.mktemp("web-fs3")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def fs3_web(tmp_path_factory: pytest.TempPathFactory, fs3_cluster: Any) -> Iterator[Cluster]:
+    """Two agents (with /metrics) and a scheduler whose page shows ``fs3_cluster`` (polled every 0.5 s)."""
+    sched_args = ("--fs3-mgmtd", fs3_cluster.mgmtd_address, "--fs3-poll-s", "0.5")
+    with running_cluster(
+        tmp_path_factory.mktemp("web-fs3-sched"), ("gpu-1", "gpu-2"), sched_args, agent_metrics=True
+    ) as c:
+        yield c
 
 
 # -- headless Chromium over the DevTools protocol ------------------------------------------------------
