@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token-file", type=Path, help="file holding the admin token")
     p.add_argument("--health-check", default="", help="validator shell command (default: built-in checks)")
     p.add_argument("--health-interval-s", type=float, default=60.0)
+    p.add_argument(
+        "--cgroup",
+        default="auto",
+        help="cgroup v2 per run: auto (where writable), off, or the cgroup v2 directory to use",
+    )
     p.add_argument("--tls-ca", type=Path, help="CA certificate of the scheduler's TLS certificate")
     p.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port (0 = any)"
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             scheduler=args.scheduler, node_name=args.node_name, work_dir=args.work_dir, token=token,
             slots=args.slots, host=args.host, health_check=args.health_check,
             health_interval_s=args.health_interval_s,
-            tls_ca=args.tls_ca.read_bytes() if args.tls_ca else None,
+            tls_ca=args.tls_ca.read_bytes() if args.tls_ca else None, cgroup=args.cgroup,
         )
     )  # fmt: skip
     if args.metrics_port is not None:

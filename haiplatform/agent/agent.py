@@ -1,15 +1,20 @@
-"""The node agent: heartbeats to the scheduler, runs job ranks as process groups, delivers suspends.
+"""The node agent: heartbeats to the scheduler, runs each job run under a supervisor, delivers suspends.
 
-One agent per node. Each rank is ``/bin/sh -c COMMAND`` in its own session (process group), with
-stdout and stderr in ``WORK_DIR/logs/job-ID/rank-R.log``; it dies with the agent (PR_SET_PDEATHSIG),
-so a killed agent never leaves ranks behind. The in-job client (``haiplatform.job``) talks to
-the agent over a pyzmq REP socket whose address is in the rank's ``HAI_SUSPEND_ADDR``.
+One agent per node. Each run's local ranks are started by a per-run supervisor process
+(``haiplatform/agent/supervisor.py``): a child subreaper in its own session, with a cgroup v2 per
+run where the host has a writable hierarchy, that holds the run's lease and kills every process of
+the run (double-forked ones too) when it is stopped, its lease expires, or this agent dies. A rank
+is its argv exec'd directly, or ``/bin/sh -c COMMAND`` for shell jobs, with stdout and stderr in
+``WORK_DIR/logs/job-ID/rank-R.log``. The in-job client (``haiplatform.job``) talks to the agent
+over a pyzmq ROUTER socket whose address is in the rank's ``HAI_SUSPEND_ADDR``; every message is
+validated, and malformed ones are logged and answered with an error.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shlex
 import signal
@@ -26,55 +31,126 @@ import zmq
 
 from fireflyer.launcher import free_port
 from fireflyer.metrics import GrpcMetricsInterceptor
+from haiplatform.agent import supervisor as _supervisor
 from haiplatform.protos import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger("haiplatform.agent")
 
-_PR_SET_PDEATHSIG = 1
+# Limits on what the in-job client may send (one small JSON object) and on log reads.
+MAX_CLIENT_MESSAGE_BYTES = 4096
+MAX_ZMQ_FRAME_BYTES = 65536  # libzmq drops a peer that sends a larger message
+MAX_LOG_READ_BYTES = 4_000_000  # under gRPC's default 4 MiB message limit
+MAX_RANKS_PER_START = 1024
 
 
-# Run by a fresh interpreter that then becomes the rank's shell (exec: same pid, same session):
-# ask for SIGKILL when the agent dies, and give up if it already has. Not a preexec_fn: Python code
-# between fork and exec in a process with gRPC threads can crash the child (gRPC's fork handlers
-# and the fds close_fds closes under them; seen as "epoll_wait: Bad file descriptor" and SIGABRT),
-# and without one, subprocess uses vfork, which runs no fork handlers at all.
-_EXEC_WITH_PDEATHSIG = (
-    "import ctypes, os, signal, sys\n"
-    f"ctypes.CDLL(None, use_errno=True).prctl({_PR_SET_PDEATHSIG}, signal.SIGKILL)\n"
-    "if os.getppid() != int(sys.argv[1]): sys.exit(137)\n"
-    "os.execv('/bin/sh', ['/bin/sh', '-c', sys.argv[2]])\n"
-)
+def supervisor_argv(spec_path: Path) -> list[str]:
+    """The argv of a run's supervisor: its own interpreter (isolated, stdlib only), no preexec_fn."""
+    return [sys.executable, "-I", "-S", _supervisor.__file__, str(spec_path)]
 
 
-def rank_argv(command: str) -> list[str]:
-    """The argv that runs ``command`` as a rank: ``/bin/sh -c command`` that dies with this process."""
-    return [sys.executable, "-S", "-c", _EXEC_WITH_PDEATHSIG, str(os.getpid()), command]
+def cgroup_v2_parent() -> tuple[str, str]:
+    """(directory under which run cgroups can be made, "") or ("", why not): this process's cgroup v2."""
+    try:
+        own = next(
+            line[3:].strip()
+            for line in Path("/proc/self/cgroup").read_text().splitlines()
+            if line.startswith("0::")
+        )
+    except (OSError, StopIteration):
+        return "", "no cgroup v2 membership in /proc/self/cgroup"
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError as exc:
+        return "", f"cannot read /proc/self/mountinfo: {exc}"
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        if not right.startswith("cgroup2 "):
+            continue
+        parts = left.split()
+        root, mountpoint = (p.encode().decode("unicode_escape") for p in parts[3:5])
+        if own != root and not own.startswith(root.rstrip("/") + "/"):
+            continue
+        path = Path(mountpoint) / own[len(root.rstrip("/")) :].lstrip("/")
+        probe = path / f"hai-probe-{os.getpid()}"
+        try:
+            probe.mkdir()
+            probe.rmdir()
+        except OSError as exc:
+            return "", f"cgroup v2 at {path} is not writable: {exc.strerror}"
+        return str(path), ""
+    return "", "no cgroup v2 hierarchy mounted"
+
+
+def check_start(start: agent_pb2.StartRun) -> str:
+    """Why this agent refuses a StartRun (the field and the rule), or "" when it is well formed."""
+    if not start.ranks:
+        return "ranks: empty"
+    if len(start.ranks) > MAX_RANKS_PER_START:
+        return f"ranks: {len(start.ranks)} ranks, limit {MAX_RANKS_PER_START}"
+    if not start.argv and not start.command.strip():
+        return "command/argv: both empty"
+    if start.argv and not start.argv[0]:
+        return "argv[0]: empty"
+    for i, arg in enumerate(start.argv):
+        if "\0" in arg:
+            return f"argv[{i}]: contains a NUL byte"
+    if "\0" in start.command:
+        return "command: contains a NUL byte"
+    if not start.workdir.startswith("/"):
+        return f"workdir: must be an absolute path, got {start.workdir!r}"
+    for key, val in start.env.items():
+        if not key or "=" in key or "\0" in key or "\0" in val:
+            return f"env: {key!r} is not a valid variable"
+    if not math.isfinite(start.term_s) or start.term_s < 0:
+        return f"term_s: {start.term_s} is not a non-negative number of seconds"
+    return ""
+
+
+def parse_client_request(body: bytes) -> tuple[str, int, int, int]:
+    """(op, job, seq, rank) of one in-job client message; ValueError names the bad field and limit."""
+    if len(body) > MAX_CLIENT_MESSAGE_BYTES:
+        raise ValueError(f"message: {len(body)} bytes, limit {MAX_CLIENT_MESSAGE_BYTES}")
+    try:
+        msg = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"message: not UTF-8 JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("message: JSON nested too deeply") from None
+    if not isinstance(msg, dict):
+        raise ValueError(f"message: must be a JSON object, got {type(msg).__name__}")
+    extra = sorted(set(msg) - {"op", "job", "seq", "rank"})
+    if extra:
+        raise ValueError(f"{extra[0]}: unknown field")
+    op = msg.get("op")
+    if op not in ("poll", "ready"):
+        raise ValueError(f"op: must be 'poll' or 'ready', got {op!r:.40}")
+    out = []
+    for key, lo, hi in (("job", 1, 2**63 - 1), ("seq", 1, 2**32 - 1), ("rank", 0, 2**32 - 1)):
+        val = msg.get(key)
+        if isinstance(val, bool) or not isinstance(val, int):
+            raise ValueError(f"{key}: must be an integer, got {type(val).__name__}")
+        if not lo <= val <= hi:
+            raise ValueError(f"{key}: {val} is outside {lo}..{hi}")
+        out.append(val)
+    return op, out[0], out[1], out[2]
 
 
 @dataclass
 class Rank:
-    """One rank process (or its recorded exit when it could not start)."""
+    """One rank of a run as its supervisor reported it."""
 
     rank: int
-    popen: subprocess.Popen | None
+    pid: int = 0
     exit_code: int | None = None
+    reason: str = ""  # why it could not start
 
     def poll(self) -> int | None:
-        if self.exit_code is None and self.popen is not None:
-            self.exit_code = self.popen.poll()
         return self.exit_code
-
-    def signal(self, sig: int) -> None:
-        if self.popen is not None and self.poll() is None:
-            try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
 
 
 @dataclass
 class Run:
-    """The local ranks of one run of one job, and where its suspend/kill stands."""
+    """The local ranks of one run of one job, its supervisor, and where its suspend/stop stands."""
 
     job_id: int
     run_seq: int
@@ -83,18 +159,46 @@ class Run:
     suspend_ready: bool = False
     grace_deadline: float = 0.0  # monotonic; stop the ranks at this time if still running
     term_s: float = 2.0
-    sigkill_at: float = 0.0  # monotonic; 0 = not being stopped
+    stop_term_s: float | None = None  # the shortest stop sent so far
+    supervisor: subprocess.Popen | None = None
+    spec_path: Path | None = None
+    cgroup: str = ""
+    done: bool = False  # the supervisor reported that no process of the run is left
+    _pending: bytearray = field(default_factory=bytearray)
 
     def running(self) -> bool:
-        return any(r.poll() is None for r in self.ranks.values())
+        return any(r.exit_code is None for r in self.ranks.values())
 
-    def stop(self, term_s: float) -> None:
-        """SIGTERM every rank now and SIGKILL at ``term_s`` from now (idempotent)."""
-        if self.sigkill_at:
+    def send(self, line: str) -> None:
+        """Queue one control line for the supervisor; never blocks (see flush)."""
+        if self.supervisor is None or self.supervisor.stdin is None:
             return
-        for r in self.ranks.values():
-            r.signal(signal.SIGTERM)
-        self.sigkill_at = time.monotonic() + term_s
+        self._pending += line.replace("\n", " ").encode() + b"\n"
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the supervisor's pipe takes now."""
+        stdin = self.supervisor.stdin if self.supervisor is not None else None
+        while self._pending and stdin is not None and not stdin.closed:
+            try:
+                n = os.write(stdin.fileno(), self._pending)
+            except BlockingIOError:
+                return
+            except (BrokenPipeError, ValueError, OSError):
+                self._pending.clear()
+                return
+            del self._pending[:n]
+
+    def stop(self, term_s: float, why: str = "stopped") -> None:
+        """SIGTERM every process of the run now and SIGKILL at ``term_s`` from now (idempotent)."""
+        if self.stop_term_s is not None and self.stop_term_s <= term_s:
+            return
+        self.stop_term_s = term_s
+        self.send(f"stop {term_s:.3f} {why}")
+
+    def renew(self, deadline: float) -> None:
+        """Extend the run's lease to ``deadline`` (CLOCK_MONOTONIC)."""
+        self.send(f"lease {deadline:.6f}")
 
 
 @dataclass
@@ -110,6 +214,7 @@ class AgentConfig:
     health_check: str = ""  # shell command; empty = the built-in validator
     health_interval_s: float = 60.0
     tls_ca: bytes | None = None
+    cgroup: str = "auto"  # "auto": a cgroup v2 per run where writable; "off"; or a cgroup v2 directory
 
 
 class Agent:
@@ -119,16 +224,29 @@ class Agent:
         self.config = config
         self.work_dir = Path(config.work_dir)
         (self.work_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.work_dir / "runs").mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
         self.runs: dict[tuple[int, int], Run] = {}
         self.started_at = time.time()
         self.heartbeat_s = 1.0
         self.healthy, self.health_reason = True, ""
+        self.refused_messages = 0
         self._stop = threading.Event()
+        if config.cgroup == "off":
+            self.cgroup_parent, why = "", "disabled (--cgroup off)"
+        elif config.cgroup == "auto":
+            self.cgroup_parent, why = cgroup_v2_parent()
+        else:
+            self.cgroup_parent, why = config.cgroup, ""
+        log.info(
+            "runs tracked by a subreaper supervisor%s",
+            f" and a cgroup v2 under {self.cgroup_parent}" if self.cgroup_parent else f"; no cgroup: {why}",
+        )
         self._zmq = zmq.Context()
-        self._rep = self._zmq.socket(zmq.REP)
-        self._rep.linger = 0
-        port = self._rep.bind_to_random_port(f"tcp://{config.host}")
+        self._router = self._zmq.socket(zmq.ROUTER)
+        self._router.linger = 0
+        self._router.setsockopt(zmq.MAXMSGSIZE, MAX_ZMQ_FRAME_BYTES)
+        port = self._router.bind_to_random_port(f"tcp://{config.host}")
         self.suspend_addr = f"tcp://{config.host}:{port}"
         self._log_server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=4), interceptors=[GrpcMetricsInterceptor()]
@@ -160,6 +278,7 @@ class Agent:
         try:
             while not self._stop.is_set():
                 self._enforce_deadlines()
+                sent_at = time.monotonic()  # a lease runs from before the scheduler granted it
                 try:
                     reply = self._control.Heartbeat(
                         self._heartbeat_request(), metadata=self._metadata, timeout=5
@@ -174,8 +293,10 @@ class Agent:
                         log.error("scheduler refused this agent: %s", exc.details())
                 else:
                     failures = 0
-                    self.heartbeat_s = reply.heartbeat_s or self.heartbeat_s
-                    self._apply(reply)
+                    try:
+                        self._apply(reply, sent_at)
+                    except Exception:  # one bad reply must not end the heartbeat loop
+                        log.exception("cannot apply the scheduler's reply")
                 self._stop.wait(self.heartbeat_s)
         finally:
             self.shutdown()
@@ -185,11 +306,10 @@ class Agent:
         self._stop.set()
 
     def shutdown(self) -> None:
-        """Kill every rank and close the sockets."""
+        """Kill every run (each supervisor SIGKILLs all its processes) and close the sockets."""
         with self.lock:
             for run in self.runs.values():
-                for r in run.ranks.values():
-                    r.signal(signal.SIGKILL)
+                run.send("kill agent shutting down")
         self._log_server.stop(0)
         self._stop.set()
 
@@ -203,25 +323,34 @@ class Agent:
         with self.lock:
             for run in self.runs.values():
                 for r in run.ranks.values():
-                    code = r.poll()
+                    code = r.exit_code
                     req.ranks.add(
                         job_id=run.job_id, run_seq=run.run_seq, rank=r.rank, running=code is None,
-                        exit_code=code or 0, suspend_ready=run.suspend_ready,
+                        exit_code=code or 0, suspend_ready=run.suspend_ready, reason=r.reason,
                     )  # fmt: skip
         return req
 
-    def _apply(self, reply: agent_pb2.HeartbeatReply) -> None:
+    def _apply(self, reply: agent_pb2.HeartbeatReply, sent_at: float) -> None:
+        if math.isfinite(reply.heartbeat_s) and 0.01 <= reply.heartbeat_s <= 3600:
+            self.heartbeat_s = reply.heartbeat_s
+        lease = reply.lease_s if math.isfinite(reply.lease_s) and reply.lease_s > 0 else 0.0
+        deadline = sent_at + lease if lease else None
         with self.lock:
             for start in reply.start:
                 if (start.job_id, start.run_seq) not in self.runs:
-                    self._start(start)
+                    self._start(start, deadline)
+            if deadline is not None:
+                for ref in reply.renew:
+                    run = self.runs.get((ref.job_id, ref.run_seq))
+                    if run is not None:
+                        run.renew(deadline)
             now = time.monotonic()
             for sus in reply.suspend:
                 run = self.runs.get((sus.job_id, sus.run_seq))
                 if run is not None and not run.suspend_requested:
                     run.suspend_requested = True
-                    run.grace_deadline = now + (sus.grace_s or 5.0)
-                    run.term_s = sus.term_s or 2.0
+                    run.grace_deadline = now + _seconds(sus.grace_s, 5.0)
+                    run.term_s = _seconds(sus.term_s, 2.0)
                     log.info(
                         "job %d run %d: suspend requested (grace %.1f s)",
                         sus.job_id,
@@ -231,35 +360,39 @@ class Agent:
             for kill in reply.kill:
                 run = self.runs.get((kill.job_id, kill.run_seq))
                 if run is not None:
-                    run.stop(kill.term_s or 2.0)
+                    run.stop(_seconds(kill.term_s, 2.0), kill.reason or "killed by the scheduler")
             for fg in reply.forget:
                 run = self.runs.get((fg.job_id, fg.run_seq))
                 if run is None:
                     continue
-                for rank in [k for k, r in run.ranks.items() if r.poll() is not None]:
+                for rank in [k for k, r in run.ranks.items() if r.exit_code is not None]:
                     del run.ranks[rank]
                 if not run.ranks:
                     del self.runs[(fg.job_id, fg.run_seq)]
+                    if run.spec_path is not None:
+                        run.spec_path.unlink(missing_ok=True)
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         with self.lock:
             for run in self.runs.values():
+                run.flush()
                 if not run.running():
                     continue
-                if run.suspend_requested and not run.sigkill_at and now >= run.grace_deadline:
+                if run.suspend_requested and run.stop_term_s is None and now >= run.grace_deadline:
                     log.warning("job %d: did not suspend within the grace period; stopping it", run.job_id)
-                    run.stop(run.term_s)
-                if run.sigkill_at and now >= run.sigkill_at:
-                    for r in run.ranks.values():
-                        r.signal(signal.SIGKILL)
+                    run.stop(run.term_s, "did not suspend within the grace period")
 
-    def _start(self, start: agent_pb2.StartRun) -> None:
-        run = Run(start.job_id, start.run_seq)
+    def _start(self, start: agent_pb2.StartRun, lease_deadline: float | None) -> None:
+        """Start the run's local ranks under a new supervisor; a refused or failed start is an exit."""
+        run = Run(start.job_id, start.run_seq, term_s=_seconds(start.term_s, 2.0))
         self.runs[(start.job_id, start.run_seq)] = run
         log_dir = self.log_dir(start.job_id)
         log_dir.mkdir(parents=True, exist_ok=True)
+        refused = check_start(start)
+        ranks = []
         for local_rank, rank in enumerate(start.ranks):
+            run.ranks[rank] = Rank(rank)
             env = dict(os.environ)
             env.update(start.env)
             env.update(
@@ -267,29 +400,110 @@ class Agent:
                 HAI_SUSPEND_ADDR=self.suspend_addr, HAI_NODE_NAME=self.config.node_name, HAI_USER=start.user,
             )  # fmt: skip
             path = log_dir / f"rank-{rank}.log"
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
             with open(path, "ab") as logf:
-                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
                 logf.write(
                     f"=== job {start.job_id} run {start.run_seq} rank {rank} on {self.config.node_name} at {stamp} UTC ===\n".encode()
                 )
-                logf.flush()
+                if refused:
+                    logf.write(f"agent refused to start the run: {refused}\n".encode())
+            argv = list(start.argv) or ["/bin/sh", "-c", start.command]
+            ranks.append({"rank": rank, "argv": argv, "cwd": start.workdir, "env": env, "log": str(path)})
+        what = shlex.join(start.argv) if start.argv else f"sh -c {shlex.quote(start.command)}"
+        if refused:
+            log.error("job %d run %d: refused to start: %s", start.job_id, start.run_seq, refused)
+            self._fail_ranks(run, 126, f"agent refused to start the run: {refused}")
+            return
+        spec = {
+            "job_id": start.job_id, "run_seq": start.run_seq, "ranks": ranks, "term_s": run.term_s,
+            "lease_deadline": lease_deadline, "cgroup_parent": self.cgroup_parent,
+        }  # fmt: skip
+        run.spec_path = self.work_dir / "runs" / f"job-{start.job_id}-run-{start.run_seq}.json"
+        try:
+            fd = os.open(run.spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(spec, f)
+            with open(log_dir / f"supervisor-run-{start.run_seq}.log", "ab") as errf:
+                run.supervisor = subprocess.Popen(
+                    supervisor_argv(run.spec_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=errf, start_new_session=True, cwd="/",
+                )  # fmt: skip
+        except (OSError, ValueError) as exc:
+            log.error("job %d run %d: cannot start its supervisor: %s", start.job_id, start.run_seq, exc)
+            self._fail_ranks(run, 126, f"node agent cannot start the run's supervisor: {exc}")
+            return
+        os.set_blocking(run.supervisor.stdin.fileno(), False)
+        threading.Thread(
+            target=self._watch_supervisor,
+            args=(run,),
+            name=f"sup-{start.job_id}-{start.run_seq}",
+            daemon=True,
+        ).start()
+        log.info("job %d run %d: started ranks %s (%s)", start.job_id, start.run_seq, list(start.ranks), what)
+
+    @staticmethod
+    def _fail_ranks(run: Run, code: int, reason: str) -> None:
+        for r in run.ranks.values():
+            if r.exit_code is None:
+                r.exit_code, r.reason = code, reason
+        run.done = True
+
+    def _watch_supervisor(self, run: Run) -> None:
+        """Read a supervisor's events until it exits; if it dies early, its ranks are failed and killed."""
+        sup = run.supervisor
+        assert sup is not None and sup.stdout is not None
+        for raw in sup.stdout:
+            try:
+                ev = json.loads(raw)
+                kind = ev["ev"]
+            except (ValueError, KeyError, TypeError):
+                log.warning("job %d run %d: bad supervisor line %r", run.job_id, run.run_seq, raw[:200])
+                continue
+            with self.lock:
+                if kind == "started" and ev.get("rank") in run.ranks:
+                    run.ranks[ev["rank"]].pid = int(ev["pid"])
+                elif kind == "exit" and ev.get("rank") in run.ranks:
+                    r = run.ranks[ev["rank"]]
+                    r.reason = str(ev.get("reason") or "")
+                    r.exit_code = int(ev["code"])
+                    if r.reason:
+                        log.warning("job %d rank %d cannot start: %s", run.job_id, r.rank, r.reason)
+                elif kind == "cgroup":
+                    run.cgroup = str(ev.get("path", ""))
+                elif kind == "stopping":
+                    log.info("job %d run %d: stopping (%s)", run.job_id, run.run_seq, ev.get("why"))
+                elif kind == "done":
+                    run.done = True
+        code = sup.wait()
+        with self.lock:
+            if sup.stdin is not None:
                 try:
-                    popen = subprocess.Popen(
-                        rank_argv(start.command), cwd=start.workdir, env=env, stdout=logf,
-                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                    )  # fmt: skip
-                except OSError as exc:
-                    logf.write(f"cannot start rank {rank} in {start.workdir!r}: {exc}\n".encode())
-                    run.ranks[rank] = Rank(rank, None, 127)
-                    continue
-            run.ranks[rank] = Rank(rank, popen)
-        log.info(
-            "job %d run %d: started ranks %s (%s)",
-            start.job_id,
-            start.run_seq,
-            list(start.ranks),
-            shlex.quote(start.command),
-        )
+                    sup.stdin.close()
+                except OSError:
+                    pass
+            if not run.done:
+                log.error(
+                    "job %d run %d: supervisor exited with %s before its run ended",
+                    run.job_id,
+                    run.run_seq,
+                    code,
+                )
+                self._kill_leftovers(run)
+                self._fail_ranks(run, -9, f"the run's supervisor exited with code {code}")
+
+    @staticmethod
+    def _kill_leftovers(run: Run) -> None:
+        """Best effort after a supervisor died: the cgroup's members and the ranks' process groups."""
+        if run.cgroup:
+            cg = _supervisor.Cgroup(Path(run.cgroup))
+            cg.kill()
+            cg.remove()
+        for r in run.ranks.values():
+            if r.pid and r.exit_code is None:
+                try:
+                    os.killpg(r.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
     def log_dir(self, job_id: int) -> Path:
         """Where this node keeps the job's rank logs."""
@@ -297,34 +511,56 @@ class Agent:
 
     # -- in-job client ------------------------------------------------------------------------
     def _serve_zmq(self) -> None:
+        """Answer in-job clients; a malformed message is logged and refused, never fatal."""
         poller = zmq.Poller()
-        poller.register(self._rep, zmq.POLLIN)
+        poller.register(self._router, zmq.POLLIN)
         while not self._stop.is_set():
-            if not poller.poll(200):
+            try:
+                if not poller.poll(200):
+                    continue
+                frames = self._router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                continue
+            except zmq.ZMQError as exc:
+                log.warning("zmq receive failed: %s", exc)
                 continue
             try:
-                msg = json.loads(self._rep.recv())
-                answer = self._client_request(msg)
-            except Exception as exc:  # a malformed request must not kill the agent
-                answer = {"error": str(exc)}
-            self._rep.send(json.dumps(answer).encode())
-        self._rep.close()
+                # A REQ client sends [identity, b"", body] through this ROUTER.
+                if len(frames) != 3 or frames[1] != b"":
+                    self._refuse(f"envelope: {len(frames)} frames, expected a REQ message")
+                    continue
+                try:
+                    op, job, seq, rank = parse_client_request(frames[2])
+                    answer = self._client_request(op, job, seq, rank)
+                except ValueError as exc:
+                    self._refuse(str(exc))
+                    answer = {"error": str(exc)}
+                self._router.send_multipart([frames[0], b"", json.dumps(answer).encode()], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                log.warning("zmq reply failed: %s", exc)
+            except Exception:  # keep serving whatever one request did
+                log.exception("in-job client request failed")
+        self._router.close()
 
-    def _client_request(self, msg: dict) -> dict:
-        key = (int(msg["job"]), int(msg["seq"]))
+    def _refuse(self, why: str) -> None:
+        self.refused_messages += 1
+        if self.refused_messages <= 20 or self.refused_messages % 1000 == 0:
+            log.warning("refused in-job client message (%d so far): %s", self.refused_messages, why)
+
+    def _client_request(self, op: str, job: int, seq: int, rank: int) -> dict:
         with self.lock:
-            run = self.runs.get(key)
+            run = self.runs.get((job, seq))
             if run is None:
-                return {"error": f"job {key[0]} run {key[1]} is not running on {self.config.node_name}"}
-            if msg["op"] == "poll":
+                return {"error": f"job {job} run {seq} is not running on {self.config.node_name}"}
+            if rank not in run.ranks:
+                raise ValueError(f"rank: job {job} run {seq} has no rank {rank} on {self.config.node_name}")
+            if op == "poll":
                 # Only rank 0 sees the command (HAI-Platform: "seen only by rank 0").
-                return {"suspend": run.suspend_requested and int(msg["rank"]) == 0}
-            if msg["op"] == "ready":
-                log.info("job %d run %d: rank %s called go_suspend()", key[0], key[1], msg["rank"])
-                run.suspend_ready = True
-                run.stop(run.term_s)
-                return {"ok": True}
-        return {"error": f"unknown op {msg['op']!r}"}
+                return {"suspend": run.suspend_requested and rank == 0}
+            log.info("job %d run %d: rank %d called go_suspend()", job, seq, rank)
+            run.suspend_ready = True
+            run.stop(run.term_s, "the job called go_suspend()")
+            return {"ok": True}
 
     # -- health -------------------------------------------------------------------------------
     def _health_loop(self) -> None:
@@ -349,6 +585,13 @@ class Agent:
                 return False, f"health check exited {out.returncode}: {msg[-1] if msg else ''}"
             return True, ""
         return builtin_validator(self.work_dir)
+
+
+def _seconds(value: float, default: float) -> float:
+    """A duration from the wire: ``default`` when unset, clamped to 0..3600 s, never NaN."""
+    if not value or not math.isfinite(value):
+        return default
+    return min(max(value, 0.0), 3600.0)
 
 
 def builtin_validator(work_dir: Path) -> tuple[bool, str]:
@@ -382,6 +625,11 @@ class _LogService(agent_pb2_grpc.AgentLogsServicer):
         self.agent = agent
 
     def ReadLog(self, request, context):  # noqa: ANN001, ANN201
+        if request.max_bytes > MAX_LOG_READ_BYTES:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"max_bytes: {request.max_bytes} is over the limit of {MAX_LOG_READ_BYTES}",
+            )
         path = self.agent.log_dir(request.job_id) / f"rank-{request.rank}.log"
         try:
             with open(path, "rb") as f:

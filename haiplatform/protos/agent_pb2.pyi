@@ -7,20 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RankStatus(_message.Message):
-    __slots__ = ("job_id", "run_seq", "rank", "running", "exit_code", "suspend_ready")
+    __slots__ = ("job_id", "run_seq", "rank", "running", "exit_code", "suspend_ready", "reason")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_SEQ_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     SUSPEND_READY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     job_id: int
     run_seq: int
     rank: int
     running: bool
     exit_code: int
     suspend_ready: bool
-    def __init__(self, job_id: _Optional[int] = ..., run_seq: _Optional[int] = ..., rank: _Optional[int] = ..., running: _Optional[bool] = ..., exit_code: _Optional[int] = ..., suspend_ready: _Optional[bool] = ...) -> None: ...
+    reason: str
+    def __init__(self, job_id: _Optional[int] = ..., run_seq: _Optional[int] = ..., rank: _Optional[int] = ..., running: _Optional[bool] = ..., exit_code: _Optional[int] = ..., suspend_ready: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node", "slots", "log_address", "host", "spare_ports", "healthy", "health_reason", "ranks", "agent_started_at")
@@ -45,7 +47,7 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, node: _Optional[str] = ..., slots: _Optional[int] = ..., log_address: _Optional[str] = ..., host: _Optional[str] = ..., spare_ports: _Optional[_Iterable[int]] = ..., healthy: _Optional[bool] = ..., health_reason: _Optional[str] = ..., ranks: _Optional[_Iterable[_Union[RankStatus, _Mapping]]] = ..., agent_started_at: _Optional[float] = ...) -> None: ...
 
 class StartRun(_message.Message):
-    __slots__ = ("job_id", "run_seq", "command", "workdir", "env", "ranks", "user")
+    __slots__ = ("job_id", "run_seq", "command", "argv", "workdir", "env", "ranks", "user", "term_s")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -56,18 +58,30 @@ class StartRun(_message.Message):
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_SEQ_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
     WORKDIR_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     RANKS_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
+    TERM_S_FIELD_NUMBER: _ClassVar[int]
     job_id: int
     run_seq: int
     command: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
     workdir: str
     env: _containers.ScalarMap[str, str]
     ranks: _containers.RepeatedScalarFieldContainer[int]
     user: str
-    def __init__(self, job_id: _Optional[int] = ..., run_seq: _Optional[int] = ..., command: _Optional[str] = ..., workdir: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., ranks: _Optional[_Iterable[int]] = ..., user: _Optional[str] = ...) -> None: ...
+    term_s: float
+    def __init__(self, job_id: _Optional[int] = ..., run_seq: _Optional[int] = ..., command: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., ranks: _Optional[_Iterable[int]] = ..., user: _Optional[str] = ..., term_s: _Optional[float] = ...) -> None: ...
+
+class RunRef(_message.Message):
+    __slots__ = ("job_id", "run_seq")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_SEQ_FIELD_NUMBER: _ClassVar[int]
+    job_id: int
+    run_seq: int
+    def __init__(self, job_id: _Optional[int] = ..., run_seq: _Optional[int] = ...) -> None: ...
 
 class SuspendRun(_message.Message):
     __slots__ = ("job_id", "run_seq", "grace_s", "term_s")
@@ -102,18 +116,22 @@ class ForgetRun(_message.Message):
     def __init__(self, job_id: _Optional[int] = ..., run_seq: _Optional[int] = ...) -> None: ...
 
 class HeartbeatReply(_message.Message):
-    __slots__ = ("start", "suspend", "kill", "forget", "heartbeat_s")
+    __slots__ = ("start", "suspend", "kill", "forget", "heartbeat_s", "lease_s", "renew")
     START_FIELD_NUMBER: _ClassVar[int]
     SUSPEND_FIELD_NUMBER: _ClassVar[int]
     KILL_FIELD_NUMBER: _ClassVar[int]
     FORGET_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_S_FIELD_NUMBER: _ClassVar[int]
+    LEASE_S_FIELD_NUMBER: _ClassVar[int]
+    RENEW_FIELD_NUMBER: _ClassVar[int]
     start: _containers.RepeatedCompositeFieldContainer[StartRun]
     suspend: _containers.RepeatedCompositeFieldContainer[SuspendRun]
     kill: _containers.RepeatedCompositeFieldContainer[KillRun]
     forget: _containers.RepeatedCompositeFieldContainer[ForgetRun]
     heartbeat_s: float
-    def __init__(self, start: _Optional[_Iterable[_Union[StartRun, _Mapping]]] = ..., suspend: _Optional[_Iterable[_Union[SuspendRun, _Mapping]]] = ..., kill: _Optional[_Iterable[_Union[KillRun, _Mapping]]] = ..., forget: _Optional[_Iterable[_Union[ForgetRun, _Mapping]]] = ..., heartbeat_s: _Optional[float] = ...) -> None: ...
+    lease_s: float
+    renew: _containers.RepeatedCompositeFieldContainer[RunRef]
+    def __init__(self, start: _Optional[_Iterable[_Union[StartRun, _Mapping]]] = ..., suspend: _Optional[_Iterable[_Union[SuspendRun, _Mapping]]] = ..., kill: _Optional[_Iterable[_Union[KillRun, _Mapping]]] = ..., forget: _Optional[_Iterable[_Union[ForgetRun, _Mapping]]] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., renew: _Optional[_Iterable[_Union[RunRef, _Mapping]]] = ...) -> None: ...
 
 class ReadLogRequest(_message.Message):
     __slots__ = ("job_id", "rank", "offset", "max_bytes")

@@ -21,7 +21,7 @@ ABOVE_NORMAL: Priority
 HIGH: Priority
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "command", "workdir", "env", "nodes", "ranks_per_node", "priority", "group", "time_limit_s")
+    __slots__ = ("name", "command", "workdir", "env", "nodes", "ranks_per_node", "priority", "group", "time_limit_s", "argv")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class JobSpec(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     TIME_LIMIT_S_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
     name: str
     command: str
     workdir: str
@@ -47,7 +48,8 @@ class JobSpec(_message.Message):
     priority: Priority
     group: str
     time_limit_s: float
-    def __init__(self, name: _Optional[str] = ..., command: _Optional[str] = ..., workdir: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., nodes: _Optional[int] = ..., ranks_per_node: _Optional[int] = ..., priority: _Optional[_Union[Priority, str]] = ..., group: _Optional[str] = ..., time_limit_s: _Optional[float] = ...) -> None: ...
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[str] = ..., workdir: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., nodes: _Optional[int] = ..., ranks_per_node: _Optional[int] = ..., priority: _Optional[_Union[Priority, str]] = ..., group: _Optional[str] = ..., time_limit_s: _Optional[float] = ..., argv: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobRef(_message.Message):
     __slots__ = ("job_id",)

@@ -34,3 +34,23 @@ def wait_for(pred, timeout_s: float = 60.0, what: str = "condition"):  # noqa: A
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.1)
+
+
+def processes_with_env(name: str, value: str) -> dict[int, dict[str, str]]:
+    """Live processes whose environment has ``name=value`` (read from /proc), with that environment."""
+    import os
+
+    want = f"{name}={value}".encode()
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                items = f.read().split(b"\0")
+        except OSError:
+            continue
+        if want in items:
+            env = dict(i.decode(errors="replace").partition("=")[::2] for i in items if b"=" in i)
+            found[int(entry)] = env
+    return found

@@ -1,0 +1,93 @@
+"""The agent validates what reaches its zmq port: garbage, wrong types and huge frames are logged and
+refused with an error naming the field, no thread dies, and a real suspend still works afterwards."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+import zmq
+from hai_helpers import log_so_far, processes_with_env, wait_for
+
+SUSPEND_JOB = Path(__file__).resolve().parent / "suspend_job.py"
+
+
+def _ask(ctx: zmq.Context, addr: str, body: bytes, timeout_ms: int = 5000) -> dict:
+    """One REQ round trip; the agent must answer within the timeout."""
+    s = ctx.socket(zmq.REQ)
+    s.linger = 0
+    s.connect(addr)
+    try:
+        s.send(body)
+        assert s.poll(timeout_ms), f"no answer to {body[:60]!r}"
+        return json.loads(s.recv())
+    finally:
+        s.close()
+
+
+def test_malformed_zmq_messages_are_refused_and_suspend_still_works(cluster_factory, tmp_path):
+    c = cluster_factory(["n1"])
+    mark = uuid.uuid4().hex
+    job = c.admin.submit(
+        {
+            "command": f"{sys.executable} {SUSPEND_JOB}",
+            "workdir": str(tmp_path),
+            "env": {"HAI_TEST_MARK": mark},
+        }
+    )
+    wait_for(lambda: b"polling" in log_so_far(c.admin, job), 30, "the job to poll")
+    env = next(iter(processes_with_env("HAI_TEST_MARK", mark).values()))
+    addr, seq = env["HAI_SUSPEND_ADDR"], int(env["HAI_RUN_SEQ"])
+    host, port = addr.removeprefix("tcp://").split(":")
+
+    # Not ZMTP at all: raw bytes and an HTTP request on the port.
+    for junk in (b"\x00" * 64, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", bytes(range(256)) * 64):
+        with socket.create_connection((host, int(port)), timeout=5) as raw:
+            raw.sendall(junk)
+    ctx = zmq.Context()
+    try:
+        ok = {"op": "poll", "job": job, "seq": seq, "rank": 0}
+        cases = [
+            (b"not json", "message: not UTF-8 JSON"),
+            (b"\xff\xfe", "message: not UTF-8 JSON"),
+            (b"[1, 2]", "message: must be a JSON object"),
+            (b"[" * 3000, "message: "),  # nesting deeper than the JSON parser recurses
+            (json.dumps({**ok, "job": "1"}).encode(), "job: must be an integer"),
+            (json.dumps({**ok, "seq": True}).encode(), "seq: must be an integer"),
+            (json.dumps({**ok, "rank": 2**70}).encode(), "rank: "),
+            (json.dumps({**ok, "rank": 7}).encode(), "rank: job"),
+            (json.dumps({**ok, "op": "nuke"}).encode(), "op: must be"),
+            (json.dumps({**ok, "extra": 1}).encode(), "extra: unknown field"),
+            (json.dumps({"op": "poll"}).encode(), "job: must be an integer"),
+            (b" " * 10_000, "message: 10000 bytes, limit 4096"),
+        ]
+        for body, message in cases:
+            answer = _ask(ctx, addr, body)
+            assert message in answer.get("error", ""), (body[:40], answer)
+        # Wrong envelopes (no REQ delimiter, many frames) and a frame over the size limit: dropped.
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.connect(addr)
+        dealer.send_multipart([b"a", b"b", b"c", b"d"])
+        dealer.send(b"x" * (10 << 20))
+        dealer.close()
+        # A client that asks and goes away without reading the answer.
+        gone = ctx.socket(zmq.REQ)
+        gone.linger = 0
+        gone.connect(addr)
+        gone.send(json.dumps(ok).encode())
+        gone.close()
+        # Still serving: a well-formed poll is answered.
+        assert _ask(ctx, addr, json.dumps(ok).encode()) == {"suspend": False}
+    finally:
+        ctx.term()
+
+    c.admin.suspend(job)
+    info = c.admin.wait(job, ("suspended",), timeout_s=30)
+    assert "called go_suspend()" in info.reason, info.reason
+    assert b"suspending" in c.admin.tail_log(job, 0, 0, 1 << 20).data
+    agent_log = c.launcher.procs["agent-n1"].log_text()
+    assert "refused in-job client message" in agent_log and "Traceback" not in agent_log

@@ -1,0 +1,65 @@
+"""Every process of a run dies with it: a rank that ignores SIGTERM and one that double-forks a daemon
+leave nothing behind after cancel or suspend (checked in /proc), with and without a cgroup per run."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from hai_helpers import processes_with_env, wait_for
+
+from haiplatform.agent.agent import cgroup_v2_parent
+
+STUBBORN = Path(__file__).resolve().parent / "stubborn_job.py"
+
+
+def _cluster(cluster_factory, cgroup: str):  # noqa: ANN001, ANN202
+    c = cluster_factory([], suspend_grace_s=1, term_s=1)
+    c.start_agent("n1", ["--cgroup", cgroup])
+    c.wait_nodes_up(["n1"])
+    return c
+
+
+def _submit_stubborn(c, out: Path, mark: str) -> int:  # noqa: ANN001
+    out.mkdir(exist_ok=True)
+    return c.admin.submit(
+        {"command": f"{sys.executable} {STUBBORN} {out}", "workdir": str(out), "env": {"HAI_TEST_MARK": mark}}
+    )
+
+
+def _alive(mark: str) -> dict[int, dict[str, str]]:
+    return processes_with_env("HAI_TEST_MARK", mark)
+
+
+@pytest.mark.parametrize("cgroup", ["auto", "off"])
+def test_cancel_and_suspend_leave_no_process_of_the_run(cluster_factory, tmp_path, cgroup):
+    c = _cluster(cluster_factory, cgroup)
+    mark = uuid.uuid4().hex
+    out = tmp_path / "job"
+    job = _submit_stubborn(c, out, mark)
+    wait_for(lambda: (out / "daemon-1.pid").exists() and (out / "main-1.pid").exists(), 30, "rank and daemon")
+    daemon1 = int((out / "daemon-1.pid").read_text())
+    assert daemon1 in _alive(mark)
+
+    # Suspend: the job never calls go_suspend() and ignores SIGTERM; once it is suspended, nothing of it runs.
+    c.admin.suspend(job)
+    info = c.admin.wait(job, ("suspended",), timeout_s=30)
+    assert "did not call go_suspend()" in info.reason, info.reason
+    assert _alive(mark) == {}  # the shell leader died of SIGTERM; what it left got SIGKILL
+
+    # Resume: exactly one copy runs, the new one.
+    c.admin.resume(job)
+    wait_for(lambda: (out / "daemon-2.pid").exists() and (out / "main-2.pid").exists(), 30, "the second run")
+    alive = _alive(mark)
+    assert {env["HAI_RUN_SEQ"] for env in alive.values()} == {"2"}, alive
+    mains = [p for p in alive if p == int((out / "main-2.pid").read_text())]
+    assert len(mains) == 1 and int((out / "daemon-2.pid").read_text()) in alive
+
+    # Cancel: the job is terminal at once; its processes are gone within the kill grace.
+    c.admin.cancel(job)
+    wait_for(lambda: not _alive(mark), 15, "every process of the cancelled run to be gone")
+    parent, _ = cgroup_v2_parent()
+    if cgroup == "auto" and parent:  # the run's cgroups were removed with it
+        wait_for(lambda: not list(Path(parent).glob(f"hai-job{job}-run*")), 10, "the run cgroups to go")
