@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from fs3.dataset import crc32c
-from fs3.errors import ChecksumMismatchError, PackedFormatError
+from fs3.errors import PackedChecksumError, PackedFormatError
 from fs3.pio import get_filesystem
 
 MAGIC = b"FS3CKPT\x01"
@@ -281,7 +281,7 @@ def load_state_dict(
             raise PackedFormatError(f"{path}: not an fs3 checkpoint")
         magic, version, _flags, table_len, skel_len, table_crc, skel_crc, head_crc = _HEADER.unpack(head)
         if crc32c(head[:40]) != head_crc:
-            raise ChecksumMismatchError(f"{path}: checkpoint header checksum mismatch")
+            raise PackedChecksumError(f"{path}: checkpoint header checksum mismatch")
         if version != VERSION:
             raise PackedFormatError(f"{path}: checkpoint version {version} is not supported")
         meta = f.pread(HEADER_BYTES, table_len + skel_len)
@@ -289,7 +289,7 @@ def load_state_dict(
             raise PackedFormatError(f"{path}: checkpoint truncated in its index")
         table_bytes, skeleton = meta[:table_len], meta[table_len:]
         if crc32c(table_bytes) != table_crc or crc32c(skeleton) != skel_crc:
-            raise ChecksumMismatchError(f"{path}: checkpoint index checksum mismatch")
+            raise PackedChecksumError(f"{path}: checkpoint index checksum mismatch")
         table = json.loads(table_bytes)
         data_start = _align(HEADER_BYTES + table_len + skel_len, _DATA_ALIGN)
         raws = [torch.empty(int(e["nbytes"]), dtype=torch.uint8) for e in table]
@@ -306,7 +306,7 @@ def load_state_dict(
                 got = list(pool.map(lambda r: crc32c(r.numpy()), raws))
                 for k, (e, c) in enumerate(zip(table, got, strict=True)):
                     if c != int(e["crc32c"]):
-                        raise ChecksumMismatchError(f"{path}: tensor {k} fails its CRC32C check")
+                        raise PackedChecksumError(f"{path}: tensor {k} fails its CRC32C check")
     finally:
         f.close()
     tensors = []

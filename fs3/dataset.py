@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from fs3.crc import crc32c  # re-exported: CRC32C of any contiguous buffer (numpy arrays too)
-from fs3.errors import ChecksumMismatchError, PackedFormatError
+from fs3.errors import PackedChecksumError, PackedFormatError
 from fs3.pio import PReadable, PWritable, get_filesystem
 
 MAGIC = b"FS3PACK\x01"
@@ -233,14 +233,14 @@ class PackedReader:
         if magic != MAGIC:
             raise PackedFormatError(f"{self.name}: not a packed dataset (magic {magic!r})")
         if crc32c(head[:56]) != head_crc:
-            raise ChecksumMismatchError(f"{self.name}: header checksum mismatch")
+            raise PackedChecksumError(f"{self.name}: header checksum mismatch")
         if version != VERSION:
             raise PackedFormatError(f"{self.name}: format version {version} is not supported")
         if data_off != _data_offset(n):
             raise PackedFormatError(f"{self.name}: data_offset {data_off} inconsistent with {n} samples")
         index = self._read_exact(HEADER_BYTES, _index_bytes(n), "index")
         if crc32c(index) != index_crc:
-            raise ChecksumMismatchError(f"{self.name}: index checksum mismatch")
+            raise PackedChecksumError(f"{self.name}: index checksum mismatch")
         self._crcs = np.frombuffer(index, dtype="<u4", count=n)
         self._offsets = np.frombuffer(index, dtype="<u8", count=n + 1, offset=4 * n).astype(np.int64)
         if n and (
@@ -259,7 +259,7 @@ class PackedReader:
         if self._metadata is None:
             raw = self._read_exact(self._meta_offset, self._meta_len, "metadata") if self._meta_len else b""
             if raw and crc32c(raw) != self._meta_crc:
-                raise ChecksumMismatchError(f"{self.name}: metadata checksum mismatch")
+                raise PackedChecksumError(f"{self.name}: metadata checksum mismatch")
             self._metadata = json.loads(raw) if raw else {}
         return self._metadata
 
@@ -291,7 +291,7 @@ class PackedReader:
 
     def _verify(self, i: int, data: Any) -> None:
         if self.verify and crc32c(data) != int(self._crcs[i]):
-            raise ChecksumMismatchError(f"{self.name}: sample {i} fails its CRC32C check")
+            raise PackedChecksumError(f"{self.name}: sample {i} fails its CRC32C check")
 
     def plan(self, indices: Iterable[int]) -> list[_Range]:
         """The coalesced reads that ``read_batch(indices)`` would issue."""

@@ -81,8 +81,8 @@ class TooManyLinks(FS3Error):
     errno_value = _errno.ELOOP
 
 
-class ChecksumMismatch(FS3Error):
-    """Data failed its CRC32C check (in flight or at rest)."""
+class ChecksumMismatchError(FS3Error):
+    """Data failed its CRC32C check (in flight, at rest, or in a packed dataset/checkpoint file)."""
 
     grpc_code = grpc.StatusCode.DATA_LOSS
     errno_value = _errno.EIO
@@ -133,10 +133,11 @@ class PackedFormatError(FS3Error, ValueError):
         return self.strerror or ""
 
 
-class ChecksumMismatchError(PackedFormatError):
-    """A sample, tensor or index of a packed dataset/checkpoint fails its recorded CRC32C."""
+class PackedChecksumError(ChecksumMismatchError, PackedFormatError):
+    """A sample, tensor or index of a packed dataset/checkpoint fails its recorded CRC32C.
 
-    errno_value = _errno.EIO
+    Both a checksum mismatch and a malformed file: ``except`` either one catches it.
+    """
 
 
 _BY_NAME: dict[str, type[FS3Error]] = {
@@ -151,7 +152,7 @@ _BY_NAME: dict[str, type[FS3Error]] = {
     "ENAMETOOLONG": NameTooLong,
     "EFBIG": FileTooLarge,
     "ELOOP": TooManyLinks,
-    "ECHECKSUM": ChecksumMismatch,
+    "ECHECKSUM": ChecksumMismatchError,
     "ESTALE": StaleChainVersion,
     "EPENDING": ChunkPending,
     "ENOTSERVING": NotServing,

@@ -1,4 +1,11 @@
-"""Wire format of the storage data port: chunk payloads over plain TCP, beside the gRPC control plane.
+"""Every hand-framed message of fs3, for client and server alike.
+
+Two kinds: the storage data port's frames (below), and the chunk-carrying gRPC messages that are
+split or decoded by hand: ``update_pieces`` (an ``Update`` stream), ``reply_pieces`` (the data of a
+``Read``/``BatchRead`` reply) and ``parse_read_rsp``/``parse_batch_read_rsp`` (their decoding
+without copying the payload).
+
+The data port: chunk payloads over plain TCP, beside the gRPC control plane.
 
 3FS moves chunk payloads with RDMA and keeps RPCs for control. fs3's analogue: gRPC Python costs
 milliseconds of CPU per MiB on each end (protobuf framing, HTTP/2, the completion queue), so reads
@@ -31,6 +38,11 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Iterator
+
+from fs3 import errors
+from fs3._rpc import PIECE_BYTES
+from fs3.protos import storage_pb2
 
 MAGIC = b"F3DR"
 VERSION = 1
@@ -106,3 +118,96 @@ def send_all(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
             views.pop(0)
         if sent:
             views[0] = views[0][sent:]
+
+
+# ---- chunk-carrying gRPC messages ----------------------------------------------------------------
+def update_pieces(
+    first: storage_pb2.UpdateReq, data: bytes | bytearray | memoryview
+) -> Iterator[storage_pb2.UpdateReq]:
+    """The messages of one Update stream: a header with the first piece, then data pieces."""
+    mv = memoryview(data)
+    first.data = bytes(mv[:PIECE_BYTES])
+    yield first
+    for off in range(PIECE_BYTES, len(data), PIECE_BYTES):
+        yield storage_pb2.UpdateReq(data=bytes(mv[off : off + PIECE_BYTES]))
+
+
+def reply_pieces(content: bytes | memoryview, offset: int, length: int) -> Iterator[bytes | memoryview]:
+    """The data of one Read/BatchRead reply, ``length`` bytes at ``offset`` (0: to the end), a piece per message.
+
+    Always yields a first piece (maybe empty); a whole chunk that fits one piece goes uncopied.
+    """
+    end = len(content) if length == 0 else min(len(content), offset + length)
+    mv = memoryview(content)[offset : max(offset, end)]
+    whole = offset == 0 and end == len(content) <= PIECE_BYTES
+    yield content if whole else bytes(mv[:PIECE_BYTES])
+    for off in range(PIECE_BYTES, len(mv), PIECE_BYTES):
+        yield bytes(mv[off : off + PIECE_BYTES])
+
+
+def _varint(buf: memoryview, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _wire_fields(raw: bytes, what: str) -> Iterator[tuple[int, int | memoryview]]:
+    """(field number, value) of a serialized message of varint and length-delimited fields only.
+
+    Length-delimited values are views into ``raw``, so a 1 MiB chunk payload is never copied.
+    """
+    mv = memoryview(raw)
+    i = 0
+    while i < len(mv):
+        key, i = _varint(mv, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(mv, i)
+            yield field, value
+        elif wire == 2:
+            n, i = _varint(mv, i)
+            yield field, mv[i : i + n]
+            i += n
+        else:
+            raise errors.IOFailure("storage reply", f"unexpected wire type {wire} in {what} field {field}")
+
+
+def parse_read_rsp(raw: bytes) -> tuple[bool, memoryview]:
+    """(found, data) of a serialized ``ReadRsp``, the data a view into ``raw``.
+
+    Parsing with protobuf copies a 1 MiB payload twice (into the message, then out of it as ``bytes``);
+    the chunk read path is copy-bound on the client, so it decodes the fields itself.
+    """
+    found, data = False, memoryview(b"")
+    for number, value in _wire_fields(raw, "ReadRsp"):
+        if number == 1:
+            found = bool(value)
+        elif number == 4:
+            data = value  # type: ignore[assignment]
+    return found, data
+
+
+def parse_batch_read_rsp(raw: bytes) -> tuple[int, bool, int, memoryview, str]:
+    """(item, found, chunk_length, data, error) of a serialized ``BatchReadRsp``, the data a view into ``raw``.
+
+    Same reason as :func:`parse_read_rsp`: decoding by hand keeps the 1 MiB payload uncopied.
+    """
+    item = chunk_length = 0
+    found, data, error = False, memoryview(b""), ""
+    for number, value in _wire_fields(raw, "BatchReadRsp"):
+        if number == 1:
+            item = value  # type: ignore[assignment]
+        elif number == 2:
+            found = bool(value)
+        elif number == 4:
+            chunk_length = value  # type: ignore[assignment]
+        elif number == 5:
+            data = value  # type: ignore[assignment]
+        elif number == 6:
+            error = bytes(value).decode("utf-8", "replace")  # type: ignore[arg-type]
+    return item, found, chunk_length, data, error

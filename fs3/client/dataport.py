@@ -1,4 +1,4 @@
-"""Client side of the storage data port (format in ``fs3._dataport``): pooled connections, batch reads, updates.
+"""Client side of the storage data port (format in ``fs3.wire``): pooled connections, batch reads, updates.
 
 Thread-safe: a connection is used by one thread at a time, taken from and returned to a per-address
 pool. A connection that fails in any way is closed, with every idle one to the same address (a
@@ -14,10 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from fs3 import _dataport as W
-from fs3 import errors as E
+from fs3 import errors, wire
 from fs3.crc import crc32c
-from fs3.protos import storage_pb2 as spb
+from fs3.protos import storage_pb2
 
 T = TypeVar("T")
 
@@ -81,7 +80,7 @@ class DataPortPool:
         host, _, port = address.rpartition(":")
         s = socket.create_connection((host.strip("[]"), int(port)), timeout=min(self.timeout_s, 10.0))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        W.set_io_timeout(s, self.timeout_s)
+        wire.set_io_timeout(s, self.timeout_s)
         return s, False
 
     def _give_back(self, address: str, s: socket.socket) -> None:
@@ -115,8 +114,8 @@ class DataPortPool:
         )
 
     def update(
-        self, address: str, header: spb.UpdateReq, payload: bytes | bytearray | memoryview, what: str
-    ) -> spb.UpdateRsp:
+        self, address: str, header: storage_pb2.UpdateReq, payload: bytes | bytearray | memoryview, what: str
+    ) -> storage_pb2.UpdateRsp:
         """One chunk update (``header`` with its ``data`` empty, and the payload), answered once committed.
 
         Raises the FS3Error the server answered, or ClusterTimeout naming ``what`` when the connection
@@ -125,10 +124,10 @@ class DataPortPool:
         try:
             status, body = self.update_raw(address, header.SerializeToString(), payload)
         except OSError as exc:
-            raise E.ClusterTimeout(f"{what} (data port {address})", str(exc)) from None
-        if status == W.STATUS_ERROR:
-            raise E.from_wire(body.decode("utf-8", "replace"), what)
-        return spb.UpdateRsp.FromString(body)
+            raise errors.ClusterTimeout(f"{what} (data port {address})", str(exc)) from None
+        if status == wire.STATUS_ERROR:
+            raise errors.from_wire(body.decode("utf-8", "replace"), what)
+        return storage_pb2.UpdateRsp.FromString(body)
 
     def update_raw(
         self, address: str, header: bytes, payload: bytes | bytearray | memoryview
@@ -169,68 +168,68 @@ class DataPortPool:
     def _update_on(
         s: socket.socket, header: bytes, payload: bytes | bytearray | memoryview
     ) -> tuple[int, bytes]:
-        W.send_all(
+        wire.send_all(
             s,
-            [W.BATCH_HEADER.pack(W.MAGIC, W.VERSION, W.OP_UPDATE, 1), W.UPDATE_HEAD.pack(len(header), len(payload)),
+            [wire.BATCH_HEADER.pack(wire.MAGIC, wire.VERSION, wire.OP_UPDATE, 1), wire.UPDATE_HEAD.pack(len(header), len(payload)),
              header, payload],
         )  # fmt: skip
-        head = memoryview(bytearray(W.REPLY.size))
-        W.recv_exact(s, head)
-        status, n = W.REPLY.unpack(head)
-        if status not in (W.STATUS_DATA, W.STATUS_ERROR) or n > W.MAX_UPDATE_HEADER_BYTES:
-            raise W.ProtocolError(f"data port answered an update with status {status}, {n} bytes")
+        head = memoryview(bytearray(wire.REPLY.size))
+        wire.recv_exact(s, head)
+        status, n = wire.REPLY.unpack(head)
+        if status not in (wire.STATUS_DATA, wire.STATUS_ERROR) or n > wire.MAX_UPDATE_HEADER_BYTES:
+            raise wire.ProtocolError(f"data port answered an update with status {status}, {n} bytes")
         body = memoryview(bytearray(n))
-        W.recv_exact(s, body)
+        wire.recv_exact(s, body)
         return status, bytes(body)
 
     def _exchange(
         self, s: socket.socket, reqs: list[ReadRequest], results: list[ReadResult]
     ) -> list[ReadResult]:
         """Send ``reqs`` on ``s`` and append each answer to ``results`` as it arrives; returns ``results``."""
-        for start in range(0, len(reqs), W.MAX_ITEMS):
-            part = reqs[start : start + W.MAX_ITEMS]
-            frame = bytearray(W.BATCH_HEADER.pack(W.MAGIC, W.VERSION, 0, len(part)))
+        for start in range(0, len(reqs), wire.MAX_ITEMS):
+            part = reqs[start : start + wire.MAX_ITEMS]
+            frame = bytearray(wire.BATCH_HEADER.pack(wire.MAGIC, wire.VERSION, 0, len(part)))
             for r in part:
-                frame += W.READ_ITEM.pack(
+                frame += wire.READ_ITEM.pack(
                     r.target_id, r.inode_id, r.index, r.offset, r.length, r.chain_version,
-                    W.FLAG_RELAXED if r.relaxed else 0,
+                    wire.FLAG_RELAXED if r.relaxed else 0,
                 )  # fmt: skip
-            W.send_all(s, [frame])
-            head = memoryview(bytearray(W.ITEM_HEADER.size))
+            wire.send_all(s, [frame])
+            head = memoryview(bytearray(wire.ITEM_HEADER.size))
             for i, r in enumerate(part):
-                W.recv_exact(s, head)
-                item, status, version, chunk_length, data_len, crc, err_len = W.ITEM_HEADER.unpack(head)
-                if item != i or status not in (W.STATUS_DATA, W.STATUS_HOLE, W.STATUS_ERROR):
-                    raise W.ProtocolError(
+                wire.recv_exact(s, head)
+                item, status, version, chunk_length, data_len, crc, err_len = wire.ITEM_HEADER.unpack(head)
+                if item != i or status not in (wire.STATUS_DATA, wire.STATUS_HOLE, wire.STATUS_ERROR):
+                    raise wire.ProtocolError(
                         f"data port answered item {item} status {status}, expected item {i}"
                     )
-                if status == W.STATUS_ERROR:
-                    if err_len > W.MAX_ERROR_BYTES:
-                        raise W.ProtocolError(f"data port error text of {err_len} bytes")
+                if status == wire.STATUS_ERROR:
+                    if err_len > wire.MAX_ERROR_BYTES:
+                        raise wire.ProtocolError(f"data port error text of {err_len} bytes")
                     msg = memoryview(bytearray(err_len))
-                    W.recv_exact(s, msg)
-                    results.append(ReadResult(W.STATUS_ERROR, error=bytes(msg).decode("utf-8", "replace")))
+                    wire.recv_exact(s, msg)
+                    results.append(ReadResult(wire.STATUS_ERROR, error=bytes(msg).decode("utf-8", "replace")))
                     continue
-                if status == W.STATUS_HOLE:
-                    results.append(ReadResult(W.STATUS_HOLE))
+                if status == wire.STATUS_HOLE:
+                    results.append(ReadResult(wire.STATUS_HOLE))
                     continue
                 want = r.length if r.length else len(r.sink)
                 if data_len > want or data_len > len(r.sink):
-                    raise W.ProtocolError(f"data port sent {data_len} bytes for a read of {want}")
+                    raise wire.ProtocolError(f"data port sent {data_len} bytes for a read of {want}")
                 view = r.sink[:data_len]
-                W.recv_exact(s, view)
+                wire.recv_exact(s, view)
                 if self.verify and crc32c(view) != crc:
                     raise ChecksumError(
                         f"chunk {r.inode_id}:{r.index} from target {r.target_id}: "
                         f"received bytes fail the sender's CRC32C {crc:#010x}"
                     )
-                results.append(ReadResult(W.STATUS_DATA, version, chunk_length, data_len))
+                results.append(ReadResult(wire.STATUS_DATA, version, chunk_length, data_len))
         return results
 
 
 def _stale(exc: BaseException) -> bool:
     """Whether ``exc`` is what a pooled connection that the server closed meanwhile fails with."""
-    return isinstance(exc, ConnectionError) and not isinstance(exc, (W.ProtocolError, ChecksumError))
+    return isinstance(exc, ConnectionError) and not isinstance(exc, (wire.ProtocolError, ChecksumError))
 
 
 class PartialRead(ConnectionError):

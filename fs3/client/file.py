@@ -12,18 +12,20 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from fs3 import errors as E
-from fs3.protos import common_pb2 as cpb
-from fs3.protos import meta_pb2 as mpb
+from fs3 import errors
+from fs3.protos import common_pb2, meta_pb2
 
 if TYPE_CHECKING:
-    from fs3.client.client import FileStat, FS3Client
+    from fs3.client.client import FS3Client
+    from fs3.client.types import FileStat
 
 
 class FS3File(io.RawIOBase):
     """An open fs3 file; see the module docstring."""
 
-    def __init__(self, client: FS3Client, path: str, inode: cpb.Inode, session_id: int, flags: int) -> None:
+    def __init__(
+        self, client: FS3Client, path: str, inode: common_pb2.Inode, session_id: int, flags: int
+    ) -> None:
         super().__init__()
         self._client = client
         self.name = path
@@ -102,7 +104,7 @@ class FS3File(io.RawIOBase):
         if not self._readable:
             raise io.UnsupportedOperation("file not open for reading")
         if offset < 0:
-            raise E.InvalidArgument(self.name, "negative offset")
+            raise errors.InvalidArgument(self.name, "negative offset")
         with self._lock:
             self._flush_locked()
             size = self._size
@@ -120,14 +122,14 @@ class FS3File(io.RawIOBase):
         if not self._writable:
             raise io.UnsupportedOperation("file not open for writing")
         if offset < 0:
-            raise E.InvalidArgument(self.name, "negative offset")
+            raise errors.InvalidArgument(self.name, "negative offset")
         mv = memoryview(data).cast("B")
         if not len(mv):
             return 0
         end = offset + len(mv)
-        if end > self._client._max_file_size():
-            raise E.FileTooLarge(
-                self.name, f"write ends at {end} > max file size {self._client._max_file_size()}"
+        if end > self._client.routing_cache.max_file_size():
+            raise errors.FileTooLarge(
+                self.name, f"write ends at {end} > max file size {self._client.routing_cache.max_file_size()}"
             )
         spans = self._spans(offset, len(mv))
         self._client.parallel(
@@ -176,9 +178,10 @@ class FS3File(io.RawIOBase):
             if not self._buf:
                 self._buf_off = self._pos
             end = self._pos + len(mv)
-            if end > self._client._max_file_size():
-                raise E.FileTooLarge(
-                    self.name, f"write ends at {end} > max file size {self._client._max_file_size()}"
+            if end > self._client.routing_cache.max_file_size():
+                raise errors.FileTooLarge(
+                    self.name,
+                    f"write ends at {end} > max file size {self._client.routing_cache.max_file_size()}",
                 )
             self._buf += mv
             self._pos = end
@@ -217,7 +220,7 @@ class FS3File(io.RawIOBase):
     def _report(self, session: int) -> None:
         rsp = self._client._call(
             "Close",
-            mpb.CloseReq(
+            meta_pb2.CloseReq(
                 user=self._client.user,
                 inode_id=self._inode.inode_id,
                 session_id=session,
@@ -227,7 +230,7 @@ class FS3File(io.RawIOBase):
             self.name,
         )
         if session and rsp.inode.nlink == 0:  # unlinked while we had it open: now free
-            self._client._remove_chunks(rsp.inode, 0)
+            self._client.chunks.remove_chunks(rsp.inode, 0)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         with self._lock:
@@ -238,9 +241,9 @@ class FS3File(io.RawIOBase):
             elif whence == io.SEEK_END:
                 pos = self.size + offset
             else:
-                raise E.InvalidArgument(self.name, f"bad whence {whence}")
+                raise errors.InvalidArgument(self.name, f"bad whence {whence}")
             if pos < 0:
-                raise E.InvalidArgument(self.name, "negative seek position")
+                raise errors.InvalidArgument(self.name, "negative seek position")
             self._pos = pos
             return pos
 
@@ -256,14 +259,14 @@ class FS3File(io.RawIOBase):
             self._flush_locked()
             size = self._pos if size is None else size
             if size < 0:
-                raise E.InvalidArgument(self.name, "negative size")
+                raise errors.InvalidArgument(self.name, "negative size")
             self._report(0)
             rsp = self._client._call(
                 "Truncate",
-                mpb.TruncateReq(user=self._client.user, inode_id=self._inode.inode_id, length=size),
+                meta_pb2.TruncateReq(user=self._client.user, inode_id=self._inode.inode_id, length=size),
                 self.name,
             )
-            self._client._cut_chunks(self._inode, size, rsp.old_size)
+            self._client.chunks.cut_chunks(self._inode, size, rsp.old_size)
             self._size = size
             return size
 

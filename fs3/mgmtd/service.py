@@ -16,12 +16,16 @@ import grpc
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from fs3._db import Database
-from fs3.protos import common_pb2 as cpb
-from fs3.protos import mgmtd_pb2 as mpb
-from fs3.protos import mgmtd_pb2_grpc
+from fs3.protos import common_pb2, mgmtd_pb2, mgmtd_pb2_grpc
+from fs3.protos.common_pb2 import TargetState
 
-S = cpb.TargetState
-_ORDER = {S.SERVING: 0, S.SYNCING: 1, S.WAITING: 2, S.LASTSRV: 3, S.OFFLINE: 4}
+_ORDER = {
+    TargetState.SERVING: 0,
+    TargetState.SYNCING: 1,
+    TargetState.WAITING: 2,
+    TargetState.LASTSRV: 3,
+    TargetState.OFFLINE: 4,
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mgmtd_config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -110,25 +114,25 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
             for t in targets:
                 tid, nid, state = t
                 if not self._alive(nid, now):
-                    if state == S.SERVING:
-                        others = [u for u in targets if u is not t and u[2] == S.SERVING]
-                        t[2] = S.OFFLINE if others else S.LASTSRV
-                    elif state in (S.SYNCING, S.WAITING):
-                        t[2] = S.OFFLINE
-            has_serving = any(t[2] == S.SERVING for t in targets)
+                    if state == TargetState.SERVING:
+                        others = [u for u in targets if u is not t and u[2] == TargetState.SERVING]
+                        t[2] = TargetState.OFFLINE if others else TargetState.LASTSRV
+                    elif state in (TargetState.SYNCING, TargetState.WAITING):
+                        t[2] = TargetState.OFFLINE
+            has_serving = any(t[2] == TargetState.SERVING for t in targets)
             for t in targets:
                 tid, nid, state = t
                 if not self._alive(nid, now) or tid not in self._local:
                     continue
-                if state == S.LASTSRV and not has_serving:
-                    t[2] = S.SERVING
+                if state == TargetState.LASTSRV and not has_serving:
+                    t[2] = TargetState.SERVING
                     has_serving = True
             for t in targets:
                 tid, nid, state = t
                 if not self._alive(nid, now) or tid not in self._local:
                     continue
-                if state in (S.OFFLINE, S.WAITING):
-                    t[2] = S.SYNCING if has_serving else S.WAITING
+                if state in (TargetState.OFFLINE, TargetState.WAITING):
+                    t[2] = TargetState.SYNCING if has_serving else TargetState.WAITING
             targets.sort(key=lambda t: _ORDER[t[2]])  # stable: serving keep their order
             if targets != old:
                 chain["version"] += 1
@@ -137,7 +141,7 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                     "chain %d -> v%d: %s",
                     cid,
                     chain["version"],
-                    [(t[0], S.Name(t[2])) for t in targets],
+                    [(t[0], TargetState.Name(t[2])) for t in targets],
                 )
         if changed:
             self._routing_version += 1
@@ -156,10 +160,10 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
         self._stop.set()
 
     # ---- wire --------------------------------------------------------------------------------
-    def routing(self) -> cpb.RoutingInfo:
+    def routing(self) -> common_pb2.RoutingInfo:
         """The current routing table as a message."""
         now = time.monotonic()
-        info = cpb.RoutingInfo(
+        info = common_pb2.RoutingInfo(
             routing_version=self._routing_version,
             chunk_size=self._config["chunk_size"],
             stripe=self._config["stripe"],
@@ -182,7 +186,9 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
             )
         return info
 
-    def Heartbeat(self, request: mpb.HeartbeatReq, context: grpc.ServicerContext) -> mpb.HeartbeatRsp:
+    def Heartbeat(
+        self, request: mgmtd_pb2.HeartbeatReq, context: grpc.ServicerContext
+    ) -> mgmtd_pb2.HeartbeatRsp:
         if request.node_id == 0 or not request.address or request.role not in ("storage", "meta"):
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "EINVAL: heartbeat: node_id, address and role are required"
@@ -216,9 +222,19 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                     for t in chain["targets"]:
                         if t[0] in self._fresh:
                             continue  # a target of a new table has no data to be stale about
-                        if t[1] == request.node_id and t[2] in (S.SERVING, S.SYNCING, S.WAITING):
-                            others = [u for u in chain["targets"] if u is not t and u[2] == S.SERVING]
-                            t[2] = S.OFFLINE if (others or t[2] != S.SERVING) else S.LASTSRV
+                        if t[1] == request.node_id and t[2] in (
+                            TargetState.SERVING,
+                            TargetState.SYNCING,
+                            TargetState.WAITING,
+                        ):
+                            others = [
+                                u for u in chain["targets"] if u is not t and u[2] == TargetState.SERVING
+                            ]
+                            t[2] = (
+                                TargetState.OFFLINE
+                                if (others or t[2] != TargetState.SERVING)
+                                else TargetState.LASTSRV
+                            )
                             changed.append(cid)
                     if cid in changed:
                         chain["targets"].sort(key=lambda t: _ORDER[t[2]])
@@ -245,17 +261,19 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                     self._routing_version += 1
                     self._save_chains([])
                 self._reconcile()
-            return mpb.HeartbeatRsp(routing=self.routing(), lease_s=self.lease_s)
+            return mgmtd_pb2.HeartbeatRsp(routing=self.routing(), lease_s=self.lease_s)
 
     def collect(self) -> Iterator[Metric]:
         """Prometheus collector: target states, node liveness and chain versions, read at scrape time."""
         with self._lock:
             info = self.routing()
         targets = GaugeMetricFamily("fs3_targets", "Storage targets by public state", labels=["state"])
-        counts = dict.fromkeys((n for n in cpb.TargetState.keys() if n != "TARGET_STATE_UNSPECIFIED"), 0)
+        counts = dict.fromkeys(
+            (n for n in common_pb2.TargetState.keys() if n != "TARGET_STATE_UNSPECIFIED"), 0
+        )
         for ch in info.chains:
             for t in ch.targets:
-                counts[cpb.TargetState.Name(t.state)] += 1
+                counts[common_pb2.TargetState.Name(t.state)] += 1
         for state, n in counts.items():
             targets.add_metric([state], n)
         nodes = GaugeMetricFamily(
@@ -277,13 +295,15 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
         yield versions
         yield GaugeMetricFamily("fs3_routing_version", "Routing table version", value=info.routing_version)
 
-    def GetRouting(self, request: mpb.GetRoutingReq, context: grpc.ServicerContext) -> mpb.GetRoutingRsp:
+    def GetRouting(
+        self, request: mgmtd_pb2.GetRoutingReq, context: grpc.ServicerContext
+    ) -> mgmtd_pb2.GetRoutingRsp:
         with self._lock:
-            return mpb.GetRoutingRsp(routing=self.routing())
+            return mgmtd_pb2.GetRoutingRsp(routing=self.routing())
 
     def SetChainTable(
-        self, request: mpb.SetChainTableReq, context: grpc.ServicerContext
-    ) -> mpb.SetChainTableRsp:
+        self, request: mgmtd_pb2.SetChainTableReq, context: grpc.ServicerContext
+    ) -> mgmtd_pb2.SetChainTableRsp:
         if not request.chains:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "EINVAL: chains: at least one chain is required")
         chunk_size = request.chunk_size or (1 << 20)
@@ -321,7 +341,8 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                 self._chains[spec.chain_id] = {
                     "version": (old["version"] + 1) if old else 1,
                     "targets": [
-                        [t, n, S.SERVING] for t, n in zip(spec.target_ids, spec.node_ids, strict=True)
+                        [t, n, TargetState.SERVING]
+                        for t, n in zip(spec.target_ids, spec.node_ids, strict=True)
                     ],
                 }
             self._started = time.monotonic()  # unknown nodes get one lease to show up
@@ -335,9 +356,11 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
 
             self.db.run(save_cfg)
             self._save_chains(list(self._chains))
-            return mpb.SetChainTableRsp(routing=self.routing())
+            return mgmtd_pb2.SetChainTableRsp(routing=self.routing())
 
-    def SyncDone(self, request: mpb.SyncDoneReq, context: grpc.ServicerContext) -> mpb.SyncDoneRsp:
+    def SyncDone(
+        self, request: mgmtd_pb2.SyncDoneReq, context: grpc.ServicerContext
+    ) -> mgmtd_pb2.SyncDoneRsp:
         with self._lock:
             chain = self._chains.get(request.chain_id)
             if chain is None:
@@ -348,8 +371,8 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                     f"ESTALE: chain {request.chain_id}: version {request.chain_version} != {chain['version']}",
                 )
             for t in chain["targets"]:
-                if t[0] == request.target_id and t[2] == S.SYNCING:
-                    t[2] = S.SERVING
+                if t[0] == request.target_id and t[2] == TargetState.SYNCING:
+                    t[2] = TargetState.SERVING
                     chain["targets"].sort(key=lambda t: _ORDER[t[2]])
                     chain["version"] += 1
                     self._routing_version += 1
@@ -357,7 +380,7 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                     logging.info(
                         "chain %d: target %d sync done -> v%d", request.chain_id, t[0], chain["version"]
                     )
-                    return mpb.SyncDoneRsp(routing=self.routing())
+                    return mgmtd_pb2.SyncDoneRsp(routing=self.routing())
             context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"ENOTSERVING: target {request.target_id}: not syncing in chain {request.chain_id}",

@@ -41,9 +41,9 @@ def main() -> None:
         data = DataServer(
             args.host,
             args.data_port,
-            lambda *item: svc.read_for_data_port(*item),
+            lambda *item: svc.reader.read_item(*item),
             f"storage-{args.node_id}",
-            update=lambda req, payload: svc.update_for_data_port(req, payload),
+            update=lambda req, payload: svc.updater.update(req, payload),
         )
     svc = StorageService(
         node_id=args.node_id,

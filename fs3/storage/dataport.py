@@ -1,4 +1,4 @@
-"""The storage node's data port: chunk reads and updates over plain TCP (format in ``fs3._dataport``).
+"""The storage node's data port: chunk reads and updates over plain TCP (format in ``fs3.wire``).
 
 One thread per client connection; a client keeps a few connections per storage node and sends a
 batch of reads on each, so the per-chunk cost is one file read, one CRC32C pass and one send. An
@@ -13,17 +13,16 @@ import socket
 import threading
 from collections.abc import Callable
 
-from fs3 import _dataport as W
-from fs3 import errors as E
+from fs3 import errors, wire
 from fs3.crc import crc32c
-from fs3.protos import storage_pb2 as pb
+from fs3.protos import storage_pb2
 
 # (target, inode, index, offset, length, chain_version, relaxed, buffer) -> (committed_version,
 # content (a view into the buffer), CRC32C of content) or None for a hole; raises FS3Error as
 # Storage/Read would. The buffer belongs to the connection and is reused for its next item.
 ReadFn = Callable[[int, int, int, int, int, int, bool, bytearray], "tuple[int, memoryview, int] | None"]
 # (UpdateReq header, payload) -> UpdateRsp once committed down the chain; raises FS3Error.
-UpdateFn = Callable[[pb.UpdateReq, bytearray], pb.UpdateRsp]
+UpdateFn = Callable[[storage_pb2.UpdateReq, bytearray], storage_pb2.UpdateRsp]
 
 
 MAX_CONNECTIONS = 2048  # open connections (one thread each); more are closed at once
@@ -131,29 +130,29 @@ class DataServer:
 
     def _serve(self, conn: socket.socket, peer: object) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        head = memoryview(bytearray(W.BATCH_HEADER.size))
+        head = memoryview(bytearray(wire.BATCH_HEADER.size))
         buf = bytearray()
         try:
             while not self._stop.is_set():
                 try:
-                    W.recv_exact(conn, head)
+                    wire.recv_exact(conn, head)
                 except ConnectionError:
                     return  # the client is done with this connection
-                magic, version, op, n = W.BATCH_HEADER.unpack(head)
-                if magic != W.MAGIC or version != W.VERSION or not 1 <= n <= W.MAX_ITEMS:
+                magic, version, op, n = wire.BATCH_HEADER.unpack(head)
+                if magic != wire.MAGIC or version != wire.VERSION or not 1 <= n <= wire.MAX_ITEMS:
                     logging.warning("data port: bad request header from %s; closing", peer)
                     return
-                if op == W.OP_UPDATE and self._update is not None and n == 1:
+                if op == wire.OP_UPDATE and self._update is not None and n == 1:
                     if not self._serve_update(conn, peer):
                         return
                     continue
-                if op != W.OP_READ:
+                if op != wire.OP_READ:
                     logging.warning("data port: unknown op %d from %s; closing", op, peer)
                     return
-                items = memoryview(bytearray(n * W.READ_ITEM.size))
-                W.recv_exact(conn, items)
+                items = memoryview(bytearray(n * wire.READ_ITEM.size))
+                wire.recv_exact(conn, items)
                 for i in range(n):
-                    self._answer(conn, i, W.READ_ITEM.unpack_from(items, i * W.READ_ITEM.size), buf)
+                    self._answer(conn, i, wire.READ_ITEM.unpack_from(items, i * wire.READ_ITEM.size), buf)
         except OSError as exc:
             logging.debug("data port connection from %s ended: %s", peer, exc)
         except Exception:  # noqa: BLE001 - a bug here must show in the log, not only end the connection
@@ -165,70 +164,70 @@ class DataServer:
 
     def _serve_update(self, conn: socket.socket, peer: object) -> bool:
         """Receive one update, apply it, answer; False when the request was malformed (close)."""
-        head = memoryview(bytearray(W.UPDATE_HEAD.size))
-        W.recv_exact(conn, head)
-        header_len, payload_len = W.UPDATE_HEAD.unpack(head)
-        if header_len > W.MAX_UPDATE_HEADER_BYTES or payload_len > W.MAX_PAYLOAD_BYTES:
+        head = memoryview(bytearray(wire.UPDATE_HEAD.size))
+        wire.recv_exact(conn, head)
+        header_len, payload_len = wire.UPDATE_HEAD.unpack(head)
+        if header_len > wire.MAX_UPDATE_HEADER_BYTES or payload_len > wire.MAX_PAYLOAD_BYTES:
             logging.warning(
                 "data port: update of %d+%d bytes from %s; closing", header_len, payload_len, peer
             )
             return False
         raw = memoryview(bytearray(header_len))
-        W.recv_exact(conn, raw)
+        wire.recv_exact(conn, raw)
         payload = bytearray(payload_len)
-        W.recv_exact(conn, memoryview(payload))
+        wire.recv_exact(conn, memoryview(payload))
         self._metrics.received.inc(payload_len)
         try:
-            req = pb.UpdateReq.FromString(bytes(raw))
+            req = storage_pb2.UpdateReq.FromString(bytes(raw))
         except Exception:  # noqa: BLE001 - protobuf's DecodeError, or worse
             logging.warning("data port: undecodable update header from %s; closing", peer)
             return False
         try:
             rsp = self._update(req, payload)  # type: ignore[misc]
-        except E.FS3Error as exc:
+        except errors.FS3Error as exc:
             msg = _error_text(exc)
             self._metrics.updates.labels("error").inc()
-            W.send_all(conn, [W.REPLY.pack(W.STATUS_ERROR, len(msg)), msg])
+            wire.send_all(conn, [wire.REPLY.pack(wire.STATUS_ERROR, len(msg)), msg])
             return True
         body = rsp.SerializeToString()
         self._metrics.updates.labels("ok").inc()
-        W.send_all(conn, [W.REPLY.pack(W.STATUS_DATA, len(body)), body])
+        wire.send_all(conn, [wire.REPLY.pack(wire.STATUS_DATA, len(body)), body])
         return True
 
     def _answer(self, conn: socket.socket, i: int, item: tuple[int, ...], buf: bytearray) -> None:
         target, inode, index, offset, length, chain_version, flags = item
         try:
             got = self._read(
-                target, inode, index, offset, length, chain_version, bool(flags & W.FLAG_RELAXED), buf
+                target, inode, index, offset, length, chain_version, bool(flags & wire.FLAG_RELAXED), buf
             )
-        except E.FS3Error as exc:
+        except errors.FS3Error as exc:
             self._error(conn, i, exc)
             return
         except Exception as exc:  # noqa: BLE001 - one bad item must not end the connection
             logging.exception("data port item %d (target %d chunk %d:%d) failed", i, target, inode, index)
-            self._error(conn, i, E.IOFailure(f"target {target} chunk {inode}:{index}", repr(exc)))
+            self._error(conn, i, errors.IOFailure(f"target {target} chunk {inode}:{index}", repr(exc)))
             return
         if got is None:
             self._metrics.items.labels("hole").inc()
-            W.send_all(conn, [W.ITEM_HEADER.pack(i, W.STATUS_HOLE, 0, 0, 0, 0, 0)])
+            wire.send_all(conn, [wire.ITEM_HEADER.pack(i, wire.STATUS_HOLE, 0, 0, 0, 0, 0)])
             return
         version, content, chunk_crc = got
         end = len(content) if length == 0 else min(len(content), offset + length)
         start = min(offset, end)
         data = content[start:end]
         crc = chunk_crc if start == 0 and end == len(content) else crc32c(data)
-        W.send_all(
-            conn, [W.ITEM_HEADER.pack(i, W.STATUS_DATA, version, len(content), len(data), crc, 0), data]
+        wire.send_all(
+            conn, [wire.ITEM_HEADER.pack(i, wire.STATUS_DATA, version, len(content), len(data), crc, 0), data]
         )
         self._metrics.items.labels("data").inc()
         self._metrics.sent.inc(len(data))
 
-    def _error(self, conn: socket.socket, i: int, exc: E.FS3Error) -> None:
+    def _error(self, conn: socket.socket, i: int, exc: errors.FS3Error) -> None:
         msg = _error_text(exc)
         self._metrics.items.labels("error").inc()
-        W.send_all(conn, [W.ITEM_HEADER.pack(i, W.STATUS_ERROR, 0, 0, 0, 0, len(msg)), msg])
+        wire.send_all(conn, [wire.ITEM_HEADER.pack(i, wire.STATUS_ERROR, 0, 0, 0, 0, len(msg)), msg])
 
 
-def _error_text(exc: E.FS3Error) -> bytes:
+def _error_text(exc: errors.FS3Error) -> bytes:
     """The error an item or update answers with: gRPC's status text for ``exc``, capped."""
-    return E.wire_message(exc).encode("utf-8", "replace")[: W.MAX_ERROR_BYTES]
+    return errors.wire_message(exc).encode("utf-8", "replace")[: wire.MAX_ERROR_BYTES]

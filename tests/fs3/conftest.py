@@ -110,12 +110,12 @@ def node(tmp_path):
     routing = cpb.RoutingInfo(routing_version=1)
     routing.chains.add(chain_id=1, version=1).targets.add(target_id=101, node_id=1, state=cpb.SERVING)
     routing.chains.add(chain_id=2, version=1).targets.add(target_id=102, node_id=1, state=cpb.WAITING)
-    svc._set_routing(routing)
+    svc.targets.set_routing(routing)
     server = _rpc.make_server(max_workers=4)
     storage_pb2_grpc.add_StorageServicer_to_server(svc, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    data = DataServer("127.0.0.1", 0, svc.read_for_data_port, "test-node", update=svc.update_for_data_port)
+    data = DataServer("127.0.0.1", 0, svc.reader.read_item, "test-node", update=svc.updater.update)
     data.start()
     ch = _rpc.channel(f"127.0.0.1:{port}")
     try:
@@ -137,16 +137,16 @@ def mixed_chunks(node):
     svc = node[0]
 
     def commit(tid: int, index: int, content: bytes) -> None:
-        svc._stores[tid].stage((7, index), 1, content, 1)
-        svc._stores[tid].commit((7, index))
+        svc.targets.stores[tid].stage((7, index), 1, content, 1)
+        svc.targets.stores[tid].commit((7, index))
 
     big, small = os.urandom((2 << 20) + 5), os.urandom(1000)
     commit(101, 0, big)
     commit(101, 1, small)
     commit(101, 2, b"old" * 10)
-    svc._stores[101].stage((7, 2), 2, b"new", 1)  # a pending write on chunk 2
+    svc.targets.stores[101].stage((7, 2), 2, b"new", 1)  # a pending write on chunk 2
     commit(102, 0, b"waiting target")
     commit(101, 3, os.urandom(4096))
-    p = svc._stores[101].corrupt_for_test((7, 3))
+    p = svc.targets.stores[101].corrupt_for_test((7, 3))
     p.write_bytes(b"\0" + p.read_bytes()[1:])
     return big, small

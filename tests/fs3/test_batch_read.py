@@ -8,11 +8,12 @@ import grpc
 import pytest
 
 from fs3 import ClusterConfig, LocalCluster
-from fs3.client.client import FS3Client, parse_batch_read_rsp
+from fs3.client.client import FS3Client
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import storage_pb2 as spb
 from fs3.protos import storage_pb2_grpc
 from fs3.storage.service import StorageService
+from fs3.wire import parse_batch_read_rsp
 
 S = cpb.TargetState
 CHUNK = 64 << 10
@@ -68,7 +69,7 @@ def test_multi_chunk_reads_across_chains_match_what_was_written(cluster, transpo
 
 
 def test_batch_is_capped_per_rpc(cluster, monkeypatch, transport):
-    from fs3.client import client as client_mod
+    from fs3.client import chunks as client_mod
 
     monkeypatch.setattr(client_mod, "BATCH_MAX_ITEMS", 2)
     cl = cluster.client(data_port=transport == "dataport")
@@ -126,7 +127,7 @@ INODE = 7
 
 
 def _commit(svc: StorageService, tid: int, index: int, content: bytes, version: int = 1) -> None:
-    store = svc._stores[tid]
+    store = svc.targets.stores[tid]
     store.stage((INODE, index), version, content, 1)
     store.commit((INODE, index))
 
@@ -191,7 +192,7 @@ def test_batch_read_applies_reads_checks_per_item(node, mixed_chunks):
 def test_batch_read_errors_match_what_read_aborts_with(node):
     svc, ch, _ = node
     _commit(svc, 101, 0, b"x" * 10)
-    svc._stores[101].stage((INODE, 0), 2, b"y", 1)
+    svc.targets.stores[101].stage((INODE, 0), 2, b"y", 1)
     stub = storage_pb2_grpc.StorageStub(ch)
     for req in (_req(101, 0), _req(102, 0), _req(999, 0)):
         with pytest.raises(grpc.RpcError) as ei:

@@ -10,8 +10,8 @@ import time
 import grpc
 import pytest
 
-from fs3 import _dataport as W
 from fs3 import errors as E
+from fs3 import wire as W
 from fs3.client.dataport import ChecksumError, DataPortPool, PartialRead, ReadRequest
 from fs3.crc import crc32c
 from fs3.protos import common_pb2 as cpb
@@ -25,7 +25,7 @@ INODE = 7
 
 
 def _commit(svc: StorageService, tid: int, index: int, content: bytes, version: int = 1) -> None:
-    store = svc._stores[tid]
+    store = svc.targets.stores[tid]
     store.stage((INODE, index), version, content, 1)
     store.commit((INODE, index))
 
@@ -80,7 +80,7 @@ def test_items_get_reads_checks_and_answers(node, mixed_chunks):
 def test_errors_match_what_grpc_read_aborts_with(node):
     svc, ch, data = node
     _commit(svc, 101, 0, b"x" * 10)
-    svc._stores[101].stage((INODE, 0), 2, b"y", 1)
+    svc.targets.stores[101].stage((INODE, 0), 2, b"y", 1)
     stub = storage_pb2_grpc.StorageStub(ch)
     pool = DataPortPool(timeout_s=10)
     for tid in (101, 102, 999):
@@ -226,7 +226,7 @@ def test_pool_reconnects_after_the_server_restarts(node):
     time.sleep(0.1)
     with pytest.raises(OSError):  # the pooled connection is dead; it is dropped with the error
         pool.read(data.address, [_req(101, 0)])
-    again = DataServer("127.0.0.1", port, svc.read_for_data_port, "test-node-2")
+    again = DataServer("127.0.0.1", port, svc.reader.read_item, "test-node-2")
     again.start()
     try:
         assert pool.read(again.address, [_req(101, 0)])[0].n == 3
@@ -265,7 +265,7 @@ def test_crc32c_software_fallback_matches(monkeypatch):
 def test_connections_over_the_limit_are_refused_and_the_rest_keep_working(node):
     svc, _, _ = node
     _commit(svc, 101, 0, b"abc")
-    small = DataServer("127.0.0.1", 0, svc.read_for_data_port, "small", max_connections=2)
+    small = DataServer("127.0.0.1", 0, svc.reader.read_item, "small", max_connections=2)
     small.start()
     try:
         pools = [DataPortPool(timeout_s=10) for _ in range(2)]
@@ -307,7 +307,7 @@ def test_update_applies_like_grpc_update_and_errors_match(node):
     assert bytes(got.sink[: r.n]) == blob and r.committed_version == 1
 
     stub = storage_pb2_grpc.StorageStub(ch)
-    from fs3.storage.service import pieces
+    from fs3.wire import update_pieces as pieces
 
     bad = [
         _update_header(101, 6, blob, chain_version=0),  # stale chain version
@@ -325,7 +325,7 @@ def test_update_applies_like_grpc_update_and_errors_match(node):
             pool.update(data.address, spb.UpdateReq.FromString(raw), blob, "test")
         assert type(mine.value) is type(E.from_rpc_error(ei.value))
         assert E.wire_message(mine.value) == ei.value.details()
-    assert svc._stores[101].meta((INODE, 6)) is None  # nothing of the rejected writes landed
+    assert svc.targets.stores[101].meta((INODE, 6)) is None  # nothing of the rejected writes landed
     pool.close()
 
 
@@ -344,7 +344,7 @@ def test_malformed_update_closes_the_connection_and_writes_nothing(node, tail):
     s.sendall(W.BATCH_HEADER.pack(W.MAGIC, W.VERSION, W.OP_UPDATE, 1) + tail)
     assert _closed_by_peer(s)
     s.close()
-    assert svc._stores[101].chunk_ids(INODE) == []
+    assert svc.targets.stores[101].chunk_ids(INODE) == []
     blob = b"still serving"
     rsp = DataPortPool(timeout_s=10).update(data.address, _update_header(101, 0, blob), blob, "test")
     assert rsp.committed_version == 1

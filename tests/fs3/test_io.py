@@ -15,7 +15,7 @@ from fs3._rpc import channel
 from fs3.crc import crc32c
 from fs3.protos import storage_pb2 as spb
 from fs3.protos import storage_pb2_grpc
-from fs3.storage.service import pieces
+from fs3.wire import update_pieces as pieces
 
 CHUNK = 64 << 10
 
@@ -123,7 +123,7 @@ def test_remove_deletes_chunks_on_every_replica(cluster, cl):
 
 def _head_update(cl, **overrides):
     """Send one raw Update to the head of chain 1; returns the RpcError or the response."""
-    ch = cl._chain(1)
+    ch = cl.routing_cache.chain(1)
     head = ch.targets[overrides.pop("position", 0)]
     data = overrides.pop("data", b"payload")
     header = spb.UpdateReq(
@@ -144,7 +144,7 @@ def _head_update(cl, **overrides):
         else:
             setattr(header, k, v)
     try:
-        return cl._stub(head.node_id).Update(pieces(header, data), timeout=10)
+        return cl.chunks.stub(head.node_id).Update(pieces(header, data), timeout=10)
     except grpc.RpcError as exc:
         return exc
 
@@ -175,7 +175,7 @@ def _fake_inode():
 
 
 def test_write_to_a_non_head_is_refused(cl):
-    ch = cl._chain(1)
+    ch = cl.routing_cache.chain(1)
     res = _head_update(cl, target_id=ch.targets[1].target_id, position=1)
     assert isinstance(res, grpc.RpcError) and res.code() == grpc.StatusCode.UNAVAILABLE
     assert "ENOTSERVING" in res.details()

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fs3 import errors as E
+from fs3 import errors
 from fs3.crc import crc32c
 
 MAX_INODE = (1 << 63) - 1
@@ -71,7 +71,7 @@ class ChunkStore:
     def _path(self, cid: tuple[int, int], pending: bool = False) -> Path:
         inode, idx = cid
         if not (0 < inode <= MAX_INODE and 0 <= idx <= MAX_INDEX):
-            raise E.InvalidArgument(f"chunk {inode}:{idx}", "chunk id out of range")
+            raise errors.InvalidArgument(f"chunk {inode}:{idx}", "chunk id out of range")
         return self.root / "chunks" / f"{inode:016x}" / (f"{idx:08x}.p" if pending else f"{idx:08x}")
 
     # ---- queries -----------------------------------------------------------------------------
@@ -96,7 +96,7 @@ class ChunkStore:
         return [m for k in sorted(keys) if (m := self.meta(k)) is not None]
 
     def read(self, cid: tuple[int, int]) -> bytes:
-        """The committed bytes of the chunk, verified against the indexed CRC32C (ChecksumMismatch)."""
+        """The committed bytes of the chunk, verified against the indexed CRC32C (ChecksumMismatchError)."""
         got = self.read_into(cid, None)
         return b"" if got is None else got[1].obj  # type: ignore[return-value]  # the bytes pread returned
 
@@ -106,7 +106,7 @@ class ChunkStore:
         """(meta, committed bytes) of the chunk verified against its CRC32C; None if it has none.
 
         The bytes are read into ``buf`` (grown to fit) when given, so a data-port connection reuses one
-        buffer instead of allocating (and page-faulting) a fresh one per chunk. Raises ChecksumMismatch
+        buffer instead of allocating (and page-faulting) a fresh one per chunk. Raises ChecksumMismatchError
         when the file is missing or fails its checksum. Takes no chunk lock: a commit that renames a new
         version in between is seen as a changed index entry, and the read is retried.
         """
@@ -120,7 +120,7 @@ class ChunkStore:
             except FileNotFoundError:
                 if self._moved(cid, m, commits) and attempt < 4:
                     continue
-                raise E.ChecksumMismatch(
+                raise errors.ChecksumMismatchError(
                     f"chunk {cid[0]}:{cid[1]} on target {self.target_id}", "chunk file missing"
                 ) from None
             try:
@@ -138,7 +138,7 @@ class ChunkStore:
             if self._moved(cid, m, commits) and attempt < 4:
                 continue  # a new version was committed while we read: read that one
             logging.error("target %d: chunk %d:%d fails its checksum", self.target_id, *cid)
-            raise E.ChecksumMismatch(
+            raise errors.ChecksumMismatchError(
                 f"chunk {cid[0]}:{cid[1]} on target {self.target_id}",
                 f"checksum mismatch (stored crc {m.crc:#010x}, length {m.length}; file {len(view)} bytes)",
             )

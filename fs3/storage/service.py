@@ -1,0 +1,155 @@
+"""The storage gRPC servicer: decode each request, call the part that does the work, map errors.
+
+Where the work lives: ``targets`` (heartbeats, routing, the targets' stores and chunk locks),
+``update`` (CRAQ update: validate, stage, commit), ``forward`` (down the chain), ``read`` (the read
+checks), ``resync`` (feeding a syncing successor) and ``store`` (the chunk engine). The data port
+(``dataport``) calls the same ``ChunkUpdater.update`` and ``ChunkReader.read_item``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import grpc
+
+from fs3 import errors, wire
+from fs3.protos import storage_pb2, storage_pb2_grpc
+from fs3.storage.forward import Forwarder
+from fs3.storage.read import ChunkReader
+from fs3.storage.resync import Resyncer
+from fs3.storage.targets import Targets
+from fs3.storage.update import ChunkUpdater
+
+
+class StorageService(storage_pb2_grpc.StorageServicer):
+    """One storage node: hosts the targets that the chain table assigns to ``node_id``."""
+
+    def __init__(
+        self,
+        node_id: int,
+        address: str,
+        data_dir: str,
+        mgmtd: str,
+        heartbeat_s: float = 1.0,
+        fsync: bool = True,
+        exit_on_mgmtd_loss: bool = True,
+        data_address: str = "",
+    ) -> None:
+        self.targets = Targets(
+            node_id, address, data_dir, mgmtd, heartbeat_s, fsync, exit_on_mgmtd_loss, data_address
+        )
+        self.forwarder = Forwarder(self.targets)
+        self.updater = ChunkUpdater(self.targets, self.forwarder)
+        self.reader = ChunkReader(self.targets)
+        self.resyncer = Resyncer(self.targets, self.forwarder)
+        self.targets.routing_listeners.append(self.resyncer.on_routing)
+
+    def start(self) -> None:
+        """Send the first (restarted) heartbeat and start the heartbeat thread."""
+        self.targets.start()
+
+    def stop(self) -> None:
+        """Stop heartbeating."""
+        self.targets.stop()
+
+    def Update(
+        self, request_iterator: Iterator[storage_pb2.UpdateReq], context: grpc.ServicerContext
+    ) -> storage_pb2.UpdateRsp:
+        try:
+            first = next(request_iterator)
+            parts = [first.data]
+            parts.extend(m.data for m in request_iterator)
+            return self.updater.update(first, b"".join(parts))
+        except errors.FS3Error as exc:
+            errors.abort(context, exc)
+        except StopIteration:
+            errors.abort(context, errors.InvalidArgument("update", "empty request stream"))
+
+    def Read(
+        self, request: storage_pb2.ReadReq, context: grpc.ServicerContext
+    ) -> Iterator[storage_pb2.ReadRsp]:
+        try:
+            got = self.reader.read(request)
+        except errors.FS3Error as exc:
+            errors.abort(context, exc)
+            return
+        if got is None:
+            yield storage_pb2.ReadRsp(found=False)
+            return
+        m, content = got
+        pieces = wire.reply_pieces(content, request.offset, request.length)
+        yield storage_pb2.ReadRsp(
+            found=True, committed_version=m.committed_version, chunk_length=len(content), data=next(pieces)
+        )
+        for data in pieces:
+            yield storage_pb2.ReadRsp(data=data)
+
+    def BatchRead(
+        self, request: storage_pb2.BatchReadReq, context: grpc.ServicerContext
+    ) -> Iterator[storage_pb2.BatchReadRsp]:
+        """Many Reads in one stream: each item checked like Read, answered in order, failures per item.
+
+        One RPC per batch instead of per chunk: gRPC Python's per-stream cost dominates small chunks.
+        """
+        for i, item in enumerate(request.items):
+            try:
+                got = self.reader.read(item)
+            except errors.FS3Error as exc:
+                yield storage_pb2.BatchReadRsp(item=i, error=errors.wire_message(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad item must not fail the others
+                logging.exception("batch read item %d failed", i)
+                failure = errors.IOFailure(f"item {i}", repr(exc))
+                yield storage_pb2.BatchReadRsp(item=i, error=errors.wire_message(failure))
+                continue
+            if got is None:
+                yield storage_pb2.BatchReadRsp(item=i, found=False)
+                continue
+            m, content = got
+            pieces = wire.reply_pieces(content, item.offset, item.length)
+            yield storage_pb2.BatchReadRsp(
+                item=i,
+                found=True,
+                committed_version=m.committed_version,
+                chunk_length=len(content),
+                data=next(pieces),
+            )
+            for data in pieces:
+                yield storage_pb2.BatchReadRsp(item=i, data=data)
+
+    def DumpChunkMeta(
+        self, request: storage_pb2.DumpChunkMetaReq, context: grpc.ServicerContext
+    ) -> storage_pb2.DumpChunkMetaRsp:
+        try:
+            store = self.targets.store(request.target_id)
+        except errors.FS3Error as exc:
+            errors.abort(context, exc)
+        rsp = storage_pb2.DumpChunkMetaRsp()
+        for m in store.all_meta():
+            rsp.chunks.add(
+                chunk=storage_pb2.ChunkId(inode_id=m.inode_id, index=m.index),
+                committed_version=m.committed_version,
+                pending_version=m.pending_version,
+                crc32c=m.crc,
+                length=m.length,
+                chain_version=m.chain_version,
+            )
+        return rsp
+
+    def RemoveRange(
+        self, request: storage_pb2.RemoveRangeReq, context: grpc.ServicerContext
+    ) -> storage_pb2.RemoveRangeRsp:
+        try:
+            return self.updater.remove_range(request)
+        except errors.FS3Error as exc:
+            errors.abort(context, exc)
+
+    def Space(
+        self, request: storage_pb2.TargetSpaceReq, context: grpc.ServicerContext
+    ) -> storage_pb2.TargetSpaceRsp:
+        rsp = storage_pb2.TargetSpaceRsp()
+        for tid, store in sorted(self.targets.stores.items()):
+            total, free, chunks = store.space()
+            rsp.targets.add(target_id=tid, total_bytes=total, free_bytes=free, chunks=chunks)
+        return rsp
