@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from fireflyer.cli._text import terminal_safe
+
 _conn_options = [
     click.option("--scheduler", envvar="HAI_SCHEDULER", default=None, help="host:port (env HAI_SCHEDULER)"),
     click.option("--token", envvar="HAI_TOKEN", default=None, help="your token (env HAI_TOKEN)"),
@@ -75,6 +77,7 @@ def job_dict(info: Any) -> dict[str, Any]:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
+    rows = [[terminal_safe(c) for c in r] for r in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
@@ -205,11 +208,11 @@ def show(client: Any, job_id: int, as_json: bool) -> None:
         return
     for key in ("job_id", "name", "user", "group", "state", "reason", "priority", "base_priority", "nodes",
                 "ranks_per_node", "command", "workdir", "assigned_nodes", "run_seq", "suspend_count", "exit_code"):  # fmt: skip
-        click.echo(f"{key:15} {d[key]}")
+        click.echo(f"{key:15} {terminal_safe(d[key])}")
     click.echo(f"{'submitted_at':15} {_ts(d['submitted_at'])}")
     click.echo("history:")
     for t in d.get("history", []):
-        click.echo(f"  {_ts(t['at'])}  {t['from'] or '-':>10} -> {t['to']:<10} {t['reason']}")
+        click.echo(f"  {_ts(t['at'])}  {t['from'] or '-':>10} -> {t['to']:<10} {terminal_safe(t['reason'])}")
 
 
 @click.command()
@@ -240,7 +243,7 @@ def _job_action(name: str, doc: str) -> click.Command:
     def cmd(client: Any, job_ids: tuple[int, ...]) -> None:
         for job_id in job_ids:
             info = getattr(client, name)(job_id)
-            click.echo(f"job {job_id}: {info.state} ({info.reason})")
+            click.echo(f"job {job_id}: {info.state} ({terminal_safe(info.reason)})")
 
     return cmd
 
