@@ -266,7 +266,10 @@ function drawChart(canvas, data, series, yMax, yLabel) {
 function drawCharts(data) {
   const s = data.samples;
   const last = s[s.length - 1] || {};
-  const qmax = Math.max(4, ...s.map((p) => Math.max(p.queue_length, p.jobs_running)));
+  const top = Math.max(4, ...s.map((p) => Math.max(p.queue_length, p.jobs_running)));
+  // Four gridlines at round numbers: the step is 1, 2 or 5 times a power of ten.
+  const mag = 10 ** Math.floor(Math.log10(top / 4));
+  const qmax = 4 * mag * [1, 2, ...(mag >= 10 ? [2.5] : []), 5, 10].find((m) => 4 * mag * m >= top);
   const mins = drawChart($("plot-queue"), data, [
     { color: "#e0a100", value: (p) => p.queue_length },
     { color: "#2f6fd6", value: (p) => p.jobs_running },
