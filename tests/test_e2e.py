@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -67,6 +68,14 @@ def test_up_status_down_leave_nothing_running(tmp_path):
         for name, url in state["metrics"].items():
             with urllib.request.urlopen(url, timeout=10) as rsp:
                 assert b"grpc_server_handled_total" in rsp.read(), name
+        # the status page shows this cluster's fs3 (haictl up passes its mgmtd to the scheduler)
+        deadline, panel = time.monotonic() + 30, {}
+        while time.monotonic() < deadline and not panel.get("ok"):
+            with urllib.request.urlopen(state["web"] + "api/fs3", timeout=10) as rsp:
+                panel = json.loads(rsp.read())
+            time.sleep(0.5)
+        assert panel["configured"] and panel["ok"], panel
+        assert panel["states"]["SERVING"] == len(panel["targets"]) and len(panel["nodes"]) == 3, panel
     finally:
         down = subprocess.run([*haictl, "down", "--data-dir", data], capture_output=True, text=True, env=env)
     assert down.returncode == 0, down.stderr
