@@ -187,6 +187,7 @@ class Store:
     def __init__(self, conn: Any, dialect: str) -> None:
         self._conn = conn
         self.dialect = dialect
+        self._location = ""  # file path or DSN, for reader()
         ddl = _SCHEMA.format(
             id="INTEGER PRIMARY KEY AUTOINCREMENT"
             if dialect == "sqlite"
@@ -205,14 +206,27 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
-        return cls(conn, "sqlite")
+        store = cls(conn, "sqlite")
+        store._location = path
+        return store
 
     @classmethod
-    def postgres(cls, dsn: str) -> Store:
+    def postgres(cls, dsn: str, autocommit: bool = False) -> Store:
         """PostgreSQL through psycopg 3 (``pip install psycopg[binary]``)."""
         import psycopg
 
-        return cls(psycopg.connect(dsn), "postgres")
+        store = cls(psycopg.connect(dsn, autocommit=autocommit), "postgres")
+        store._location = dsn
+        return store
+
+    def reader(self) -> Store:
+        """A second connection to the same database for reads (the status page's job pages and
+        counts), so they neither wait for nor hold up the scheduler's lock; the caller closes it."""
+        if not self._location or self._location == ":memory:":
+            raise ValueError("reader: only a store opened from a file or DSN can be opened twice")
+        if self.dialect == "sqlite":
+            return Store.sqlite(self._location)  # WAL: readers run beside the writer
+        return Store.postgres(self._location, autocommit=True)  # no transaction left open between reads
 
     def close(self) -> None:
         """Close the connection."""

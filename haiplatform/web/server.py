@@ -28,7 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from haiplatform import errors
 from haiplatform.protos import agent_pb2, agent_pb2_grpc
 from haiplatform.scheduler.core import SchedulerCore
-from haiplatform.scheduler.store import User
+from haiplatform.scheduler.store import Store, User
 from haiplatform.web.fs3panel import Fs3Monitor
 from haiplatform.web.metrics import SchedulerCollector
 from haiplatform.web.openapi import openapi_document
@@ -130,6 +130,8 @@ class WebServer:
         self.collector = SchedulerCollector(core, self._request_counts)
         self.registry.register(self.collector)
         self._log_channels: dict[str, grpc.Channel] = {}
+        self._reader: Store | None = None  # opened on the first job-list request
+        self._reader_lock = threading.Lock()
         # (method, name for /metrics, path pattern, handler); the names are the OpenAPI paths.
         self._routes: list[Route] = [
             ("GET", "/", r"/", self._index),
@@ -178,6 +180,10 @@ class WebServer:
             self.fs3.stop()
         for ch in self._log_channels.values():
             ch.close()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         try:
             self.registry.unregister(self.collector)
         except KeyError:
@@ -281,9 +287,11 @@ class WebServer:
         offset = _int_param(req.query, "offset", 0, 0, 1 << 40)
         user = _str_param(req.query, "user")
         name = _str_param(req.query, "name")
-        with self.core.lock:  # one snapshot: the page and the counts agree
-            jobs = self.core.store.list_jobs(states, user, limit, name=name, offset=offset)
-            by_state = self.core.store.count_jobs(user, name)
+        with self._reader_lock:  # our own connection: a count over many jobs never holds up the scheduler
+            if self._reader is None:
+                self._reader = self.core.store.reader()
+            jobs = self._reader.list_jobs(states, user, limit, name=name, offset=offset)
+            by_state = self._reader.count_jobs(user, name)
         counts = {s: by_state.get(s, 0) for s in JOB_STATES}
         total = sum(n for s, n in counts.items() if not states or s in states)
         now = time.time()

@@ -105,3 +105,16 @@ def test_job_pages_name_filter_and_counts(store_factory):
     assert s.count_jobs(user="bob") == {"queued": 2, "cancelled": 1}
     assert s.count_jobs(name="TRAIN") == {"queued": 3}
     assert s.count_jobs(name="nothing") == {}
+
+
+def test_reader_sees_committed_jobs_on_its_own_connection(store_factory):
+    """The status page's reader is a second connection: it sees what the writer committed."""
+    s = store_factory()
+    reader = s.reader()
+    try:
+        assert reader.count_jobs() == {}
+        a = s.insert_job(_job(name="seen"), 100.0, "submitted")
+        assert [j.job_id for j in reader.list_jobs(name="seen")] == [a]
+        assert reader.count_jobs() == {"queued": 1}
+    finally:
+        reader.close()
