@@ -467,7 +467,7 @@ class Agent:
                     r.reason = str(ev.get("reason") or "")
                     r.exit_code = int(ev["code"])
                     if r.reason:
-                        log.warning("job %d rank %d cannot start: %s", run.job_id, r.rank, r.reason)
+                        log.warning("job %d rank %d: %s", run.job_id, r.rank, r.reason)
                 elif kind == "cgroup":
                     run.cgroup = str(ev.get("path", ""))
                 elif kind == "stopping":

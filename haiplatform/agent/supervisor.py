@@ -85,20 +85,37 @@ class RunSpec:
 
 
 def start_failure(exc: OSError, rank: RankProc) -> tuple[int, str]:
-    """Exit code (shell convention: 127 not found, 126 otherwise) and cause of a failed start."""
+    """Exit code (shell convention: 127 not found, 126 otherwise) and cause, cause first, of a failed start."""
     if exc.filename == rank.cwd:
         what = {
             errno.ENOENT: "does not exist",
             errno.ENOTDIR: "is not a directory",
             errno.EACCES: "is not accessible (permission denied)",
         }.get(exc.errno or 0, exc.strerror or str(exc))
-        return 127, f"workdir {rank.cwd} {what}"
+        return 127, f"cannot start: workdir {what}: {rank.cwd}"
     exe = rank.argv[0]
     if exc.errno == errno.ENOENT:
-        return 127, f"executable {exe!r} not found (in workdir {rank.cwd} or on PATH)"
+        return 127, f"cannot start: executable not found: {exe}"
     if exc.errno == errno.EACCES:
-        return 126, f"executable {exe!r} is not executable (permission denied)"
-    return 126, f"cannot exec {exe!r}: {exc.strerror or exc}"
+        return 126, f"cannot start: permission denied executing {exe}"
+    return 126, f"cannot start: exec failed ({exc.strerror or exc}): {exe}"
+
+
+def shell_start_failure(log: str) -> str:
+    """For a shell rank that exited 126/127: the shell's own complaint (last line of the log) as a cause."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            last = f.read().decode(errors="replace").strip().splitlines()[-1:]
+    except OSError:
+        return ""
+    # dash: "/bin/sh: 1: NAME: not found"; bash: "/bin/sh: line 1: NAME: command not found"
+    parts = last[0].split(": ") if last and last[0].startswith(("/bin/sh:", "sh:")) else []
+    if len(parts) >= 4 and parts[-1].endswith("not found"):
+        return f"cannot start: executable not found: {': '.join(parts[2:-1])[:300]} (sh)"
+    if len(parts) >= 4 and parts[-1] == "Permission denied":
+        return f"cannot start: permission denied executing {': '.join(parts[2:-1])[:300]} (sh)"
+    return ""
 
 
 def descendants(root: int) -> list[int]:
@@ -249,11 +266,11 @@ class Supervisor:
                     )  # fmt: skip
             except OSError as exc:
                 r.exit_code, r.reason = start_failure(exc, r)
-                self._log_to(r, f"cannot start rank {r.rank}: {r.reason}\n")
+                self._log_to(r, f"rank {r.rank}: {r.reason}\n")
                 continue
             except (ValueError, subprocess.SubprocessError) as exc:
-                r.exit_code, r.reason = 126, f"cannot exec {r.argv[0]!r}: {exc}"
-                self._log_to(r, f"cannot start rank {r.rank}: {r.reason}\n")
+                r.exit_code, r.reason = 126, f"cannot start: exec failed ({exc}): {r.argv[0]}"
+                self._log_to(r, f"rank {r.rank}: {r.reason}\n")
                 continue
             popen.returncode = 0  # this process reaps with waitpid(-1); keep Popen from trying
             r.pid = popen.pid
@@ -314,6 +331,8 @@ class Supervisor:
             r = by_pid.get(pid)
             if r is not None and r.exit_code is None:
                 r.exit_code = os.waitstatus_to_exitcode(status)
+                if r.exit_code in (126, 127) and r.argv[:2] == ["/bin/sh", "-c"]:
+                    r.reason = shell_start_failure(r.log)
 
     def _read_commands(self, now: float) -> None:
         try:

@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suspend-grace-s", type=float, default=5.0)
     p.add_argument("--term-s", type=float, default=2.0, help="SIGTERM -> SIGKILL delay")
     p.add_argument("--decay-s", type=float, default=1800.0, help="ABOVE_NORMAL -> NORMAL after this")
+    p.add_argument(
+        "--lease-s",
+        type=float,
+        default=30.0,
+        help="run lease: a run no heartbeat renewed for this long is killed on its node; a job failed "
+        "over restarts after lease + term-s (0: no leases, no fencing)",
+    )
     p.add_argument("--no-backfill", action="store_true")
     p.add_argument("--tls-cert", type=Path)
     p.add_argument("--tls-key", type=Path)
@@ -54,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) <= 0:
             print(f"error: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             return 2
+    if not 0 <= args.lease_s < float("inf"):
+        print("error: --lease-s must be a non-negative number of seconds", file=sys.stderr)
+        return 2
     if bool(args.tls_cert) != bool(args.tls_key):
         print("error: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
@@ -61,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     config = SchedulerConfig(
         heartbeat_s=args.heartbeat_s, node_timeout_s=args.node_timeout_s, cycle_s=args.cycle_s,
         suspend_grace_s=args.suspend_grace_s, term_s=args.term_s, decay_s=args.decay_s,
-        backfill=not args.no_backfill,
+        backfill=not args.no_backfill, lease_s=args.lease_s,
     )  # fmt: skip
     core = SchedulerCore(store, config)
     token_file = args.admin_token_file or args.db.resolve().parent / "admin.token"

@@ -22,6 +22,8 @@ from haiplatform.scheduler.store import TERMINAL_STATES, JobRecord, Store, Trans
 
 log = logging.getLogger("haiplatform.scheduler")
 
+FENCE_MARGIN_S = 1.0  # slack for the supervisor's reaction time and clock-rate differences
+
 
 @dataclass
 class SchedulerConfig:
@@ -34,6 +36,9 @@ class SchedulerConfig:
     suspend_grace_s: float = 5.0  # a suspended job that has not left by then is stopped
     term_s: float = 2.0  # SIGTERM -> SIGKILL delay when stopping ranks
     decay_s: float = 1800.0  # ABOVE_NORMAL -> NORMAL after this long since first start
+    # A run's lease: its supervisor stops it when no heartbeat renewed it for this long; a job failed
+    # over from a silent node restarts only after lease_s + term_s + FENCE_MARGIN_S (no two live runs).
+    lease_s: float = 30.0
     backfill: bool = True
 
 
@@ -54,6 +59,7 @@ class NodeState:
     host: str = ""
     spare_ports: list[int] = field(default_factory=list)
     agent_started_at: float = 0.0
+    renewed_mono: float = 0.0  # CLOCK_MONOTONIC of the last heartbeat that renewed this node's leases
 
     @property
     def schedulable(self) -> bool:
@@ -83,9 +89,18 @@ class SchedulerCore:
         now = time.time()
         self.jobs: dict[int, JobRecord] = {j.job_id: j for j in store.active_jobs()}
         self.nodes: dict[str, NodeState] = {}
+        mono = time.monotonic()
         for name, slots, drained, reason in store.load_nodes():
             # A restart renews every node's lease: agents that are alive re-report within it.
-            self.nodes[name] = NodeState(name, slots, drained, reason, last_heartbeat=now)
+            self.nodes[name] = NodeState(name, slots, drained, reason, last_heartbeat=now, renewed_mono=mono)
+        # Job id -> CLOCK_MONOTONIC before which it must not start again: a run of it may still hold
+        # a lease on a node that went silent. After a restart that is unknown, so every job that ran
+        # before waits out one lease.
+        self.fenced: dict[int, float] = {
+            j.job_id: mono + self.config.lease_s + self.config.term_s + FENCE_MARGIN_S
+            for j in self.jobs.values()
+            if j.run_seq > 0 and self.config.lease_s > 0
+        }
         self.quotas = store.quotas()
         # Per run (job, run_seq): rank -> exit code, as reported by agents.
         self.exits: dict[tuple[int, int], dict[int, int]] = {}
@@ -308,7 +323,7 @@ class SchedulerCore:
     def heartbeat(self, req: agent_pb2.HeartbeatRequest) -> agent_pb2.HeartbeatReply:
         """Record a node's liveness and rank states; return the commands that bring it in line."""
         now = time.time()
-        reply = agent_pb2.HeartbeatReply(heartbeat_s=self.config.heartbeat_s)
+        reply = agent_pb2.HeartbeatReply(heartbeat_s=self.config.heartbeat_s, lease_s=self.config.lease_s)
         changed = False
         with self.lock:
             node = self.nodes.get(req.node)
@@ -324,12 +339,18 @@ class SchedulerCore:
             if restarted or not node.up:
                 # A new agent process (its ranks died with the old one), or a node back from
                 # down: whatever it ran before was already failed over, or must be now.
-                self._fail_over_node(node, "agent restarted" if restarted else "node came back", now)
+                self._fail_over_node(
+                    node,
+                    "agent restarted" if restarted else "node came back",
+                    now,
+                    agent_gone=bool(restarted),
+                )
                 changed = True
             if not node.seen or node.healthy != req.healthy:
                 changed = True
             node.seen, node.up = True, True
             node.last_heartbeat = now
+            node.renewed_mono = time.monotonic()
             node.agent_started_at = req.agent_started_at
             node.healthy, node.health_reason = req.healthy, req.health_reason
             node.log_address, node.host = req.log_address, req.host
@@ -359,7 +380,7 @@ class SchedulerCore:
                         )
                 for rs in ranks:
                     if not rs.running and current:
-                        changed |= self._record_exit(job, node.name, rs.rank, rs.exit_code, now)
+                        changed |= self._record_exit(job, node.name, rs.rank, rs.exit_code, now, rs.reason)
                 current = current and job.state in ("running", "suspending") and job.run_seq == seq
                 running = [r for r in ranks if r.running]
                 if running and (not current or (job_id, seq) in self.suspend_ready):
@@ -369,7 +390,14 @@ class SchedulerCore:
                             reason="suspended" if current else "run no longer current",
                         )
                     )  # fmt: skip
-                elif running and job.state == "suspending":
+                elif running:
+                    reply.renew.append(agent_pb2.RunRef(job_id=job_id, run_seq=seq))
+                if (
+                    running
+                    and current
+                    and (job_id, seq) not in self.suspend_ready
+                    and job.state == "suspending"
+                ):
                     reply.suspend.append(
                         agent_pb2.SuspendRun(
                             job_id=job_id,
@@ -425,10 +453,14 @@ class SchedulerCore:
             env=env,
             ranks=list(range(node_rank * rpn, (node_rank + 1) * rpn)),
             user=job.user,
+            term_s=self.config.term_s,
         )
 
-    def _record_exit(self, job: JobRecord, node: str, rank: int, code: int, now: float) -> bool:
-        """Record one rank's exit of the current run; finish the run when that decides it."""
+    def _record_exit(
+        self, job: JobRecord, node: str, rank: int, code: int, now: float, cause: str = ""
+    ) -> bool:
+        """Record one rank's exit of the current run (``cause``: why it could not start); finish the run
+        when that decides it."""
         exits = self.exits.setdefault((job.job_id, job.run_seq), {})
         if rank in exits:
             return False
@@ -437,9 +469,12 @@ class SchedulerCore:
         if job.state == "running" and code != 0:
             job.exit_code = code
             job.finished_at = now
-            self._persist(
-                job, self._transition(job, "failed", f"rank {rank} on {node} exited with code {code}", now)
+            why = (
+                f"{cause} (rank {rank} on {node}, exit code {code})"
+                if cause
+                else (f"rank {rank} on {node} exited with code {code}")
             )
+            self._persist(job, self._transition(job, "failed", why, now))
             return True
         if len(exits) < world:
             return False
@@ -467,13 +502,24 @@ class SchedulerCore:
             t2 = self._transition(job, "queued", "requeued after suspend; resumes from its checkpoint", now)
             self._persist(job, t1, t2)
 
-    def _fail_over_node(self, node: NodeState, why: str, now: float) -> None:
-        """Requeue every job holding ``node`` (it resumes from its checkpoint elsewhere)."""
+    def _fail_over_node(self, node: NodeState, why: str, now: float, agent_gone: bool = False) -> None:
+        """Requeue every job holding ``node`` (it resumes from its checkpoint elsewhere) once the lease
+        of its run there has expired and the run is killed; with ``agent_gone`` (a new agent process
+        heartbeats) the old supervisors saw their agent die and are stopping already."""
+        mono = time.monotonic()
+        lease_end = node.renewed_mono + self.config.lease_s
+        if agent_gone:
+            lease_end = min(lease_end, mono)
+        fence = lease_end + self.config.term_s + FENCE_MARGIN_S if self.config.lease_s > 0 else 0.0
         for job in list(self.jobs.values()):
             if job.state in ("running", "suspending") and node.name in job.assigned:
+                wait = ""
+                if fence > mono:
+                    self.fenced[job.job_id] = max(self.fenced.get(job.job_id, 0.0), fence)
+                    wait = f" after its run there is fenced off (lease expiry + kill grace, {fence - mono:.1f} s)"
                 t = self._transition(
                     job, "queued" if not job.hold else "suspended",
-                    f"node {node.name} {why}; requeued to resume from its checkpoint", now,
+                    f"node {node.name} {why}; requeued to resume from its checkpoint{wait}", now,
                 )  # fmt: skip
                 self._persist(job, t)
 
@@ -495,6 +541,9 @@ class SchedulerCore:
                 for n in sorted(self.nodes.values(), key=lambda n: n.name)
             ]
             running, queue = [], []
+            mono = time.monotonic()
+            for job_id in [j for j, until in self.fenced.items() if until <= mono]:
+                del self.fenced[job_id]
             for job in self.jobs.values():
                 if job.state in ("running", "suspending"):
                     if job.state == "running" and any(
@@ -510,7 +559,7 @@ class SchedulerCore:
                             job.first_started_at, job.state == "suspending", job.time_limit_s,
                         )
                     )  # fmt: skip
-                elif job.state == "queued":
+                elif job.state == "queued" and job.job_id not in self.fenced:
                     queue.append(
                         policy.QueuedJob(
                             job.job_id,

@@ -7,6 +7,7 @@ heartbeat. Neither holds state of its own beyond the channels to agents' log ser
 from __future__ import annotations
 
 import logging
+import math
 from concurrent import futures
 
 import grpc
@@ -120,6 +121,8 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
                 if not done:  # the rank has not started yet: nothing to show so far
                     return scheduler_pb2.TailLogReply(next_offset=max(0, request.offset), node=node.name)
                 raise errors.NotFound(exc.details()) from None
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise errors.InvalidSpec(exc.details()) from None
             raise errors.SchedulerUnavailable(
                 f"agent of node {node.name} ({node.log_address}) holding rank {request.rank}'s log: {exc.code().name}"
             ) from None
@@ -194,9 +197,40 @@ class AgentControlService(agent_pb2_grpc.AgentControlServicer):
     def Heartbeat(self, request, context):  # noqa: ANN001, ANN201
         user = self.core.authenticate(_token(context))
         require_admin(user, "run node agents")
-        if not request.node:
-            raise errors.InvalidSpec("node: must not be empty")
+        check_heartbeat(request)
         return self.core.heartbeat(request)
+
+
+MAX_HEARTBEAT_RANKS = 65536
+MAX_TEXT_CHARS = 4096
+
+
+def check_heartbeat(req: agent_pb2.HeartbeatRequest) -> None:
+    """Refuse a malformed heartbeat before it touches any state; InvalidSpec names the field and limit."""
+    if (
+        not req.node
+        or len(req.node) > 253
+        or not all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in req.node)
+    ):
+        raise errors.InvalidSpec(f"node: {req.node[:80]!r} must be 1-253 letters, digits, '.', '_' or '-'")
+    if not 1 <= req.slots <= 4096:
+        raise errors.InvalidSpec(f"slots: {req.slots} is outside 1..4096")
+    for name in ("log_address", "host"):
+        if len(getattr(req, name)) > 255:
+            raise errors.InvalidSpec(f"{name}: over the limit of 255 characters")
+    if len(req.health_reason) > MAX_TEXT_CHARS:
+        raise errors.InvalidSpec(f"health_reason: over the limit of {MAX_TEXT_CHARS} characters")
+    if len(req.spare_ports) > 64 or not all(1 <= p <= 65535 for p in req.spare_ports):
+        raise errors.InvalidSpec("spare_ports: at most 64 ports, each 1..65535")
+    if not math.isfinite(req.agent_started_at) or req.agent_started_at < 0:
+        raise errors.InvalidSpec(f"agent_started_at: {req.agent_started_at} is not a unix time")
+    if len(req.ranks) > MAX_HEARTBEAT_RANKS:
+        raise errors.InvalidSpec(f"ranks: {len(req.ranks)} entries, limit {MAX_HEARTBEAT_RANKS}")
+    for i, rs in enumerate(req.ranks):
+        if rs.job_id < 1 or rs.run_seq < 1:
+            raise errors.InvalidSpec(f"ranks[{i}]: job_id and run_seq must be positive")
+        if len(rs.reason) > MAX_TEXT_CHARS:
+            raise errors.InvalidSpec(f"ranks[{i}].reason: over the limit of {MAX_TEXT_CHARS} characters")
 
 
 def serve(

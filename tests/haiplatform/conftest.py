@@ -20,6 +20,7 @@ FAST = {
     "--cycle-s": "0.1",
     "--suspend-grace-s": "3",
     "--term-s": "1",
+    "--lease-s": "4",
 }
 
 

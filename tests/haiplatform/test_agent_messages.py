@@ -9,6 +9,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import grpc
+import pytest
 import zmq
 from hai_helpers import log_so_far, processes_with_env, wait_for
 
@@ -91,3 +93,53 @@ def test_malformed_zmq_messages_are_refused_and_suspend_still_works(cluster_fact
     assert b"suspending" in c.admin.tail_log(job, 0, 0, 1 << 20).data
     agent_log = c.launcher.procs["agent-n1"].log_text()
     assert "refused in-job client message" in agent_log and "Traceback" not in agent_log
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"node": ""}, "node: "),
+        ({"node": "../../etc"}, "node: "),
+        ({"node": "n" * 300}, "node: "),
+        ({"slots": 0}, "slots: 0 is outside 1..4096"),
+        ({"spare_ports": [70000]}, "spare_ports: "),
+        ({"health_reason": "x" * 5000}, "health_reason: over the limit of 4096"),
+        ({"agent_started_at": float("nan")}, "agent_started_at: "),
+        ({"ranks": [{"job_id": 0, "run_seq": 1}]}, "ranks[0]: job_id and run_seq must be positive"),
+    ],
+)
+def test_scheduler_refuses_malformed_heartbeats(cluster_factory, fields, message):
+    from haiplatform.protos import agent_pb2, agent_pb2_grpc
+
+    c = cluster_factory([])
+    base = {"node": "n9", "slots": 8, "agent_started_at": 1.0}
+    req = agent_pb2.HeartbeatRequest(**{**base, **fields})
+    with grpc.insecure_channel(c.address) as ch:
+        stub = agent_pb2_grpc.AgentControlStub(ch)
+        md = (("authorization", f"Bearer {c.token}"),)
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.Heartbeat(req, metadata=md, timeout=10)
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in exc.value.details()
+        # Bytes that are no HeartbeatRequest at all: refused, and the scheduler keeps serving.
+        raw = ch.unary_unary("/haiplatform.AgentControl/Heartbeat")
+        with pytest.raises(grpc.RpcError):
+            raw(b"\xff\xff\xff\xff\x0f", metadata=md, timeout=10)
+        stub.Heartbeat(agent_pb2.HeartbeatRequest(**base), metadata=md, timeout=10)
+    assert "n9" in {n.name for n in c.admin.nodes()}
+    assert all(n.name in ("n9",) for n in c.admin.nodes())
+
+
+@pytest.mark.parametrize(
+    ("max_bytes", "ok"), [(1 << 20, True), (4_000_000, True), (4_000_001, False), (2**32 - 1, False)]
+)
+def test_log_reads_over_the_limit_are_refused(cluster_factory, tmp_path, max_bytes, ok):
+    from haiplatform import errors
+
+    c = cluster_factory(["n1"])
+    job = c.admin.submit({"command": "echo hello", "workdir": str(tmp_path)})
+    assert c.admin.wait(job).state == "completed"
+    if ok:
+        assert b"hello" in c.admin.tail_log(job, 0, 0, max_bytes).data
+    else:
+        with pytest.raises(errors.HaiError, match="max_bytes: .* over the limit of 4000000"):
+            c.admin.tail_log(job, 0, 0, max_bytes)

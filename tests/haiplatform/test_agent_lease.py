@@ -1,0 +1,61 @@
+"""Never two live runs of one job: with its agent stopped (SIGSTOP, as a hung or partitioned node),
+the run's supervisor kills it when its lease runs out, and the scheduler starts the job elsewhere only
+after lease expiry plus the kill grace; the job's own output shows the runs never overlapped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+from hai_helpers import processes_with_env, wait_for
+
+STUBBORN = Path(__file__).resolve().parent / "stubborn_job.py"
+
+
+def _ticks(path: Path) -> dict[str, list[float]]:
+    """Run seq -> times at which that run (main rank or its daemon) wrote the shared file."""
+    runs: dict[str, list[float]] = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            runs.setdefault(parts[1], []).append(float(parts[3]))
+    return runs
+
+
+def test_stopped_agent_is_fenced_before_the_job_runs_elsewhere(cluster_factory, tmp_path):
+    c = cluster_factory(["n1", "n2"], lease_s=3, term_s=1)
+    mark = uuid.uuid4().hex
+    out = tmp_path / "job"
+    out.mkdir()
+    # The rank ignores SIGTERM and leaves a daemon; both append to one file, as a checkpoint writer would.
+    job = c.admin.submit(
+        {
+            "command": f"exec {sys.executable} {STUBBORN} {out}",
+            "workdir": str(out),
+            "env": {"HAI_TEST_MARK": mark},
+        }
+    )
+    wait_for(lambda: (out / "daemon-1.pid").exists() and (out / "main-1.pid").exists(), 30, "the first run")
+    first = c.admin.job(job).assigned_nodes[0]
+    agent = c.launcher.procs[f"agent-{first}"].popen.pid
+    os.kill(agent, signal.SIGSTOP)
+    try:
+        wait_for(lambda: (out / "main-2.pid").exists(), 60, "the job to run again on the other node")
+        info = c.admin.job(job)
+        assert info.run_seq == 2 and first not in info.assigned_nodes
+        hist = [t.reason for t in c.admin.job(job).history]
+        assert any(f"node {first} down" in r and "fenced off" in r for r in hist), hist
+        wait_for(lambda: len(_ticks(out / "ticks").get("2", [])) >= 3, 30, "the second run to write")
+        runs = _ticks(out / "ticks")
+        assert max(runs["1"]) < min(runs["2"]), "two runs of the job wrote at the same time"
+        alive = processes_with_env("HAI_TEST_MARK", mark)
+        assert {env["HAI_RUN_SEQ"] for env in alive.values()} == {"2"}, alive
+        log = (c.root / first / "logs" / f"job-{job}" / "rank-0.log").read_text()
+        assert "lease expired" in log
+    finally:
+        os.kill(agent, signal.SIGCONT)
+    c.admin.cancel(job)
+    wait_for(lambda: not processes_with_env("HAI_TEST_MARK", mark), 15, "the job's processes to be gone")
