@@ -2,12 +2,15 @@
 
 ``service_argv`` is the single mapping from the cluster TOML to each service's own flags: operators'
 ``haictl serve ROLE`` (systemd units, Kubernetes pods) and ``haictl up`` (all roles on one machine)
-both go through it. ``up`` writes the resolved config and a state file under the cluster's data
-directory, so ``down`` and ``status`` work from any later shell.
+both go through it. ``up`` writes the resolved config (``cluster.toml``) and a state file
+(``cluster.json``: every process with its pid) under the cluster's data directory, and records that
+directory in the client config, so ``down``, ``status`` and ``serve`` find the cluster from any later
+shell; ``serve`` registers a restarted server there, so ``status`` and ``down`` see it too.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -18,12 +21,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fireflyer.config import ROLES, ClusterAgent, ClusterConfig, ServiceEndpoint, StorageServerConfig
+from fireflyer.config import (
+    ROLES,
+    ClusterAgent,
+    ClusterConfig,
+    ServiceEndpoint,
+    StorageServerConfig,
+    client_config_path,
+    load_config,
+    read_client_config,
+)
 from fireflyer.errors import FireflyerError
 from fireflyer.launcher import Launcher, free_port
 
 STATE_FILE = "cluster.json"
-CLIENT_CONFIG = Path("~/.config/fireflyer/client.toml")
+CONFIG_FILE = "cluster.toml"
+_LOCK_FILE = ".cluster.lock"
 
 
 def _db_url(cfg: ClusterConfig) -> str:
@@ -80,9 +93,10 @@ def service_argv(
         return [*argv, "--postgres", sc.database]
     if role == "agent":
         agent = _agent(cfg, name or cfg.agents[0].name)
+        mount = ["--fs3-mount", agent.fs3_mount] if agent.fs3_mount else []
         return [*py, "haiplatform.agent", "--scheduler", cfg.scheduler.address, "--node-name", agent.name,
                 "--slots", str(agent.slots), "--host", agent.host, "--work-dir", str(cfg.data_dir / "agents" / agent.name),
-                "--token-file", str(admin_token_file(cfg))]  # fmt: skip
+                "--token-file", str(admin_token_file(cfg)), "--job-env", f"FS3_MGMTD={mgmtd}", *mount]  # fmt: skip
     if role == "fuse":
         if not mountpoint:
             raise FireflyerError("fuse: a mountpoint is required")
@@ -157,19 +171,22 @@ def dump_config(cfg: ClusterConfig) -> str:
         f"suspend_grace_s = {cfg.scheduler.suspend_grace_s}", "",
     ]  # fmt: skip
     for a in cfg.agents:
-        lines += ["[[agents]]", f"name = {q(a.name)}", f"host = {q(a.host)}", f"slots = {a.slots}", ""]
+        mount = [f"fs3_mount = {q(a.fs3_mount)}"] if a.fs3_mount else []
+        lines += ["[[agents]]", f"name = {q(a.name)}", f"host = {q(a.host)}", f"slots = {a.slots}", *mount, ""]  # fmt: skip
     return "\n".join(lines)
 
 
-def write_client_config(cfg: ClusterConfig, path: Path = CLIENT_CONFIG) -> Path:
-    """Point ``haictl`` (jobs and fs commands) at this cluster, with the admin token (mode 0600)."""
-    path = Path(os.environ.get("HAI_CLIENT_CONFIG", str(path))).expanduser()
+def write_client_config(cfg: ClusterConfig, path: Path | None = None) -> Path:
+    """Point ``haictl`` at this cluster (mode 0600): jobs and fs commands at its scheduler (with the
+    admin token) and mgmtd, and ``status``/``down``/``serve`` at its data directory."""
+    path = path or client_config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     text = (
         f"# written by haictl up for cluster {cfg.name!r}\n"
-        f'scheduler = "{cfg.scheduler.address}"\n'
-        f'token_file = "{admin_token_file(cfg)}"\n'
-        f'mgmtd = "{cfg.mgmtd.address}"\n'
+        f"scheduler = {json.dumps(cfg.scheduler.address)}\n"
+        f"token_file = {json.dumps(str(admin_token_file(cfg)))}\n"
+        f"mgmtd = {json.dumps(cfg.mgmtd.address)}\n"
+        f"data_dir = {json.dumps(str(cfg.data_dir))}\n"
     )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -177,11 +194,11 @@ def write_client_config(cfg: ClusterConfig, path: Path = CLIENT_CONFIG) -> Path:
     return path
 
 
-def _wait_agents(cfg: ClusterConfig, timeout_s: float) -> None:
+def _wait_agents(cfg: ClusterConfig, timeout_s: float, names: list[str] | None = None) -> None:
     from haiplatform.scheduler_client import SchedulerClient
 
     client = SchedulerClient(cfg.scheduler.address, admin_token_file(cfg).read_text().strip())
-    want = {a.name for a in cfg.agents}
+    want = set(names) if names is not None else {a.name for a in cfg.agents}
     deadline = time.monotonic() + timeout_s
     while True:
         up = {n.name for n in client.nodes() if n.state == "up"}
@@ -205,13 +222,13 @@ def up(
     """
     state_path = cfg.data_dir / STATE_FILE
     if state_path.exists() and any(
-        _alive(p["pid"]) for p in json.loads(state_path.read_text())["processes"].values()
+        _proc_alive(p) for p in json.loads(state_path.read_text())["processes"].values()
     ):
         raise FireflyerError(f"a cluster is already running from {cfg.data_dir} (haictl down first)")
     cfg = resolve_ports(cfg)
     for sub in ("fs3", "scheduler", "agents", "logs"):
         (cfg.data_dir / sub).mkdir(parents=True, exist_ok=True)
-    config_path = cfg.data_dir / "cluster.toml"
+    config_path = cfg.data_dir / CONFIG_FILE
     config_path.write_text(dump_config(cfg))
     launcher = Launcher(cfg.data_dir / "logs")
 
@@ -273,11 +290,10 @@ def up(
         },
         "admin_token_file": str(admin_token_file(cfg)),
         "processes": {
-            n: {"pid": p.pid, "argv": list(p.popen.args), "log": str(p.log_path)}
-            for n, p in launcher.procs.items()
+            n: _entry(p.pid, list(p.popen.args), str(p.log_path)) for n, p in launcher.procs.items()
         },
     }
-    state_path.write_text(json.dumps(state, indent=2))
+    _write_state(cfg.data_dir, state)
     return state
 
 
@@ -293,18 +309,192 @@ def _raise_if_dead(launcher: Launcher) -> None:
                                f"--- {proc.log_path} ---\n{proc.log_text()[-3000:]}")  # fmt: skip
 
 
-def _alive(pid: int) -> bool:
+def _start_ticks(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), which tells a process from a later one with its pid."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _entry(pid: int, argv: list[str], log: str) -> dict[str, Any]:
+    """A process as the state file records it."""
+    return {"pid": pid, "argv": argv, "log": log, "started": _start_ticks(pid)}
+
+
+def _alive(pid: int, started: int | None = None) -> bool:
+    """Whether ``pid`` runs (not a zombie) and, given ``started``, is still the process recorded then."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     # A zombie (our own dead child) still answers kill(0): look at its state.
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return False
+    return fields[0] != "Z" and (started is None or int(fields[19]) == started)
+
+
+def _proc_alive(proc: dict[str, Any]) -> bool:
+    return _alive(proc["pid"], proc.get("started"))
+
+
+class _StateLock:
+    """An exclusive lock on a cluster's state file, so ``serve``, ``down`` and ``up`` never interleave."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / _LOCK_FILE
+
+    def __enter__(self) -> _StateLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)
+
+
+def _write_state(data_dir: Path, state: dict[str, Any]) -> None:
+    path = Path(data_dir) / STATE_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, path)
+
+
+def data_dir_candidates(data_dir: Path | None, config_path: Path | None = None) -> list[tuple[Path, str]]:
+    """Where the cluster a command means may live, each with why it is looked at, in the order tried.
+
+    ``--data-dir`` (or FIREFLYER_DATA_DIR) alone if given; else ``--config``'s data_dir alone; else the
+    data_dir ``haictl up`` recorded in the client config, then the embedded config's default.
+    """
+    if data_dir is not None:
+        return [(Path(data_dir).expanduser().resolve(), "--data-dir / FIREFLYER_DATA_DIR")]
+    if config_path is not None:
+        return [(load_config(config_path).data_dir.resolve(), f"[cluster].data_dir of {config_path}")]
+    out = []
+    recorded = read_client_config().get("data_dir")
+    if isinstance(recorded, str) and recorded:
+        out.append((Path(recorded).expanduser(), f"data_dir in {client_config_path()}, written by haictl up"))
+    default = load_config(None).data_dir
+    if all(d != default for d, _ in out):
+        out.append((default, "the default data_dir"))
+    return out
+
+
+def find_cluster(data_dir: Path | None, config_path: Path | None = None) -> Path:
+    """The data directory of the running-or-last cluster the command means; else an error saying where it looked."""
+    candidates = data_dir_candidates(data_dir, config_path)
+    for path, _why in candidates:
+        if (path / STATE_FILE).exists():
+            return path
+    looked = "; ".join(f"{path / STATE_FILE} ({why})" for path, why in candidates)
+    raise FireflyerError(
+        f"no cluster state: looked for {looked}. Start one with haictl up, or pass --data-dir DIR"
+    )
+
+
+def serve_config(config_path: Path | None, data_dir: Path | None) -> ClusterConfig:
+    """The config ``haictl serve`` runs a role with: ``--config``; else the ``cluster.toml`` that
+    ``haictl up`` wrote into the cluster's data directory (its resolved ports); else the embedded one."""
+    if config_path is not None:
+        cfg = load_config(config_path)
+        if data_dir is not None:
+            cfg.data_dir = Path(data_dir).expanduser().resolve()
+        return cfg
+    for path, _why in data_dir_candidates(data_dir):
+        if (path / CONFIG_FILE).exists():
+            cfg = load_config(path / CONFIG_FILE)
+            cfg.data_dir = path
+            return cfg
+    cfg = load_config(None)
+    if data_dir is not None:
+        cfg.data_dir = Path(data_dir).expanduser().resolve()
+    return cfg
+
+
+def process_name(cfg: ClusterConfig, role: str, index: int = 0, name: str = "") -> str:
+    """The name ``up`` gives ``role``'s process (``storage-1``, ``agent-node2``) in the state file."""
+    if role == "storage":
+        return f"storage-{index}"
+    if role == "agent":
+        return f"agent-{_agent(cfg, name or cfg.agents[0].name).name}"
+    if role == "fuse":
+        raise FireflyerError("fuse: mounts are not processes of the cluster (use haictl fs mount/umount)")
+    return role
+
+
+def _listen_address(cfg: ClusterConfig, role: str, index: int) -> tuple[str, int] | None:
+    if role in ("mgmtd", "meta", "scheduler"):
+        ep = getattr(cfg, role)
+        return ep.host, ep.port
+    if role == "storage":
+        srv = cfg.storage.servers[index]
+        return srv.host, srv.port
+    return None
+
+
+def _check_restartable(cfg: ClusterConfig, proc_name: str) -> dict[str, Any] | None:
+    """The cluster's state if ``cfg.data_dir`` has one (None: not a local cluster); error if ``proc_name`` runs."""
+    try:
+        state = json.loads((cfg.data_dir / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    old = state["processes"].get(proc_name)
+    if old is not None and _proc_alive(old):
+        raise FireflyerError(
+            f"{proc_name} of the cluster in {cfg.data_dir} is already running (pid {old['pid']}); "
+            "stop it first, or haictl down"
+        )
+    return state
+
+
+def register_foreground(
+    cfg: ClusterConfig, role: str, argv: list[str], index: int = 0, name: str = ""
+) -> bool:
+    """Record this process (about to exec ``argv``) as ``role``'s server of the cluster in
+    ``cfg.data_dir``, so that ``status`` shows it and ``down`` stops it; False if that is no local cluster."""
+    if role == "fuse":
+        return False
+    proc_name = process_name(cfg, role, index, name)
+    with _StateLock(cfg.data_dir):
+        state = _check_restartable(cfg, proc_name)
+        if state is None:
+            return False
+        state["processes"][proc_name] = _entry(os.getpid(), argv, "(foreground: its terminal)")
+        _write_state(cfg.data_dir, state)
+    return True
+
+
+def serve_detached(
+    cfg: ClusterConfig, role: str, index: int = 0, name: str = "", timeout_s: float = 60.0
+) -> dict[str, Any]:
+    """(Re)start ``role``'s server of the local cluster in ``cfg.data_dir`` in the background, log in
+    its logs/ like ``up``'s, registered in the state file; returns once it serves (its recorded entry)."""
+    proc_name = process_name(cfg, role, index, name)
+    argv = service_argv(cfg, role, index=index, name=name)
+    with _StateLock(cfg.data_dir):
+        state = _check_restartable(cfg, proc_name)
+        if state is None:
+            raise FireflyerError(
+                f"no cluster state in {cfg.data_dir}: --detach restarts a server of a cluster started with haictl up"
+            )
+        launcher = Launcher(cfg.data_dir / "logs")
+        try:
+            launcher.start(proc_name, argv, port=_listen_address(cfg, role, index), timeout_s=timeout_s)
+            if role == "agent":
+                _wait_agents(cfg, timeout_s, [_agent(cfg, name or cfg.agents[0].name).name])
+        except BaseException:
+            launcher.stop_all(grace_s=2)
+            raise
+        proc = launcher.procs[proc_name]
+        entry = _entry(proc.pid, argv, str(proc.log_path))
+        state["processes"][proc_name] = entry
+        _write_state(cfg.data_dir, state)
+    return {"name": proc_name, **entry}
 
 
 def read_state(data_dir: Path) -> dict[str, Any]:
@@ -316,26 +506,34 @@ def read_state(data_dir: Path) -> dict[str, Any]:
         raise FireflyerError(f"no cluster state in {path.parent} (was it started with haictl up?)") from None
 
 
+def _signal(pid: int, sig: int) -> None:
+    """``sig`` to ``pid``'s process group when it leads one (what ``up`` starts), else to ``pid`` alone."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def down(data_dir: Path, grace_s: float = 5.0) -> list[str]:
-    """Stop every process of the cluster under ``data_dir`` (clients first); return their names."""
-    state = read_state(data_dir)
-    names = list(state["processes"])
-    for name in reversed(names):  # agents and scheduler before storage, mgmtd last
-        pid = state["processes"][name]["pid"]
-        if not _alive(pid):
-            continue
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + grace_s
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        try:
-            os.killpg(pid, signal.SIGKILL)  # the group: children that outlived their parent too
-        except ProcessLookupError:
-            pass
-    (Path(data_dir).expanduser() / STATE_FILE).unlink()
+    """Stop every process of the cluster under ``data_dir`` (clients first), restarted ones included;
+    return their names."""
+    with _StateLock(Path(data_dir).expanduser()):
+        state = read_state(data_dir)
+        names = list(state["processes"])
+        for name in reversed(names):  # agents and scheduler before storage, mgmtd last
+            proc = state["processes"][name]
+            if not _proc_alive(proc):
+                continue
+            _signal(proc["pid"], signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            while _proc_alive(proc) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _proc_alive(proc) or os.getpgid(proc["pid"]) == proc["pid"]:
+                _signal(proc["pid"], signal.SIGKILL)  # the group: children that outlived their parent too
+        (Path(data_dir).expanduser() / STATE_FILE).unlink()
     return names
 
 
@@ -343,5 +541,5 @@ def status(data_dir: Path) -> dict[str, Any]:
     """What runs where: each process with pid, alive flag and log; plus the cluster's addresses."""
     state = read_state(data_dir)
     for proc in state["processes"].values():
-        proc["alive"] = _alive(proc["pid"])
+        proc["alive"] = _proc_alive(proc)
     return state

@@ -7,6 +7,7 @@ Validation errors name the offending field, e.g. ``storage[1].port: must be an i
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,7 @@ class ClusterAgent:
     name: str = "node1"
     host: str = "127.0.0.1"
     slots: int = 8
+    fs3_mount: str = ""  # where this node mounts fs3; jobs get it as FS3_MOUNT while it is mounted
 
 
 @dataclass
@@ -252,8 +254,11 @@ def parse_config(text: str) -> ClusterConfig:
             _take(raw, path, "name", str, f"node{i + 1}"),
             _take(raw, path, "host", str, "127.0.0.1"),
             _take(raw, path, "slots", int, 8),
+            _take(raw, path, "fs3_mount", str, ""),
         )
         _positive(agent.slots, path + "slots")
+        if agent.fs3_mount and not agent.fs3_mount.startswith("/"):
+            raise ConfigError(f"{path}fs3_mount: must be an absolute path, got {agent.fs3_mount!r}")
         _no_extra(raw, path)
         agents.append(agent)
     names = [a.name for a in agents]
@@ -274,3 +279,26 @@ def load_config(path: str | Path | None = None) -> ClusterConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from exc
     return parse_config(text)
+
+
+CLIENT_CONFIG = Path("~/.config/fireflyer/client.toml")
+
+
+def client_config_path() -> Path:
+    """The per-user client config ``haictl up`` writes: ``$HAI_CLIENT_CONFIG``, else ~/.config/fireflyer/client.toml."""
+    return Path(os.environ.get("HAI_CLIENT_CONFIG") or CLIENT_CONFIG).expanduser()
+
+
+def read_client_config() -> dict[str, Any]:
+    """The client config's keys (scheduler, token_file, mgmtd, data_dir); empty when there is none."""
+    path = client_config_path()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc

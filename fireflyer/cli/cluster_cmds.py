@@ -18,7 +18,7 @@ _config_option = click.option(
 )  # fmt: skip
 _data_dir_option = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FIREFLYER_DATA_DIR",
-    help="override [cluster].data_dir (env FIREFLYER_DATA_DIR)",
+    help="the cluster's data directory, overriding [cluster].data_dir (env FIREFLYER_DATA_DIR)",
 )  # fmt: skip
 
 
@@ -32,8 +32,14 @@ def _load(config_path: Path | None, data_dir: Path | None) -> ClusterConfig:
     return cfg
 
 
-def _data_dir(config_path: Path | None, data_dir: Path | None) -> Path:
-    return _load(config_path, data_dir).data_dir
+def _find(config_path: Path | None, data_dir: Path | None) -> Path:
+    """The data directory of the cluster meant: --data-dir, --config, then what haictl up recorded."""
+    from fireflyer import cluster
+
+    try:
+        return cluster.find_cluster(data_dir, config_path)
+    except FireflyerError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command()
@@ -81,7 +87,10 @@ def up(config_path: Path | None, data_dir: Path | None, no_client_config: bool, 
 @_config_option
 @_data_dir_option
 def down(config_path: Path | None, data_dir: Path | None) -> None:
-    """Stop the cluster started by ``haictl up``; nothing of it keeps running.
+    """Stop the cluster started by ``haictl up``, servers restarted by ``haictl serve`` included.
+
+    Without --data-dir/--config it stops the cluster the last ``haictl up`` recorded in the client
+    config (else the one in the default data_dir).
 
     \b
     Example:
@@ -90,7 +99,7 @@ def down(config_path: Path | None, data_dir: Path | None) -> None:
     from fireflyer import cluster
 
     try:
-        names = cluster.down(_data_dir(config_path, data_dir))
+        names = cluster.down(_find(config_path, data_dir))
     except FireflyerError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"stopped {len(names)} processes: {', '.join(names)}")
@@ -103,6 +112,8 @@ def down(config_path: Path | None, data_dir: Path | None) -> None:
 def status(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """Say what runs where for the cluster started by ``haictl up``; exit 1 if a process is down.
 
+    Finds the cluster like ``down``; a server restarted by ``haictl serve`` shows with its new pid.
+
     \b
     Example:
       haictl status --json
@@ -110,7 +121,7 @@ def status(config_path: Path | None, data_dir: Path | None, as_json: bool) -> No
     from fireflyer import cluster
 
     try:
-        state = cluster.status(_data_dir(config_path, data_dir))
+        state = cluster.status(_find(config_path, data_dir))
     except FireflyerError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -134,26 +145,42 @@ def status(config_path: Path | None, data_dir: Path | None, as_json: bool) -> No
 @click.option("--name", default="", help="agent: this node's name (default: the first [[agents]] entry)")
 @click.option("--mountpoint", default="", help="fuse: where to mount fs3")
 @click.option("--dry-run", is_flag=True, help="print the command instead of running it")
+@click.option(
+    "--detach", is_flag=True, help="run in the background, log under DATA_DIR/logs (local clusters)"
+)
 def serve(role: str, config_path: Path | None, data_dir: Path | None, index: int, name: str, mountpoint: str,
-          dry_run: bool) -> None:  # fmt: skip
+          dry_run: bool, detach: bool) -> None:  # fmt: skip
     """Run one role of the cluster in the foreground (what systemd units and pods run).
 
+    The config is --config, else the cluster.toml that ``haictl up`` wrote into the data directory
+    (so ``--data-dir DIR`` restarts a server of that local cluster on its ports), else the embedded
+    one. In a local cluster the server is registered in DIR/cluster.json: ``haictl status`` shows it
+    and ``haictl down`` stops it. ``--detach`` starts it in the background and returns once it serves.
+
     \b
-    Example:
+    Examples:
       haictl serve storage --index 0 --config /etc/fireflyer/cluster.toml
+      haictl serve storage --index 1 --data-dir ~/.fireflyer/local --detach
     """
     from fireflyer import cluster
 
-    cfg = _load(config_path, data_dir)
     try:
+        cfg = cluster.serve_config(config_path, data_dir)
         argv = cluster.service_argv(cfg, role, index=index, name=name, mountpoint=mountpoint)
+        if dry_run:
+            click.echo(" ".join(argv))
+            return
+        for sub in ("fs3", "scheduler", "agents", "logs"):
+            (cfg.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        if detach:
+            entry = cluster.serve_detached(cfg, role, index=index, name=name)
+            click.echo(f"{entry['name']} serves again (pid {entry['pid']}, log {entry['log']})")
+            return
+        cluster.register_foreground(cfg, role, argv, index=index, name=name)
     except FireflyerError as exc:
         raise click.ClickException(str(exc)) from None
-    if dry_run:
-        click.echo(" ".join(argv))
-        return
-    for sub in ("fs3", "scheduler", "agents"):
-        (cfg.data_dir / sub).mkdir(parents=True, exist_ok=True)
+    except RuntimeError as exc:  # the server did not start: its log's end is in the message
+        raise click.ClickException(str(exc)) from None
     os.execv(argv[0], argv)
 
 
@@ -172,7 +199,7 @@ def init_chains(config_path: Path | None, data_dir: Path | None) -> None:
     from fireflyer import cluster
     from fs3.cluster import ensure_chain_table
 
-    cfg = _load(config_path, data_dir)
+    cfg = cluster.serve_config(config_path, data_dir)
     table = cluster.chain_table_for(cfg)
     if ensure_chain_table(cfg.mgmtd.address, table):
         click.echo(

@@ -1,8 +1,9 @@
-"""``haictl fs``: the fs3 cluster from a shell: ls, stat, cp, rm, mkdir, mv, df, pack, bench, mount, umount.
+"""``haictl fs``: the fs3 cluster from a shell: ls, stat, cp, rm, mkdir, mv, df, status, pack, bench, mount, umount.
 
 Cluster paths are absolute (``/data/x``); in ``cp`` and ``pack`` a cluster path is written ``fs3:/data/x``
 and anything else is local. The cluster is found through ``--mgmtd``, then ``$FS3_MGMTD``, then
-``mgmtd = "host:port"`` in ``~/.config/fireflyer/client.toml``.
+``mgmtd = "host:port"`` in the client config that ``haictl up`` writes (``$HAI_CLIENT_CONFIG``, else
+``~/.config/fireflyer/client.toml``).
 """
 
 from __future__ import annotations
@@ -13,34 +14,35 @@ import os
 import stat as stat_mod
 import sys
 import time
-import tomllib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-CONFIG_PATH = Path("~/.config/fireflyer/client.toml")
 _PREFIX = "fs3:"
 
 
 def resolve_mgmtd(option: str | None) -> str:
-    """The mgmtd address from the option, the environment or the config file, or a clear error."""
+    """The mgmtd address from the option, the environment or the client config, or an error saying where it looked."""
+    from fireflyer.config import client_config_path, read_client_config
+    from fireflyer.errors import ConfigError
+
     if option:
         return option
     if os.environ.get("FS3_MGMTD"):
         return os.environ["FS3_MGMTD"]
-    cfg = CONFIG_PATH.expanduser()
-    if cfg.exists():
-        try:
-            data = tomllib.loads(cfg.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise click.UsageError(f"{cfg}: {exc}") from exc
-        addr = data.get("mgmtd") or data.get("fs3", {}).get("mgmtd")
-        if addr:
-            return str(addr)
+    try:
+        data = read_client_config()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    addr = data.get("mgmtd") or data.get("fs3", {}).get("mgmtd")
+    if addr:
+        return str(addr)
+    where = client_config_path()
+    state = "has no mgmtd" if where.exists() else "does not exist"
     raise click.UsageError(
-        f'no cluster address: pass --mgmtd HOST:PORT, set FS3_MGMTD, or put mgmtd = "host:port" in {cfg}'
+        f"no cluster address: no --mgmtd, FS3_MGMTD is not set and {where} {state}; "
+        'run haictl up, pass --mgmtd HOST:PORT, set FS3_MGMTD, or put mgmtd = "host:port" in it'
     )
 
 
@@ -354,6 +356,87 @@ def df(ctx: click.Context, as_json: bool) -> None:
         click.echo(
             f"{t['target_id']:>8} {t['node_id']:>6} {t['chain_id']:>6} {t['state']:<9}{chunks:>8}{tused:>12}  {addr}"
         )
+
+
+def _status_info(c: Any) -> dict[str, Any]:
+    """Every chain with its targets in chain order (head first): state, node, liveness and capacity,
+    plus the repairs the cluster reports (resyncs of SYNCING targets)."""
+    routing = c.refresh_routing()
+    usage = {t.target_id: t for t in c.target_usage(exact_bytes=False)}
+    chains, repairs = [], []
+    for chain in sorted(routing.chains, key=lambda ch: ch.chain_id):
+        targets = []
+        for t in chain.targets:
+            u = usage.get(t.target_id)
+            state = u.state if u else str(t.state)
+            targets.append({
+                "target_id": t.target_id, "node_id": t.node_id, "state": state,
+                "alive": bool(u and u.alive), "address": u.address if u else "",
+                "chunks": u.chunks if u else None, "disk_total_bytes": u.disk_total_bytes if u else None,
+                "disk_free_bytes": u.disk_free_bytes if u else None,
+            })  # fmt: skip
+            if state == "SYNCING":
+                repairs.append({"kind": "resync", "chain_id": chain.chain_id, "target_id": t.target_id})
+        serving = sum(t["state"] == "SERVING" for t in targets)
+        chains.append({"chain_id": chain.chain_id, "version": chain.version, "serving": serving,
+                       "replicas": len(targets), "targets": targets})  # fmt: skip
+    return {
+        "routing_version": routing.routing_version,
+        "chunk_size": routing.chunk_size,
+        "stripe": routing.stripe,
+        "chains": chains,
+        "repairs": repairs,
+    }
+
+
+@fs.command("status")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def status_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Health of the cluster: each chain's targets (head first) with state, node, capacity; repairs.
+
+    A chain is degraded when fewer of its targets are SERVING than it has replicas; a SYNCING
+    target is being resynced from its predecessor (listed under repairs). Exit status 1 when a
+    chain has no SERVING target (its data cannot be read).
+
+    \b
+    Example:
+      haictl fs status
+    """
+    with _reported():
+        info = _status_info(_client(ctx))
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo(
+            f"routing version {info['routing_version']}, {len(info['chains'])} chains, "
+            f"chunk size {_human(info['chunk_size'])}, stripe {info['stripe']}"
+        )
+        for ch in info["chains"]:
+            health = (
+                "ok" if ch["serving"] == ch["replicas"] else "DEGRADED" if ch["serving"] else "UNAVAILABLE"
+            )
+            click.echo(
+                f"\nchain {ch['chain_id']} (version {ch['version']}): {ch['serving']}/{ch['replicas']} serving, {health}"
+            )
+            click.echo(
+                f"  {'target':>8} {'node':>6} {'state':<9}{'chunks':>8}{'disk free':>12}{'disk size':>12}  address"
+            )
+            for t in ch["targets"]:
+                chunks = "-" if t["chunks"] is None else str(t["chunks"])
+                free = "-" if t["disk_free_bytes"] is None else _human(t["disk_free_bytes"])
+                size = "-" if t["disk_total_bytes"] is None else _human(t["disk_total_bytes"])
+                addr = t["address"] + ("" if t["alive"] else " (dead)")
+                click.echo(
+                    f"  {t['target_id']:>8} {t['node_id']:>6} {t['state']:<9}{chunks:>8}{free:>12}{size:>12}  {addr}"
+                )
+        click.echo("\nrepairs in progress:")
+        for r in info["repairs"]:
+            click.echo(f"  {r['kind']} of target {r['target_id']} (chain {r['chain_id']})")
+        if not info["repairs"]:
+            click.echo("  none")
+    if any(ch["serving"] == 0 for ch in info["chains"]):
+        sys.exit(1)
 
 
 # --- data --------------------------------------------------------------------------------------

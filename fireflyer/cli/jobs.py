@@ -25,17 +25,39 @@ _conn_options = [
 ]
 
 
+def _where_scheduler(option: str | None) -> str:
+    """Where the unreachable scheduler's address came from, so a user can tell a stale config from a typo."""
+    from fireflyer.config import client_config_path, read_client_config
+    from fireflyer.errors import ConfigError
+
+    if option:
+        return " (the address from --scheduler or HAI_SCHEDULER)"
+    path = client_config_path()
+    try:
+        recorded = read_client_config().get("scheduler")
+    except ConfigError:
+        recorded = None
+    if recorded:
+        return f" (the address in {path}, written by haictl up: is that cluster still up? haictl status)"
+    return (
+        f" (the default address: no --scheduler, HAI_SCHEDULER or scheduler in {path}; run haictl up first)"
+    )
+
+
 def _client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add --scheduler/--token, build the client, and turn HaiError into a one-line error, exit 1."""
 
     @functools.wraps(fn)
     def wrapper(scheduler: str | None, token: str | None, **kwargs: Any) -> None:
-        from haiplatform.errors import HaiError
+        from haiplatform.errors import HaiError, SchedulerUnavailable
         from haiplatform.scheduler_client import SchedulerClient
 
         try:
             with SchedulerClient.from_env(scheduler, token) as client:
                 fn(client, **kwargs)
+        except SchedulerUnavailable as exc:
+            click.echo(f"error: {exc}{_where_scheduler(scheduler)}", err=True)
+            sys.exit(1)
         except HaiError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)

@@ -33,7 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port (0 = any)"
     )
+    p.add_argument(
+        "--job-env", action="append", default=[], metavar="NAME=VALUE",
+        help="set in every rank's environment unless the job sets it (repeatable; haictl up passes FS3_MGMTD)",
+    )  # fmt: skip
+    p.add_argument(
+        "--fs3-mount", default="", help="this node's fs3 mount: ranks get FS3_MOUNT while it is mounted"
+    )
     args = p.parse_args(argv)
+    job_env = dict(item.split("=", 1) for item in args.job_env if "=" in item)
+    if len(job_env) != len(args.job_env):
+        print("error: --job-env must be NAME=VALUE", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     token = args.token or (args.token_file.read_text().strip() if args.token_file else "")
     if not token:
@@ -48,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             slots=args.slots, host=args.host, health_check=args.health_check,
             health_interval_s=args.health_interval_s,
             tls_ca=args.tls_ca.read_bytes() if args.tls_ca else None, cgroup=args.cgroup,
+            job_env=job_env, fs3_mount=args.fs3_mount,
         )
     )  # fmt: skip
     if args.metrics_port is not None:

@@ -215,6 +215,8 @@ class AgentConfig:
     health_interval_s: float = 60.0
     tls_ca: bytes | None = None
     cgroup: str = "auto"  # "auto": a cgroup v2 per run where writable; "off"; or a cgroup v2 directory
+    job_env: dict[str, str] = field(default_factory=dict)  # ranks' defaults (FS3_MGMTD); a job's env wins
+    fs3_mount: str = ""  # this node's fs3 mount: ranks get FS3_MOUNT while it is mounted
 
 
 class Agent:
@@ -394,6 +396,9 @@ class Agent:
         for local_rank, rank in enumerate(start.ranks):
             run.ranks[rank] = Rank(rank)
             env = dict(os.environ)
+            env.update(self.config.job_env)
+            if self.config.fs3_mount and os.path.ismount(self.config.fs3_mount):
+                env["FS3_MOUNT"] = self.config.fs3_mount
             env.update(start.env)
             env.update(
                 RANK=str(rank), LOCAL_RANK=str(local_rank), HFREDUCE_LOCAL_RANK=str(local_rank),
