@@ -1,3 +1,5 @@
 """Fire-Flyer: the glue between HFReduce, fs3 and HAI-Platform (CLI, training, local cluster)."""
 
-__version__ = "0.1.0"
+from ffcommon import __version__
+
+__all__ = ["__version__"]

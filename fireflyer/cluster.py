@@ -21,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ffcommon.launcher import Launcher
+from ffcommon.ports import free_port
 from fireflyer.config import (
     ROLES,
     ClusterAgent,
@@ -32,7 +34,6 @@ from fireflyer.config import (
     read_client_config,
 )
 from fireflyer.errors import FireflyerError
-from fireflyer.launcher import Launcher, free_port
 
 STATE_FILE = "cluster.json"
 CONFIG_FILE = "cluster.toml"
@@ -106,7 +107,7 @@ def service_argv(
 
 def chain_table_for(cfg: ClusterConfig) -> Any:
     """The chain table ``cfg`` describes (uploaded once, when mgmtd has none)."""
-    from fs3.cluster import chain_table_request
+    from fs3.admin import chain_table_request
 
     return chain_table_request(len(cfg.storage.servers), cfg.storage.replicas, cfg.storage.chunk_size_bytes)
 
@@ -236,7 +237,7 @@ def up(
         return [*host_prefix(host), *argv] if host_prefix else argv
 
     try:
-        from fs3.cluster import ensure_chain_table, wait_cluster_serving
+        from fs3.admin import ensure_chain_table, wait_cluster_serving
 
         progress(f"mgmtd      {cfg.mgmtd.address}")
         launcher.start(

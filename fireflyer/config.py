@@ -7,12 +7,11 @@ Validation errors name the offending field, e.g. ``storage[1].port: must be an i
 
 from __future__ import annotations
 
-import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ffcommon.config import client_config_path, parse_toml
 from fireflyer.errors import ConfigError
 
 # The server roles of a cluster, each run by ``haictl serve ROLE`` (see ``fireflyer.cluster.service_argv``).
@@ -184,10 +183,7 @@ def _service_endpoint(raw: dict[str, Any], path: str) -> tuple[str, int, int]:
 
 def parse_config(text: str) -> ClusterConfig:
     """Parse and validate a cluster TOML document."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}") from exc
+    doc = parse_toml(text, "not valid TOML", ConfigError)
 
     cl = _table(doc, "cluster")
     name = _take(cl, "cluster.", "name", str, "local")
@@ -281,13 +277,6 @@ def load_config(path: str | Path | None = None) -> ClusterConfig:
     return parse_config(text)
 
 
-CLIENT_CONFIG = Path("~/.config/fireflyer/client.toml")
-
-
-def client_config_path() -> Path:
-    """The per-user client config ``haictl up`` writes: ``$HAI_CLIENT_CONFIG``, else ~/.config/fireflyer/client.toml."""
-    return Path(os.environ.get("HAI_CLIENT_CONFIG") or CLIENT_CONFIG).expanduser()
-
 
 def read_client_config() -> dict[str, Any]:
     """The client config's keys (scheduler, token_file, mgmtd, data_dir); empty when there is none."""
@@ -298,7 +287,4 @@ def read_client_config() -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from exc
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_toml(text, f"{path}: not valid TOML", ConfigError)

@@ -26,7 +26,7 @@ OPTIONS = [
 
 def make_server(max_workers: int = 32) -> grpc.Server:
     """A threaded gRPC server with fs3's message limits, counting requests, latencies and bytes per method."""
-    from fireflyer.metrics import GrpcMetricsInterceptor
+    from ffcommon.metrics import GrpcMetricsInterceptor
 
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
@@ -46,7 +46,7 @@ def start_metrics(args: argparse.Namespace, name: str) -> None:
     """Serve ``/metrics`` on ``args.host:args.metrics_port`` if the flag was given; log where."""
     if args.metrics_port is None:
         return
-    from fireflyer.metrics import serve_metrics
+    from ffcommon.metrics import serve_metrics
 
     port = serve_metrics(args.metrics_port, host=args.host)
     logging.info("%s metrics on http://%s:%d/metrics", name, args.host, port)

@@ -675,7 +675,7 @@ def mount_bench(
     import contextlib
     import uuid
 
-    from fireflyer.launcher import Launcher
+    from ffcommon.launcher import Launcher
     from fs3.client import FS3Client
     from fs3.cluster import ClusterConfig, LocalCluster
     from fs3.fuse import mount, unmount

@@ -1,7 +1,7 @@
 """``LocalCluster``: mgmtd, meta and N storage servers as real processes on free loopback ports.
 
 Used by the tests, the benchmark and (later) ``haictl up``. Every process is started through
-``fireflyer.launcher.Launcher`` in its own process group and is killed when the context exits.
+``ffcommon.launcher.Launcher`` in its own process group and is killed when the context exits.
 """
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-
-from fireflyer.launcher import Launcher, free_port
-from fs3 import _rpc
-from fs3 import errors as E
+from ffcommon.launcher import Launcher
+from ffcommon.ports import free_port
+from fs3 import _rpc, admin
 from fs3.client import FS3Client
 from fs3.protos import common_pb2 as cpb
-from fs3.protos import mgmtd_pb2 as gpb
 from fs3.protos import mgmtd_pb2_grpc
 
 S = cpb.TargetState
@@ -84,7 +81,7 @@ class LocalCluster:
     @staticmethod
     def storage_node_id(i: int) -> int:
         """Node id of storage server ``i`` (0-based)."""
-        return 10001 + i
+        return admin.storage_node_id(i)
 
     def storage_dir(self, i: int) -> Path:
         """Data directory of storage server ``i``."""
@@ -92,7 +89,7 @@ class LocalCluster:
 
     def target_dir(self, target_id: int) -> Path:
         """Data directory of one target."""
-        node = target_id // 1000 - 10001
+        node = target_id // 1000 - admin.FIRST_STORAGE_NODE_ID
         return self.storage_dir(node) / f"target-{target_id}"
 
     # ---- processes ---------------------------------------------------------------------------
@@ -111,7 +108,7 @@ class LocalCluster:
         for i in range(c.num_storage):
             self.start_storage(i, wait=False)
         for i in range(c.num_storage):
-            from fireflyer.launcher import wait_for_port
+            from ffcommon.ports import wait_for_port
 
             wait_for_port(c.host, self.storage_ports[i], 30, self.launcher.procs[f"storage-{i}"].popen)
         self.start_meta()
@@ -120,16 +117,9 @@ class LocalCluster:
 
     def _upload_chain_table(self) -> None:
         c = self.config
-        req = gpb.SetChainTableReq(
-            chunk_size=c.chunk_size, stripe=c.stripe or self.num_chains, max_file_size=c.max_file_size
+        req = admin.chain_table_request(
+            c.num_storage, c.replicas, c.chunk_size, self.num_chains, c.stripe, c.max_file_size
         )
-        for chain_id in range(1, self.num_chains + 1):
-            nodes = [(chain_id - 1 + r) % c.num_storage for r in range(c.replicas)]
-            req.chains.add(
-                chain_id=chain_id,
-                target_ids=[self.storage_node_id(n) * 1000 + chain_id for n in nodes],
-                node_ids=[self.storage_node_id(n) for n in nodes],
-            )
         with _rpc.channel(self.mgmtd_address) as ch:
             mgmtd_pb2_grpc.MgmtdStub(ch).SetChainTable(req, timeout=30)
 
@@ -195,11 +185,7 @@ class LocalCluster:
     # ---- state -------------------------------------------------------------------------------
     def routing(self) -> cpb.RoutingInfo:
         """The current routing info from mgmtd."""
-        with _rpc.channel(self.mgmtd_address) as ch:
-            try:
-                return mgmtd_pb2_grpc.MgmtdStub(ch).GetRouting(gpb.GetRoutingReq(), timeout=10).routing
-            except grpc.RpcError as exc:
-                raise E.from_rpc_error(exc, "mgmtd") from None
+        return admin.routing(self.mgmtd_address)
 
     def wait_serving(self, timeout_s: float = 60.0) -> cpb.RoutingInfo:
         """Wait until every target of every chain is SERVING and meta is registered."""
@@ -236,65 +222,3 @@ class LocalCluster:
         cl = FS3Client(self.mgmtd_address, self.meta_address, uid=uid, gid=gid, **kwargs)  # type: ignore[arg-type]
         self._clients.append(cl)
         return cl
-
-
-# ---- cluster administration, for clusters not started by LocalCluster (haictl up / serve) ------
-def chain_table_request(
-    num_storage: int,
-    replicas: int,
-    chunk_size: int,
-    num_chains: int = 0,
-    stripe: int = 0,
-    max_file_size: int = 1 << 40,
-) -> gpb.SetChainTableReq:
-    """Chains of ``replicas`` targets over storage nodes 10001.., rotated so every node heads some chains."""
-    num_chains = num_chains or 2 * num_storage
-    req = gpb.SetChainTableReq(
-        chunk_size=chunk_size, stripe=stripe or num_chains, max_file_size=max_file_size
-    )
-    for chain_id in range(1, num_chains + 1):
-        nodes = [(chain_id - 1 + r) % num_storage for r in range(replicas)]
-        req.chains.add(
-            chain_id=chain_id,
-            target_ids=[LocalCluster.storage_node_id(n) * 1000 + chain_id for n in nodes],
-            node_ids=[LocalCluster.storage_node_id(n) for n in nodes],
-        )
-    return req
-
-
-def routing(mgmtd_address: str, timeout_s: float = 10.0) -> cpb.RoutingInfo:
-    """The current routing info (chains, targets, nodes) from the mgmtd at ``mgmtd_address``."""
-    with _rpc.channel(mgmtd_address) as ch:
-        try:
-            return mgmtd_pb2_grpc.MgmtdStub(ch).GetRouting(gpb.GetRoutingReq(), timeout=timeout_s).routing
-        except grpc.RpcError as exc:
-            raise E.from_rpc_error(exc, "mgmtd") from None
-
-
-def ensure_chain_table(mgmtd_address: str, req: gpb.SetChainTableReq) -> bool:
-    """Upload ``req`` unless mgmtd already has a chain table (3FS's init-cluster); True if uploaded."""
-    if routing(mgmtd_address).chains:
-        return False
-    with _rpc.channel(mgmtd_address) as ch:
-        mgmtd_pb2_grpc.MgmtdStub(ch).SetChainTable(req, timeout=30)
-    return True
-
-
-def wait_cluster_serving(mgmtd_address: str, timeout_s: float = 60.0) -> cpb.RoutingInfo:
-    """Wait until every target of every chain is SERVING on a storage node that heartbeats, and a meta is alive.
-
-    Targets of a fresh chain table start SERVING before their servers ever registered: requiring the
-    heartbeat as well keeps a server that died at start-up from passing for a serving one.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        r = routing(mgmtd_address)
-        alive = {n.node_id for n in r.nodes if n.alive}
-        if all(t.state == S.SERVING and t.node_id in alive for ch in r.chains for t in ch.targets) and any(
-            n.role == "meta" and n.alive for n in r.nodes
-        ):
-            return r
-        if time.monotonic() > deadline:
-            states = {ch.chain_id: [(t.target_id, S.Name(t.state)) for t in ch.targets] for ch in r.chains}
-            raise TimeoutError(f"cluster not serving after {timeout_s:.0f} s: {states}")
-        time.sleep(0.1)

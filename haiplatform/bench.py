@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from fireflyer.launcher import free_port, wait_for_port
+from ffcommon.ports import free_port, wait_for_port
 
 
 def _rate(n: int, threads: int, fn) -> float:  # noqa: ANN001

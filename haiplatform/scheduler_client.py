@@ -7,31 +7,24 @@ deadline, so a dead scheduler gives ``SchedulerUnavailable`` instead of a hang.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from ffcommon.config import client_config_path, load_toml
 from haiplatform import errors
 from haiplatform.protos import scheduler_pb2, scheduler_pb2_grpc
 from haiplatform.scheduler import jobspec
 
-CONFIG_PATH = Path("~/.config/fireflyer/client.toml")
 PRIORITIES = jobspec.PRIORITIES
 TERMINAL = ("completed", "failed", "cancelled")
 
 
 def resolve_connection(scheduler: str | None = None, token: str | None = None) -> tuple[str, str, str]:
     """(address, token, tls CA path) from arguments, then HAI_SCHEDULER/HAI_TOKEN, then client.toml."""
-    cfg: dict[str, Any] = {}
-    path = Path(os.environ.get("HAI_CLIENT_CONFIG", str(CONFIG_PATH))).expanduser()
-    if path.exists():
-        try:
-            cfg = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise errors.InvalidSpec(f"{path}: {exc}") from None
+    cfg = load_toml(client_config_path(), errors.InvalidSpec)
     address = scheduler or os.environ.get("HAI_SCHEDULER") or cfg.get("scheduler") or "127.0.0.1:7070"
     tok = token or os.environ.get("HAI_TOKEN") or cfg.get("token") or ""
     if not tok and cfg.get("token_file"):

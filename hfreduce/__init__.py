@@ -46,7 +46,7 @@ import numpy as np
 
 from hfreduce._api import Handle, finalize, group, init, wait_all
 from hfreduce._api import shm_buffer as _shm_buffer
-from hfreduce._bootstrap import Topology
+from hfreduce._bootstrap import StoreExchange, Topology
 from hfreduce._C import cpu_features, kernel_isa
 from hfreduce.errors import CollectiveTimeoutError, HFReduceError, MismatchError, PeerLostError, UsageError
 
@@ -136,18 +136,27 @@ def empty_like(x: Any) -> Any:  # noqa: ANN401
     return empty(tuple(x.shape), x.dtype)
 
 
+def cuda_extension() -> Any:  # noqa: ANN401
+    """The CUDA staging extension (``hfreduce._cuda``, used by HaiScale); ImportError where it is not built."""
+    from hfreduce import _cuda
+
+    return _cuda
+
+
 __all__ = [
     "CollectiveTimeoutError",
     "HFReduceError",
     "Handle",
     "MismatchError",
     "PeerLostError",
+    "StoreExchange",
     "Topology",
     "UsageError",
     "allreduce",
     "barrier",
     "broadcast",
     "cpu_features",
+    "cuda_extension",
     "empty",
     "empty_like",
     "finalize",

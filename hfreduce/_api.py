@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ffcommon.config import env_float, env_int
 from hfreduce import _C
 from hfreduce._bootstrap import Exchange, Topology, make_exchange, node_key, topology_from_keys
 from hfreduce.errors import CollectiveTimeoutError, HFReduceError, UsageError
@@ -23,22 +24,6 @@ _OPS = {"sum": 0, "avg": 1}
 
 _lock = threading.Lock()
 _group: _Group | None = None
-
-
-def _env_float(name: str, default: float) -> float:
-    v = os.environ.get(name)
-    try:
-        return float(v) if v else default
-    except ValueError as exc:
-        raise UsageError(f"{name}={v!r} is not a number") from exc
-
-
-def _env_int(name: str, default: int) -> int:
-    v = os.environ.get(name)
-    try:
-        return int(v) if v else default
-    except ValueError as exc:
-        raise UsageError(f"{name}={v!r} is not an integer") from exc
 
 
 class Handle:
@@ -144,20 +129,20 @@ def init(
     """Join the job (mpirun or env vars), map the node's shared segment and connect node leaders. Idempotent.
 
     ``exchange`` replaces the start-up rendezvous found from the environment (e.g. a
-    :class:`hfreduce._bootstrap.StoreExchange` over torch's store); init closes it when done.
+    :class:`hfreduce.StoreExchange` over torch's store); init closes it when done.
     """
     global _group
     with _lock:
         if _group is not None:
             return _group.topo
-        timeout = timeout_s if timeout_s is not None else _env_float("HFREDUCE_TIMEOUT_S", 30.0)
+        timeout = timeout_s if timeout_s is not None else env_float("HFREDUCE_TIMEOUT_S", 30.0, UsageError)
         settings = {
             "timeout_s": timeout,
             "algo": algo or os.environ.get("HFREDUCE_ALGO", "tree"),
-            "chunk_bytes": chunk_bytes or _env_int("HFREDUCE_CHUNK_BYTES", 1 << 20),
-            "depth": _env_int("HFREDUCE_PIPELINE_DEPTH", 4),
-            "heap_bytes": heap_bytes or _env_int("HFREDUCE_SHM_HEAP_BYTES", 1 << 30),
-            "streaming_threshold_bytes": _env_int("HFREDUCE_STREAMING_BYTES", 8 << 20),
+            "chunk_bytes": chunk_bytes or env_int("HFREDUCE_CHUNK_BYTES", 1 << 20, UsageError),
+            "depth": env_int("HFREDUCE_PIPELINE_DEPTH", 4, UsageError),
+            "heap_bytes": heap_bytes or env_int("HFREDUCE_SHM_HEAP_BYTES", 1 << 30, UsageError),
+            "streaming_threshold_bytes": env_int("HFREDUCE_STREAMING_BYTES", 8 << 20, UsageError),
         }
         if settings["algo"] not in ("tree", "ring"):
             raise UsageError(f"HFREDUCE_ALGO must be 'tree' or 'ring', not {settings['algo']!r}")

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ffcommon.config import env_int
 from hfreduce.errors import CollectiveTimeoutError, HFReduceError, UsageError
 
 
@@ -296,16 +297,6 @@ class TcpExchange(Exchange):
             self._sock.close()
 
 
-def _env_int(name: str) -> int | None:
-    v = os.environ.get(name)
-    if v is None or v == "":
-        return None
-    try:
-        return int(v)
-    except ValueError as exc:
-        raise UsageError(f"{name}={v!r} is not an integer") from exc
-
-
 def make_exchange(timeout_s: float) -> Exchange:
     """The exchange for this process: torch.distributed's, else mpirun's, else env vars, else a 1-rank job."""
     if _torch_group_ready():
@@ -319,16 +310,16 @@ def make_exchange(timeout_s: float) -> Exchange:
                 raise UsageError(
                     "started by mpirun but mpi4py is not importable; set RANK/WORLD_SIZE/MASTER_* instead"
                 ) from exc
-    rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
+    rank, world = env_int("RANK", error=UsageError), env_int("WORLD_SIZE", error=UsageError)
     if rank is not None and world is not None:
         if not 0 <= rank < world:
             raise UsageError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
         if world == 1:
             return _SingleExchange()
         addr = os.environ.get("MASTER_ADDR")
-        port = _env_int("HFREDUCE_MASTER_PORT")
+        port = env_int("HFREDUCE_MASTER_PORT", error=UsageError)
         if port is None:
-            port = _env_int("MASTER_PORT")
+            port = env_int("MASTER_PORT", error=UsageError)
         if not addr or port is None:
             raise UsageError("RANK and WORLD_SIZE are set but MASTER_ADDR/MASTER_PORT are not")
         return TcpExchange(rank, world, addr, port, timeout_s)

@@ -119,7 +119,7 @@ class _Buffers:
 def _init_gloo(comm: Any, rank: int, world: int) -> None:  # noqa: ANN401
     import torch.distributed as dist
 
-    from fireflyer.launcher import free_port
+    from ffcommon.ports import free_port
 
     hosts = comm.allgather(socket.gethostname())
     if rank == 0:

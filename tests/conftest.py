@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fireflyer.launcher import Launcher
+from ffcommon.launcher import Launcher
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

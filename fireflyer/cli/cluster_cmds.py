@@ -197,7 +197,7 @@ def init_chains(config_path: Path | None, data_dir: Path | None) -> None:
       haictl init-chains --config /etc/fireflyer/cluster.toml
     """
     from fireflyer import cluster
-    from fs3.cluster import ensure_chain_table
+    from fs3.admin import ensure_chain_table
 
     cfg = cluster.serve_config(config_path, data_dir)
     table = cluster.chain_table_for(cfg)

@@ -697,8 +697,8 @@ def bench_cmd(
       haictl fs bench --size 256M
       haictl fs bench --local --size 1G --repeats 3
     """
+    from fs3.admin import routing
     from fs3.bench import emit, mount_bench
-    from fs3.cluster import routing
 
     mgmtd = None
     if local is not True:

@@ -15,7 +15,7 @@ def installation_info() -> dict[str, object]:
 
     info: dict[str, object] = {"fireflyer": fireflyer.__version__, "cpu": hfreduce.cpu_features()}
     try:
-        import hfreduce._cuda  # noqa: F401
+        hfreduce.cuda_extension()
 
         info["cuda_extension"] = True
     except ImportError:

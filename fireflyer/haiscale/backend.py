@@ -158,7 +158,7 @@ def create_hfreduce_process_group(
 ) -> ProcessGroupHFReduce:
     """The creator ``init_process_group`` calls: start HFReduce over ``store`` (or reuse it) and wrap it."""
     import hfreduce
-    from hfreduce._bootstrap import StoreExchange
+    from hfreduce import StoreExchange
 
     if hfreduce.is_initialized():
         if (hfreduce.get_rank(), hfreduce.get_world_size()) != (rank, world_size):

@@ -171,7 +171,7 @@ def click_command(np_, model_mb, layers, batch, steps, bucket_cap_mb, threads, c
         return
     if shutil.which("mpirun") is None:
         raise click.ClickException("mpirun not found (apt-get install openmpi-bin)")
-    from fireflyer.launcher import free_port
+    from ffcommon.ports import free_port
 
     argv = ["mpirun", "-np", str(np_), "--oversubscribe", "--bind-to", "none"]
     if os.geteuid() == 0:

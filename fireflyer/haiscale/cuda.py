@@ -22,7 +22,6 @@ raises :class:`CudaUnavailableError` saying what is missing.
 from __future__ import annotations
 
 import mmap
-import os
 import queue
 import threading
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ffcommon.config import env_int
 from fireflyer.haiscale._comm import Communicator, HFReduceCommunicator
 from fireflyer.haiscale.errors import CommunicationError, HaiScaleError
 
@@ -55,8 +55,10 @@ class CudaUnavailableError(CudaStagingError):
 
 def _cuda_module() -> Any:  # noqa: ANN401
     """``hfreduce._cuda`` if it is built and sees a GPU, else :class:`CudaUnavailableError`."""
+    import hfreduce
+
     try:
-        from hfreduce import _cuda
+        _cuda = hfreduce.cuda_extension()
     except ImportError as exc:
         raise CudaUnavailableError(f"hfreduce._cuda is not built ({exc}); {_BUILD_HINT}") from exc
     n, why = _cuda.device_count()
@@ -72,14 +74,6 @@ def is_available() -> bool:
     except CudaUnavailableError:
         return False
     return True
-
-
-def _env_int(name: str, default: int) -> int:
-    v = os.environ.get(name)
-    try:
-        return int(v) if v else default
-    except ValueError as exc:
-        raise HaiScaleError(f"{name}={v!r} is not an integer") from exc
 
 
 def _round_up(n: int, to: int) -> int:
@@ -221,10 +215,12 @@ class CudaStaging:
         if device is None:
             device = torch.cuda.current_device() if torch.cuda.is_available() else 0
         self.device = int(device)
-        self.chunk_bytes = chunk_bytes or _env_int("HAISCALE_CUDA_CHUNK_BYTES", 4 * _MiB)
+        self.chunk_bytes = chunk_bytes or env_int("HAISCALE_CUDA_CHUNK_BYTES", 4 * _MiB, HaiScaleError)
         if self.chunk_bytes <= 0 or self.chunk_bytes % 16:
             raise HaiScaleError(f"chunk_bytes={self.chunk_bytes} must be a positive multiple of 16")
-        self.timeout_s = float(timeout_s if timeout_s is not None else _env_int("HFREDUCE_TIMEOUT_S", 300))
+        self.timeout_s = float(
+            timeout_s if timeout_s is not None else env_int("HFREDUCE_TIMEOUT_S", 300, HaiScaleError)
+        )
         try:
             self._stager = self._cu.Stager(self.device)
         except self._cu.CudaError as exc:

@@ -192,7 +192,7 @@ def _allreduce_rows(dist: object, hf: object, stagings: dict, n: int, opts: dict
 
 
 def _run_ranks(np_: int, opts: dict, use_mpirun: bool) -> dict:
-    from fireflyer.launcher import free_port
+    from ffcommon.ports import free_port
 
     env = dict(os.environ, MASTER_PORT=str(free_port()), MASTER_ADDR="127.0.0.1")
     env.setdefault("PYTHONPATH", os.getcwd())

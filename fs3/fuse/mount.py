@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fireflyer.launcher import Launcher, ManagedProcess
+from ffcommon.launcher import Launcher, ManagedProcess
 
 
 def _unescape(field: str) -> str:

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )  # fmt: skip
     if args.metrics_port is not None:
-        from fireflyer.metrics import serve_metrics
+        from ffcommon.metrics import serve_metrics
 
         port = serve_metrics(args.metrics_port, host=args.host)
         logging.info("agent %s metrics on http://%s:%d/metrics", args.node_name, args.host, port)

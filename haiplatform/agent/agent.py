@@ -29,8 +29,8 @@ from pathlib import Path
 import grpc
 import zmq
 
-from fireflyer.launcher import free_port
-from fireflyer.metrics import GrpcMetricsInterceptor
+from ffcommon.metrics import GrpcMetricsInterceptor
+from ffcommon.ports import free_port
 from haiplatform.agent import supervisor as _supervisor
 from haiplatform.protos import agent_pb2, agent_pb2_grpc
 

@@ -12,7 +12,7 @@ from concurrent import futures
 
 import grpc
 
-from fireflyer.metrics import GrpcMetricsInterceptor
+from ffcommon.metrics import GrpcMetricsInterceptor
 from haiplatform import errors
 from haiplatform.protos import agent_pb2, agent_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
 from haiplatform.scheduler.core import NodeState, SchedulerCore, require_admin

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import fireflyer
+import ffcommon
 from haiplatform.web.views import JOB_STATES
 
 
@@ -53,7 +53,7 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "HAI-Platform scheduler status API",
-            "version": fireflyer.__version__,
+            "version": ffcommon.__version__,
             "description": (
                 "Read-only views of nodes, jobs and utilization (anonymous when the operator allows), "
                 "and job actions that need `Authorization: Bearer <token>` and follow the same "

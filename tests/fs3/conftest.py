@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fireflyer.launcher import free_port
+from ffcommon.ports import free_port
 from fs3 import ClusterConfig, LocalCluster
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

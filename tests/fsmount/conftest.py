@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fireflyer.launcher import Launcher
+from ffcommon.launcher import Launcher
 
 
 def fuse_unavailable_reason() -> str | None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fireflyer.launcher import Launcher, free_port
+from ffcommon.launcher import Launcher
+from ffcommon.ports import free_port
 from haiplatform.scheduler_client import SchedulerClient
 
 # Short intervals so failover and grace periods fit in the test budget.

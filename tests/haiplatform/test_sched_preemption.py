@@ -11,7 +11,7 @@ import time
 import pytest
 from hai_helpers import TRAIN_JOB, log_so_far, train_command, wait_for
 
-from fireflyer.launcher import free_port
+from ffcommon.ports import free_port
 
 
 def _history(client, job_id: int) -> list[tuple[str, str]]:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fireflyer.launcher import Launcher, free_port
+from ffcommon.launcher import Launcher
+from ffcommon.ports import free_port
 from tests.conftest import mpirun_argv
 
 HERE = Path(__file__).resolve().parent

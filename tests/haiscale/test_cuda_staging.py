@@ -104,7 +104,7 @@ _DTYPES = ["float32", "float16", "bfloat16"]
 
 
 def _run_ranks(scenario: str, world: int, params: dict, timeout_s: float = 120) -> list[dict]:
-    from fireflyer.launcher import free_port
+    from ffcommon.ports import free_port
 
     env = dict(
         os.environ,

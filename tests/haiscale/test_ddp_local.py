@@ -7,9 +7,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ffcommon.ports import free_port
 from fireflyer.haiscale import DistributedDataParallel, HaiScaleError, ProcessGroupCommunicator
 from fireflyer.haiscale._buckets import assign_buckets
-from fireflyer.launcher import free_port
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from fireflyer.launcher import Launcher, ManagedProcess, free_port
+from ffcommon.launcher import Launcher, ManagedProcess
+from ffcommon.ports import free_port
 from tests.conftest import mpirun_argv
 
 HERE = Path(__file__).resolve().parent

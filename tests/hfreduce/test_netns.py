@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fireflyer.launcher import free_port
+from ffcommon.ports import free_port
 from fireflyer.netns import HostNet, NetnsUnavailable
 from tests.hfreduce.conftest import Topo
 

@@ -23,7 +23,8 @@ from typing import Any
 import grpc
 import pytest
 
-from fireflyer.launcher import Launcher, free_port
+from ffcommon.launcher import Launcher
+from ffcommon.ports import free_port
 from haiplatform.protos import scheduler_pb2, scheduler_pb2_grpc
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from fireflyer.launcher import free_port
+from ffcommon.ports import free_port
 from haiplatform.web.fs3panel import Fs3Monitor, summarize
 
 
