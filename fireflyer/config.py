@@ -277,7 +277,6 @@ def load_config(path: str | Path | None = None) -> ClusterConfig:
     return parse_config(text)
 
 
-
 def read_client_config() -> dict[str, Any]:
     """The client config's keys (scheduler, token_file, mgmtd, data_dir); empty when there is none."""
     path = client_config_path()

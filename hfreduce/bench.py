@@ -155,7 +155,9 @@ def _worker(opts: dict) -> int:
     itemsize = 4 if dtype == "float32" else 2
     sizes = _sizes(opts["min_bytes"], opts["max_bytes"], opts["factor"], itemsize)
     if not sizes:
-        raise click.UsageError(f"no size between --min-bytes {opts['min_bytes']} and --max-bytes {opts['max_bytes']}")
+        raise click.UsageError(
+            f"no size between --min-bytes {opts['min_bytes']} and --max-bytes {opts['max_bytes']}"
+        )
     ceiling = 0.0
     if rank == 0:
         ceiling = memcpy_gbps(max(opts["memcpy_bytes"], 1 << 20))
@@ -188,7 +190,11 @@ def _worker(opts: dict) -> int:
             if bad:
                 if rank == 0:
                     for r, e in bad:
-                        print(f"CHECK FAILED: {impl} {count * itemsize} bytes {dtype}: rank {r}: {e}", file=sys.stderr, flush=True)
+                        print(
+                            f"CHECK FAILED: {impl} {count * itemsize} bytes {dtype}: rank {r}: {e}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                 raise SystemExit(1)
         return dt
 
@@ -221,7 +227,9 @@ def _worker(opts: dict) -> int:
             }
         rows.append(row)
         if rank == 0 and opts["progress"]:
-            print(f"# {nbytes} bytes done ({time.perf_counter() - t_start:.1f} s)", file=sys.stderr, flush=True)
+            print(
+                f"# {nbytes} bytes done ({time.perf_counter() - t_start:.1f} s)", file=sys.stderr, flush=True
+            )
     if rank == 0:
         res = {
             "np": world,
@@ -314,10 +322,15 @@ def table(res: dict) -> str:
     ref = [r for r in res["rows"] if r["bytes"] <= _REF_BYTES]
     if ref and hfrs:
         r = ref[-1]
-        parts = [f"# at {_fmt_size(r['bytes'])}: busbw " + ", ".join(f"{i} {r[i]['busbw_gbps']:.2f}" for i in impls)]
+        parts = [
+            f"# at {_fmt_size(r['bytes'])}: busbw "
+            + ", ".join(f"{i} {r[i]['busbw_gbps']:.2f}" for i in impls)
+        ]
         for h in hfrs:
             vs = [f"{h}/{p} {_ratio(r, h, p)}" for p in peers]
-            vs.append(f"{h}/memcpy {r[h]['busbw_gbps'] / res['memcpy_gbps']:.2f}" if res["memcpy_gbps"] else "")
+            vs.append(
+                f"{h}/memcpy {r[h]['busbw_gbps'] / res['memcpy_gbps']:.2f}" if res["memcpy_gbps"] else ""
+            )
             parts.append("#   " + ", ".join(v for v in vs if v))
         lines += parts
     return "\n".join(lines)
@@ -334,7 +347,9 @@ def _mpirun_argv(np_: int) -> list[str]:
 
 
 @click.command("allreduce")
-@click.option("--np", "np_", default=2, show_default=True, help="Ranks to start under mpirun (ignored under mpirun).")
+@click.option(
+    "--np", "np_", default=2, show_default=True, help="Ranks to start under mpirun (ignored under mpirun)."
+)
 @click.option(
     "--local-world-size",
     type=int,
@@ -347,7 +362,9 @@ def _mpirun_argv(np_: int) -> list[str]:
 @click.option(
     "--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True
 )
-@click.option("--check", is_flag=True, help="Verify every result against a reference sum; exit 1 on a mismatch.")
+@click.option(
+    "--check", is_flag=True, help="Verify every result against a reference sum; exit 1 on a mismatch."
+)
 @click.option("--json", "json_path", default=None, help="Also write the results as JSON to this file.")
 @click.option("--iters", default=0, help="Fixed timed iterations per cell (0: adaptive).")
 @click.option("--warmup", default=2, show_default=True, help="Untimed iterations per cell before timing.")
@@ -363,8 +380,22 @@ def _mpirun_argv(np_: int) -> list[str]:
 @click.option("--memcpy-mb", default=256, show_default=True, help="Buffer size of the memcpy ceiling (MiB).")
 @click.option("--progress", is_flag=True, help="Print a line per finished size to stderr.")
 def click_command(
-    np_, local_world_size, min_bytes, max_bytes, factor, dtype, check, json_path, iters, warmup,
-    time_budget_s, min_iters, max_iters, impls, memcpy_mb, progress,
+    np_,
+    local_world_size,
+    min_bytes,
+    max_bytes,
+    factor,
+    dtype,
+    check,
+    json_path,
+    iters,
+    warmup,
+    time_budget_s,
+    min_iters,
+    max_iters,
+    impls,
+    memcpy_mb,
+    progress,
 ) -> None:
     """HFReduce (shared-segment and private buffers) vs MPI_Allreduce vs gloo: size/count/time/algbw/busbw.
 

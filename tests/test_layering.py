@@ -94,7 +94,9 @@ def test_each_rule_catches_a_planted_violation(tmp_path):
     _plant(tmp_path, "ffcommon/db.py", "from fs3 import errors\n")
     _plant(tmp_path, "fireflyer/backend.py", "from hfreduce._bootstrap import StoreExchange\n")
     _plant(tmp_path, "fireflyer/info.py", "from hfreduce import _cuda\n")
-    _plant(tmp_path, "fs3/ok.py", "from fs3 import _rpc\nfrom ffcommon import __version__\nfrom . import _rpc\n")
+    _plant(
+        tmp_path, "fs3/ok.py", "from fs3 import _rpc\nfrom ffcommon import __version__\nfrom . import _rpc\n"
+    )
     _plant(tmp_path, "hfreduce/up.py", "from ..fireflyer import cli\n")
     found = violations(tmp_path)
     assert len(found) == 6, found

@@ -114,7 +114,9 @@ def save_async(
         "extra": _snapshot(extra),
     }
     handle = CheckpointHandle(path, None)
-    thread = threading.Thread(target=handle._run, args=(snapshot, client), name=f"ckpt-write:{path}", daemon=True)
+    thread = threading.Thread(
+        target=handle._run, args=(snapshot, client), name=f"ckpt-write:{path}", daemon=True
+    )
     handle._thread = thread
     thread.start()
     return handle

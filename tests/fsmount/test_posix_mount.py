@@ -147,7 +147,11 @@ def test_rename_replaces_atomically(mdir):
         t.join(30)
     assert not errors, errors
     # every read saw one whole version: a single repeated byte, full length
-    torn = [(s[:1], s[1], int.from_bytes(s[2:], "little")) for s in seen if s[1] != 1 or int.from_bytes(s[2:], "little") != 100_000]
+    torn = [
+        (s[:1], s[1], int.from_bytes(s[2:], "little"))
+        for s in seen
+        if s[1] != 1 or int.from_bytes(s[2:], "little") != 100_000
+    ]
     assert seen and not torn, f"{len(torn)} of {len(seen)} reads saw a torn version: {torn[:5]}"
     assert sorted(os.listdir(mdir)) == ["current"]
     # directory rename moves the subtree

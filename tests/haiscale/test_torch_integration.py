@@ -35,7 +35,18 @@ def test_hfreduce_backend_collectives(run_mpi):
     assert [r["rank"] for r in run.results] == [0, 1], run.log[-4000:]
     for r in run.results:
         assert r["backend"] == "hfreduce"
-        for key in ("sum_ok", "avg_ok", "async_bf16_ok", "broadcast_ok", "reduce_ok", "barrier_ok", "after_errors_ok"):
+        for key in (
+            "sum_ok",
+            "avg_ok",
+            "async_bf16_ok",
+            "broadcast_ok",
+            "reduce_ok",
+            "barrier_ok",
+            "after_errors_ok",
+        ):
             assert r[key], f"rank {r['rank']}: {key} failed: {r}"
         assert r["errors"]["max"].startswith("NotImplementedError") and "MAX" in r["errors"]["max"]
-        assert r["errors"]["all_gather"].startswith("NotImplementedError") and "allgather" in r["errors"]["all_gather"]
+        assert (
+            r["errors"]["all_gather"].startswith("NotImplementedError")
+            and "allgather" in r["errors"]["all_gather"]
+        )

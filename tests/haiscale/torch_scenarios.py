@@ -47,7 +47,11 @@ def comm_hook(args: argparse.Namespace, rank: int) -> None:
     ddp.register_comm_hook(state=None, hook=counting_hook)
     train(ddp, list(ours.parameters()), ex, rank)
 
-    unequal = [n for (n, a), b in zip(ref.named_parameters(), ours.parameters(), strict=True) if not torch.equal(a, b)]
+    unequal = [
+        n
+        for (n, a), b in zip(ref.named_parameters(), ours.parameters(), strict=True)
+        if not torch.equal(a, b)
+    ]
     report(
         rank=rank,
         bit_equal=not unequal,

@@ -83,7 +83,9 @@ class Job:
         return [p.popen.poll() for p in self.procs]
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name} (rc {p.popen.poll()}) ---\n{p.log_text()[-3000:]}" for p in self.procs)
+        return "\n".join(
+            f"--- {p.name} (rc {p.popen.poll()}) ---\n{p.log_text()[-3000:]}" for p in self.procs
+        )
 
 
 class RankLauncher:
@@ -122,7 +124,9 @@ class RankLauncher:
         for r in range(topo.np):
             rank_env = {**full_env, **master, "RANK": str(r)}
             rank_argv = (prefix(r) if prefix else []) + argv
-            job.procs.append(self.launcher.start(f"job{self.count}-rank{r}", rank_argv, env=rank_env, cwd=str(REPO)))
+            job.procs.append(
+                self.launcher.start(f"job{self.count}-rank{r}", rank_argv, env=rank_env, cwd=str(REPO))
+            )
         return job
 
     def run(self, topo: Topo, scenario: str, env: dict[str, str] | None = None, timeout_s: float = 60,

@@ -131,7 +131,9 @@ def expected_sum(case: int, n: int, dtype: str, world: int, op: str, ranks=None)
     return exact
 
 
-def compare(chk: Checker, what: str, got: np.ndarray, exp: np.ndarray, dtype: str, num_nodes: int, op: str) -> None:
+def compare(
+    chk: Checker, what: str, got: np.ndarray, exp: np.ndarray, dtype: str, num_nodes: int, op: str
+) -> None:
     """Exact where the contract makes it exact, else within the rounding the algorithm may add.
 
     On one node a 16-bit sum is accumulated in float32 (exact for these inputs) and rounded once, so it
@@ -140,22 +142,29 @@ def compare(chk: Checker, what: str, got: np.ndarray, exp: np.ndarray, dtype: st
     if dtype != "float32" and num_nodes == 1:
         target = rounded(exp.astype(np.float32), dtype) if op == "sum" else exp
         bad = np.flatnonzero(got != target)
-        chk.check(bad.size == 0, f"{what}: {bad.size} elements differ from the once-rounded float32 sum, "
-                  f"first at {bad[:3].tolist()}: got {got[bad[:3]].tolist()} want {target[bad[:3]].tolist()}")
+        chk.check(
+            bad.size == 0,
+            f"{what}: {bad.size} elements differ from the once-rounded float32 sum, "
+            f"first at {bad[:3].tolist()}: got {got[bad[:3]].tolist()} want {target[bad[:3]].tolist()}",
+        )
         return
     u = UNIT_ROUNDOFF[dtype]
     rtol = (num_nodes + 3) * u * (1 if dtype != "float32" else 4)
     err = np.abs(got - exp) / np.abs(exp)
     worst = int(np.argmax(err)) if err.size else 0
-    chk.check(bool(err.size == 0 or err[worst] <= rtol),
-              f"{what}: relative error {err[worst] if err.size else 0:.3g} > {rtol:.3g} at {worst}: "
-              f"got {got[worst] if got.size else None} want {exp[worst] if exp.size else None}")
+    chk.check(
+        bool(err.size == 0 or err[worst] <= rtol),
+        f"{what}: relative error {err[worst] if err.size else 0:.3g} > {rtol:.3g} at {worst}: "
+        f"got {got[worst] if got.size else None} want {exp[worst] if exp.size else None}",
+    )
 
 
 def check_guards(chk: Checker, what: str, full, n: int) -> None:
     f = as_f64(full)
-    chk.check(bool(np.all(f[:PAD] == SENTINEL) and np.all(f[PAD + n :] == SENTINEL)),
-              f"{what}: wrote outside the buffer: guards {f[:PAD].tolist()} / {f[PAD + n:].tolist()}")
+    chk.check(
+        bool(np.all(f[:PAD] == SENTINEL) and np.all(f[PAD + n :] == SENTINEL)),
+        f"{what}: wrote outside the buffer: guards {f[:PAD].tolist()} / {f[PAD + n :].tolist()}",
+    )
 
 
 # --------------------------------------------------------------------------------- scenarios
@@ -165,8 +174,16 @@ def scenario_correct(rank: int, world: int) -> dict:
 
     chk = Checker()
     nodes = hfreduce.get_num_nodes()
-    kinds = [("numpy", "float32"), ("numpy", "float16"), ("torch", "float32"), ("torch", "float16"),
-             ("torch", "bfloat16"), ("shm-numpy", "float32"), ("shm-numpy", "float16"), ("shm-torch", "bfloat16")]
+    kinds = [
+        ("numpy", "float32"),
+        ("numpy", "float16"),
+        ("torch", "float32"),
+        ("torch", "float16"),
+        ("torch", "bfloat16"),
+        ("shm-numpy", "float32"),
+        ("shm-numpy", "float16"),
+        ("shm-torch", "bfloat16"),
+    ]
     sizes = QUICK_SIZES if QUICK else SIZES
     case = 0
     for kind, dtype in kinds:
@@ -187,9 +204,19 @@ def scenario_correct(rank: int, world: int) -> dict:
         a = np.asarray(inputs(case, rank, 15, "float32").reshape(3, 5), dtype=np.float32, order=order)
         hfreduce.allreduce(a)
         exp = expected_sum(case, 15, "float32", world, "sum").reshape(3, 5)
-        compare(chk, f"allreduce 3x5 order={order}", a.astype(np.float64).ravel(), exp.ravel(), "float32", nodes, "sum")
+        compare(
+            chk,
+            f"allreduce 3x5 order={order}",
+            a.astype(np.float64).ravel(),
+            exp.ravel(),
+            "float32",
+            nodes,
+            "sum",
+        )
     z = hfreduce.zeros((4, 33), torch.float16)
-    chk.check(z.shape == (4, 33) and z.dtype == torch.float16 and bool((z == 0).all()), "zeros(torch.float16)")
+    chk.check(
+        z.shape == (4, 33) and z.dtype == torch.float16 and bool((z == 0).all()), "zeros(torch.float16)"
+    )
     z += 1
     hfreduce.allreduce(z)
     chk.check(bool((z == world).all()), f"allreduce of hfreduce.zeros()+1: {z.flatten()[:4].tolist()}")
@@ -229,8 +256,11 @@ def scenario_correct(rank: int, world: int) -> dict:
                 if w is not None:
                     w.wait()
                 got, want = as_f64(view), inputs(case, root, n, dtype)
-                chk.check(bool(np.array_equal(got, want)), f"broadcast root={root} {kind} {dtype} n={n}: "
-                          f"{np.count_nonzero(got != want)} elements differ from the root's")
+                chk.check(
+                    bool(np.array_equal(got, want)),
+                    f"broadcast root={root} {kind} {dtype} n={n}: "
+                    f"{np.count_nonzero(got != want)} elements differ from the root's",
+                )
                 check_guards(chk, f"broadcast root={root} {kind} {dtype} n={n}", full, n)
                 case += 1
                 full, view = make_buffer(kind, dtype, n)
@@ -239,10 +269,14 @@ def scenario_correct(rank: int, world: int) -> dict:
                 hfreduce.reduce(view, root=root, op=op)
                 what = f"reduce {op} root={root} {kind} {dtype} n={n}"
                 if rank == root:
-                    compare(chk, what, as_f64(view), expected_sum(case, n, dtype, world, op), dtype, nodes, op)
+                    compare(
+                        chk, what, as_f64(view), expected_sum(case, n, dtype, world, op), dtype, nodes, op
+                    )
                 else:
-                    chk.check(bool(np.array_equal(as_f64(view), inputs(case, rank, n, dtype))),
-                              f"{what}: a non-root rank's buffer changed")
+                    chk.check(
+                        bool(np.array_equal(as_f64(view), inputs(case, rank, n, dtype))),
+                        f"{what}: a non-root rank's buffer changed",
+                    )
                 check_guards(chk, what, full, n)
 
     # barrier: nobody leaves before everybody arrived (rank r arrives r*0.15 s late).
@@ -250,7 +284,9 @@ def scenario_correct(rank: int, world: int) -> dict:
     open(os.path.join(OUT, f"barrier-{rank}"), "w").close()
     hfreduce.barrier()
     arrived = sorted(int(p.split("-")[1]) for p in os.listdir(OUT) if p.startswith("barrier-"))
-    chk.check(arrived == list(range(world)), f"barrier returned on rank {rank} when only {arrived} had arrived")
+    chk.check(
+        arrived == list(range(world)), f"barrier returned on rank {rank} when only {arrived} had arrived"
+    )
     hfreduce.barrier()
     return {"checks": chk.checks, "failures": chk.failures}
 
@@ -317,7 +353,9 @@ def scenario_crash(rank: int, world: int) -> dict:
     a = np.ones(1031, np.float32)
     hfreduce.allreduce(a)
     out = {"warmup_ok": bool(np.all(a == world))}
-    big = np.zeros(1 << 24, np.float32)  # 64 MiB, private, in 4 KiB chunks: ranks move in lockstep for seconds
+    big = np.zeros(
+        1 << 24, np.float32
+    )  # 64 MiB, private, in 4 KiB chunks: ranks move in lockstep for seconds
     if rank == victim:
         if how == "stall":
             time.sleep(600)  # never calls the collective; the test kills it
@@ -365,7 +403,12 @@ def scenario_shm(rank: int, world: int) -> dict:
     return res
 
 
-SCENARIOS = {"correct": scenario_correct, "errors": scenario_errors, "crash": scenario_crash, "shm": scenario_shm}
+SCENARIOS = {
+    "correct": scenario_correct,
+    "errors": scenario_errors,
+    "crash": scenario_crash,
+    "shm": scenario_shm,
+}
 
 
 def main() -> None:

@@ -37,7 +37,9 @@ def test_collectives_match_numpy(ranks, topo):
         assert rep["num_nodes"] == topo.num_nodes
         assert rep["local_world_size"] == (topo.lws or topo.np)
         assert rep["local_rank"] == r % (topo.lws or topo.np)
-        assert rep["before_init"] is not None and rep["before_init"]["type"] == "UsageError", rep["before_init"]
+        assert rep["before_init"] is not None and rep["before_init"]["type"] == "UsageError", rep[
+            "before_init"
+        ]
         assert "not initialised" in rep["before_init"]["msg"]
         assert rep["checks"] > 700, rep["checks"]
         assert rep["failures"] == [], f"rank {r}:\n" + "\n".join(rep["failures"])

@@ -16,7 +16,9 @@ CASES = [
     pytest.param("env", Topo(2, lws=1), 1, id="env-2r-2n-odd1"),
     pytest.param("env", Topo(4, lws=2), 3, id="env-4r-2n-odd3"),
     pytest.param("mpirun", Topo(3), 0, id="mpirun-3r-1n-odd0", marks=pytest.mark.mpi),
-    pytest.param("mpirun", Topo(4, lws=2, algo="ring"), 2, id="mpirun-4r-2n-ring-odd2", marks=pytest.mark.mpi),
+    pytest.param(
+        "mpirun", Topo(4, lws=2, algo="ring"), 2, id="mpirun-4r-2n-ring-odd2", marks=pytest.mark.mpi
+    ),
 ]
 
 # What the message must say besides the odd rank: the value that differed.

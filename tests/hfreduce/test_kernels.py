@@ -34,7 +34,10 @@ def test_reduce_sum_against_numpy(isa, dtype, k):
     for n in SIZES:
         for offset in (0, 1):  # aligned and unaligned pointers
             for streaming in (False, True):
-                ins = [torch.from_numpy(rng.uniform(0.5, 1.5, n + offset).astype(np.float32)).to(tdt) for _ in range(k)]
+                ins = [
+                    torch.from_numpy(rng.uniform(0.5, 1.5, n + offset).astype(np.float32)).to(tdt)
+                    for _ in range(k)
+                ]
                 out = torch.full((n + offset + GUARD,), 7.0, dtype=tdt)
                 ptrs = [t.data_ptr() + offset * t.element_size() for t in ins]
                 _C.reduce_sum(code, out.data_ptr() + offset * out.element_size(), ptrs, n, streaming)
@@ -42,10 +45,14 @@ def test_reduce_sum_against_numpy(isa, dtype, k):
                 got = out[offset : offset + n]
                 what = f"{isa} {dtype} k={k} n={n} offset={offset} streaming={streaming}"
                 if dtype == "float32":
-                    torch.testing.assert_close(got.to(torch.float64), exact, rtol=k * 2.0**-24, atol=0, msg=what)
+                    torch.testing.assert_close(
+                        got.to(torch.float64), exact, rtol=k * 2.0**-24, atol=0, msg=what
+                    )
                 else:  # accumulated in float32 (exact here) and rounded once
                     assert torch.equal(got, exact.to(torch.float32).to(tdt)), what
-                assert bool((out[:offset] == 7).all() and (out[offset + n :] == 7).all()), f"{what}: wrote past the end"
+                assert bool((out[:offset] == 7).all() and (out[offset + n :] == 7).all()), (
+                    f"{what}: wrote past the end"
+                )
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))

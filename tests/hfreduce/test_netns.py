@@ -20,7 +20,9 @@ def test_allreduce_across_network_namespaces(env_ranks, algo):
         # Same hostname in both namespaces: HFREDUCE_NODE_ID makes them two nodes (no shared segment).
         topo = Topo(2, algo=algo)
         env = {"MASTER_ADDR": net.address(0), "MASTER_PORT": str(free_port()), "HFR_QUICK": "1"}
-        job = env_ranks.start(topo, "correct", env=env, prefix=lambda r: net.argv(r, ["env", f"HFREDUCE_NODE_ID=host{r}"]))
+        job = env_ranks.start(
+            topo, "correct", env=env, prefix=lambda r: net.argv(r, ["env", f"HFREDUCE_NODE_ID=host{r}"])
+        )
         res = job.wait(90)
         assert job.returncodes() == [0, 0], job.logs()
         assert sorted(res) == [0, 1], job.logs()

@@ -26,7 +26,9 @@ CASES = [
 @pytest.mark.parametrize(("topo", "victim", "how"), CASES)
 def test_survivors_raise_naming_the_lost_rank(env_ranks, launcher, topo, victim, how):
     before = hfreduce_segments()
-    job = env_ranks.start(topo, "crash", env={"HFREDUCE_TIMEOUT_S": "3", "HFR_VICTIM": str(victim), "HFR_HOW": how})
+    job = env_ranks.start(
+        topo, "crash", env={"HFREDUCE_TIMEOUT_S": "3", "HFR_VICTIM": str(victim), "HFR_HOW": how}
+    )
     survivors = [r for r in range(topo.np) if r != victim]
     res = job.wait(25, ranks=survivors)
     for r in survivors:
@@ -37,7 +39,9 @@ def test_survivors_raise_naming_the_lost_rank(env_ranks, launcher, topo, victim,
         err = rep["error"]
         assert err is not None, f"rank {r}: the collective succeeded without rank {victim}"
         assert err["type"] in ("CollectiveTimeoutError", "PeerLostError"), f"rank {r}: {err}"
-        assert f"rank {victim}" in err["msg"], f"rank {r}: the error does not name rank {victim}: {err['msg']}"
+        assert f"rank {victim}" in err["msg"], (
+            f"rank {r}: the error does not name rank {victim}: {err['msg']}"
+        )
         after = rep["after"]
         assert after is not None and after["hfreduce"], f"rank {r}: the failed communicator still ran {after}"
         assert rep["finalized"]
