@@ -187,6 +187,17 @@ def test_page_at_1000_jobs(fs3_web, fs3_cluster, browser, artifacts_dir) -> None
     browser.wait_for("document.getElementById('plot-queue').clientWidth > 0")
     time.sleep(2)  # one more poll redraws the charts at the new size
     browser.screenshot(artifacts_dir / "status-page-1000-tall.png")
+    # The job page of the 5,000-character name: cut on one line too, the page no wider than the window.
+    browser.click(f'#jobs tr[data-job-id="{hostile[0]}"] td a')
+    title = browser.wait_for(
+        "(() => { const n = document.getElementById('job-name'); if (!n) return null;"
+        " return {text: n.textContent, title: n.title, h: n.getBoundingClientRect().height,"
+        " pageW: document.documentElement.scrollWidth, viewW: document.documentElement.clientWidth}; })()"
+    )
+    assert title["text"] == title["title"] == LONG_NAME, title["text"][:80]
+    assert title["h"] < 48 and title["pageW"] <= title["viewW"], title
+    browser.click("header h1 a")
+    browser.wait_for("!document.getElementById('overview').hidden")
     assert browser.eval("typeof window.__xss") == "undefined"
     assert not browser.page_errors(), browser.page_errors()
     assert c.get_json("/api/jobs?state=cancelled")["total"] == n_cancelled

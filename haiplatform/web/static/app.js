@@ -109,17 +109,33 @@ function bar(used, total, cls) {
   return el("div", { class: `bar ${cls || ""}` }, fill);
 }
 
+// Past this many nodes the grid draws one small square per node (details in its tooltip).
+const COMPACT_NODES = 48;
+
+function nodeTitle(n) {
+  return [`${safe(n.name)}: ${n.state}${n.reason ? ` (${safe(n.reason)})` : ""}`, `${n.slots_used}/${n.slots} GPUs`,
+    ...n.jobs.map((j) => `#${j.id} ${safe(j.name)}`)].join("\n");
+}
+
 function renderNodes(data) {
+  const compact = data.nodes.length > COMPACT_NODES;
+  $("grid").className = compact ? "grid compact" : "grid";
   $("grid").replaceChildren(
-    ...data.nodes.map((n) =>
-      el("div", { class: `node state-${n.state}`, dataset: { node: n.name, state: n.state, slotsUsed: n.slots_used },
-                  title: safe(n.reason) || n.state },
+    ...data.nodes.map((n) => {
+      const attrs = { class: `node state-${n.state}`, dataset: { node: n.name, state: n.state, slotsUsed: n.slots_used } };
+      if (compact) {
+        const fill = el("div", { class: "use" });
+        fill.style.height = `${n.slots ? Math.min(100, (100 * n.slots_used) / n.slots) : 0}%`;
+        return el("div", { ...attrs, title: nodeTitle(n) }, fill);
+      }
+      return el("div", { ...attrs, title: safe(n.reason) || n.state },
         el("div", { class: "name" }, safe(n.name)),
         el("div", { class: "state" }, n.state + (n.reason ? ` · ${safe(n.reason)}` : "")),
         el("div", { class: "slots" }, `${n.slots_used}/${n.slots} GPUs`),
         bar(n.slots_used, n.slots, "on-dark"),
         n.jobs.map((j) => el("a", { class: "job", href: `#/jobs/${j.id}`, title: `#${j.id} ${safe(j.name)}` },
-          `#${j.id} ${safe(j.name)}`))))
+          `#${j.id} ${safe(j.name)}`)));
+    })
   );
   const c = data.counts;
   const states = Object.keys(c).filter((k) => c[k]).map((k) => `${c[k]} ${k}`).join(" · ");
