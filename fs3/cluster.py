@@ -36,6 +36,7 @@ class ClusterConfig:
     max_file_size: int = 1 << 40  # bytes
     fsync: bool = True  # fsync chunk files before acknowledging
     data_ports: bool = True  # storage servers serve chunk reads/updates on a data port (False: gRPC only)
+    storage_reserve_bytes: int = -1  # free bytes each target keeps back (ENOSPC under it); -1: 5 %, <= 1 GiB
     db_url: str = ""  # meta+mgmtd database; "" = SQLite file in the work dir
     host: str = "127.0.0.1"
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -133,6 +134,8 @@ class LocalCluster:
         if not c.fsync:
             argv.append("--no-fsync")
         argv += ["--data-port", str(self.data_ports[i] if c.data_ports else -1)]
+        if c.storage_reserve_bytes >= 0:
+            argv += ["--reserve-bytes", str(c.storage_reserve_bytes)]
         self.launcher.start(
             f"storage-{i}", argv, port=(c.host, self.storage_ports[i]) if wait else None, env=c.extra_env
         )

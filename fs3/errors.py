@@ -116,6 +116,13 @@ class ClusterTimeout(FS3Error, TimeoutError):
     errno_value = _errno.ETIMEDOUT
 
 
+class NoSpace(FS3Error):
+    """A storage target has no room for the chunk (its disk is full or under its reserve)."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    errno_value = _errno.ENOSPC
+
+
 class IOFailure(FS3Error):
     grpc_code = grpc.StatusCode.INTERNAL
     errno_value = _errno.EIO
@@ -157,6 +164,7 @@ _BY_NAME: dict[str, type[FS3Error]] = {
     "EPENDING": ChunkPending,
     "ENOTSERVING": NotServing,
     "ETIMEDOUT": ClusterTimeout,
+    "ENOSPC": NoSpace,
     "EIO": IOFailure,
 }
 _NAME_OF = {cls: name for name, cls in _BY_NAME.items()}

@@ -327,7 +327,8 @@ def df(ctx: click.Context, as_json: bool) -> None:
     """Capacity of the cluster and the state and usage of each storage target.
 
     Size/Used/Avail are the storage disks (each node's disk counted once, replicas included);
-    Files is the sum of file sizes in the namespace; per target, used is its stored chunk bytes.
+    Files is the sum of file sizes in the namespace; per target, used is its stored chunk bytes and
+    disk/avail its file system (a target under its reserve is read-only for new chunks).
 
     \b
     Example:
@@ -346,15 +347,20 @@ def df(ctx: click.Context, as_json: bool) -> None:
         f"{_human(info['file_bytes']):>12}  {info['inodes']}"
     )
     click.echo(
-        f"\n{'target':>8} {'node':>6} {'chain':>6} {'state':<9}{'chunks':>8}{'used':>12}  address (data port)"
+        f"\n{'target':>8} {'node':>6} {'chain':>6} {'state':<9}{'chunks':>8}{'used':>12}{'disk':>12}{'avail':>12}"
+        "  address (data port)"
     )
     for t in info["targets"]:
         chunks = "-" if t["chunks"] is None else str(t["chunks"])
         tused = "-" if t["used_bytes"] is None else _human(t["used_bytes"])
         addr = t["address"] + (f" ({t['data_address']})" if t["data_address"] else "")
         addr += "" if t["alive"] else " (dead)"
+        addr += " (read-only: under its reserve)" if t.get("read_only") else ""
+        disk = "-" if t["disk_total_bytes"] is None else _human(t["disk_total_bytes"])
+        avail = "-" if t["disk_free_bytes"] is None else _human(t["disk_free_bytes"])
         click.echo(
-            f"{t['target_id']:>8} {t['node_id']:>6} {t['chain_id']:>6} {t['state']:<9}{chunks:>8}{tused:>12}  {addr}"
+            f"{t['target_id']:>8} {t['node_id']:>6} {t['chain_id']:>6} {t['state']:<9}{chunks:>8}{tused:>12}"
+            f"{disk:>12}{avail:>12}  {addr}"
         )
 
 

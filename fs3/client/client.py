@@ -322,6 +322,8 @@ class FS3Client:
                         used_bytes=used,
                         disk_total_bytes=sp.total_bytes if sp else None,
                         disk_free_bytes=sp.free_bytes if sp else None,
+                        reserve_bytes=sp.reserve_bytes if sp else None,
+                        read_only=sp.read_only if sp else None,
                     )
                 )
         return out

@@ -8,6 +8,7 @@ Sequential writes are gathered in a write-behind buffer and flushed as whole chu
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
 from typing import TYPE_CHECKING
@@ -284,7 +285,21 @@ class FS3File(io.RawIOBase):
         try:
             if self._writable:
                 with self._lock:
-                    self._flush_locked()
+                    try:
+                        self._flush_locked()
+                    except BaseException:
+                        # the write failed (ENOSPC, ...): raise that, but still end the session, so an
+                        # unlinked file's chunks are freed and the inode does not stay open forever
+                        self._end_session_quietly()
+                        raise
                     self._report(self._session)
         finally:
             super().close()
+
+    def _end_session_quietly(self) -> None:
+        try:
+            self._report(self._session)
+        except OSError as exc:
+            logging.warning(
+                "%s: ending the write session after a failed flush failed too: %s", self.name, exc
+            )

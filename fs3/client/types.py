@@ -88,6 +88,8 @@ class TargetUsage:
     disk_total_bytes: int | None  # the target's file system (shared by a node's targets)
     disk_free_bytes: int | None
     data_address: str = ""  # the node's data port (chunk reads and updates); "" = gRPC only
+    reserve_bytes: int | None = None  # free space the target keeps back for deletes and the index
+    read_only: bool | None = None  # under its reserve: new chunks get ENOSPC
 
 
 @dataclass

@@ -47,6 +47,8 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
         self._nodes: dict[int, dict] = {}  # node_id -> {address, role, last_hb (monotonic), last_wall}
         self._chains: dict[int, dict] = {}  # chain_id -> {version, targets: [[tid, nid, state]]}
         self._local: dict[int, int] = {}  # target_id -> last reported LocalState
+        # target_id -> (total bytes, free bytes, read-only) as last reported; not persisted (resent every beat)
+        self._space: dict[int, tuple[int, int, bool]] = {}
         self._config = {"chunk_size": 1 << 20, "stripe": 1, "max_file_size": DEFAULT_MAX_FILE_SIZE}
         self._routing_version = 1
         self._fresh: set[int] = set()  # targets of a new chain table that never reported: hold no data
@@ -173,7 +175,15 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
             ch = self._chains[cid]
             msg = info.chains.add(chain_id=cid, version=ch["version"])
             for tid, nid, state in ch["targets"]:
-                msg.targets.add(target_id=tid, node_id=nid, state=state)
+                total, free, read_only = self._space.get(tid, (0, 0, False))
+                msg.targets.add(
+                    target_id=tid,
+                    node_id=nid,
+                    state=state,
+                    total_bytes=total,
+                    free_bytes=free,
+                    read_only=read_only,
+                )
         for nid in sorted(self._nodes):
             n = self._nodes[nid]
             info.nodes.add(
@@ -215,6 +225,17 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
                 "last_wall": time.time(),
                 "data_address": request.data_address,
             }
+            for rep in request.targets:
+                old = self._space.get(rep.target_id)
+                self._space[rep.target_id] = (rep.total_bytes, rep.free_bytes, rep.read_only)
+                if old is not None and old[2] != rep.read_only:
+                    self._routing_version += 1
+                    logging.info(
+                        "target %d: read-only %s (%d bytes free)",
+                        rep.target_id,
+                        rep.read_only,
+                        rep.free_bytes,
+                    )
             if request.restarted:
                 # A fresh process: all its targets go offline before anything else (3FS recovery step 1).
                 changed = []
@@ -290,9 +311,24 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
         )
         for ch in info.chains:
             versions.add_metric([str(ch.chain_id)], ch.version)
+        free = GaugeMetricFamily(
+            "fs3_target_free_bytes",
+            "Free bytes of each storage target's disk, as last reported",
+            labels=["target"],
+        )
+        read_only = GaugeMetricFamily(
+            "fs3_target_read_only", "1 when a target is under its reserve (no new chunks)", labels=["target"]
+        )
+        for ch in info.chains:
+            for t in ch.targets:
+                if t.total_bytes:
+                    free.add_metric([str(t.target_id)], t.free_bytes)
+                    read_only.add_metric([str(t.target_id)], int(t.read_only))
         yield targets
         yield nodes
         yield versions
+        yield free
+        yield read_only
         yield GaugeMetricFamily("fs3_routing_version", "Routing table version", value=info.routing_version)
 
     def GetRouting(

@@ -32,14 +32,20 @@ UPTODATE: LocalState
 ONLINE: LocalState
 
 class ChainTarget(_message.Message):
-    __slots__ = ("target_id", "node_id", "state")
+    __slots__ = ("target_id", "node_id", "state", "total_bytes", "free_bytes", "read_only")
     TARGET_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     target_id: int
     node_id: int
     state: TargetState
-    def __init__(self, target_id: _Optional[int] = ..., node_id: _Optional[int] = ..., state: _Optional[_Union[TargetState, str]] = ...) -> None: ...
+    total_bytes: int
+    free_bytes: int
+    read_only: bool
+    def __init__(self, target_id: _Optional[int] = ..., node_id: _Optional[int] = ..., state: _Optional[_Union[TargetState, str]] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class Chain(_message.Message):
     __slots__ = ("chain_id", "version", "targets")

@@ -25,33 +25,33 @@ _sym_db = _symbol_database.Default()
 from fs3.protos import common_pb2 as fs3_dot_protos_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66s3/protos/mgmtd.proto\x12\x03\x66s3\x1a\x17\x66s3/protos/common.proto\"G\n\x0cTargetReport\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12$\n\x0blocal_state\x18\x02 \x01(\x0e\x32\x0f.fs3.LocalState\"\x8b\x01\n\x0cHeartbeatReq\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x11\n\trestarted\x18\x04 \x01(\x08\x12\"\n\x07targets\x18\x05 \x03(\x0b\x32\x11.fs3.TargetReport\x12\x14\n\x0c\x64\x61ta_address\x18\x06 \x01(\t\"B\n\x0cHeartbeatRsp\x12!\n\x07routing\x18\x01 \x01(\x0b\x32\x10.fs3.RoutingInfo\x12\x0f\n\x07lease_s\x18\x02 \x01(\x01\"&\n\rGetRoutingReq\x12\x15\n\rknown_version\x18\x01 \x01(\x04\"2\n\rGetRoutingRsp\x12!\n\x07routing\x18\x01 \x01(\x0b\x32\x10.fs3.RoutingInfo\"C\n\tChainSpec\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\r\x12\x12\n\ntarget_ids\x18\x02 \x03(\x04\x12\x10\n\x08node_ids\x18\x03 \x03(\x04\"m\n\x10SetChainTableReq\x12\x1e\n\x06\x63hains\x18\x01 \x03(\x0b\x32\x0e.fs3.ChainSpec\x12\x12\n\nchunk_size\x18\x02 \x01(\r\x12\x0e\n\x06stripe\x18\x03 \x01(\r\x12\x15\n\rmax_file_size\x18\x04 \x01(\x04\"5\n\x10SetChainTableRsp\x12!\n\x07routing\x18\x01 \x01(\x0b\x32\x10.fs3.RoutingInfo\"I\n\x0bSyncDoneReq\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\r\x12\x11\n\ttarget_id\x18\x02 \x01(\x04\x12\x15\n\rchain_version\x18\x03 \x01(\x04\"0\n\x0bSyncDoneRsp\x12!\n\x07routing\x18\x01 \x01(\x0b\x32\x10.fs3.RoutingInfo2\xdf\x01\n\x05Mgmtd\x12\x31\n\tHeartbeat\x12\x11.fs3.HeartbeatReq\x1a\x11.fs3.HeartbeatRsp\x12\x34\n\nGetRouting\x12\x12.fs3.GetRoutingReq\x1a\x12.fs3.GetRoutingRsp\x12=\n\rSetChainTable\x12\x15.fs3.SetChainTableReq\x1a\x15.fs3.SetChainTableRsp\x12.\n\x08SyncDone\x12\x10.fs3.SyncDoneReq\x1a\x10.fs3.SyncDoneRspb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66s3/protos/mgmtd.proto\x12\x03\x66s3\x1a\x17\x66s3/protos/common.proto\"\x83\x01\n\x0cTargetReport\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12$\n\x0blocal_state\x18\x02 \x01(\x0e\x32\x0f.fs3.LocalState\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x12\n\nfree_bytes\x18\x04 \x01(\x04\x12\x11\n\tread_only\x18\x05 \x01(\x08\"\x8b\x01\n\x0cHeartbeatReq\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x11\n\trestarted\x18\x04 \x01(\x08\x12\"\n\x07targets\x18\x05 \x03(\x0b\x32\x11.fs3.TargetReport\x12\x14\n\x0c\x64\x61ta_address\x18\x06 \x01(\t\"B\n\x0cHeartbeatRsp\x12!\n\x07routing\x18\x01 \x01(\x0b\x32\x10.fs3.RoutingInfo\x12\x0f\n\x07lease_s\x18\x02 \x01(\x01\"&\n\rGetRoutingReq\x12\x15\n\rknown_version\x18\x01 \x01(\x04\"2\n\rGetRoutingRsp\x12!\n\x07routing\x18\x01 \x01(\x0b\x32\x10.fs3.RoutingInfo\"C\n\tChainSpec\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\r\x12\x12\n\ntarget_ids\x18\x02 \x03(\x04\x12\x10\n\x08node_ids\x18\x03 \x03(\x04\"m\n\x10SetChainTableReq\x12\x1e\n\x06\x63hains\x18\x01 \x03(\x0b\x32\x0e.fs3.ChainSpec\x12\x12\n\nchunk_size\x18\x02 \x01(\r\x12\x0e\n\x06stripe\x18\x03 \x01(\r\x12\x15\n\rmax_file_size\x18\x04 \x01(\x04\"5\n\x10SetChainTableRsp\x12!\n\x07routing\x18\x01 \x01(\x0b\x32\x10.fs3.RoutingInfo\"I\n\x0bSyncDoneReq\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\r\x12\x11\n\ttarget_id\x18\x02 \x01(\x04\x12\x15\n\rchain_version\x18\x03 \x01(\x04\"0\n\x0bSyncDoneRsp\x12!\n\x07routing\x18\x01 \x01(\x0b\x32\x10.fs3.RoutingInfo2\xdf\x01\n\x05Mgmtd\x12\x31\n\tHeartbeat\x12\x11.fs3.HeartbeatReq\x1a\x11.fs3.HeartbeatRsp\x12\x34\n\nGetRouting\x12\x12.fs3.GetRoutingReq\x1a\x12.fs3.GetRoutingRsp\x12=\n\rSetChainTable\x12\x15.fs3.SetChainTableReq\x1a\x15.fs3.SetChainTableRsp\x12.\n\x08SyncDone\x12\x10.fs3.SyncDoneReq\x1a\x10.fs3.SyncDoneRspb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fs3.protos.mgmtd_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TARGETREPORT']._serialized_start=56
-  _globals['_TARGETREPORT']._serialized_end=127
-  _globals['_HEARTBEATREQ']._serialized_start=130
-  _globals['_HEARTBEATREQ']._serialized_end=269
-  _globals['_HEARTBEATRSP']._serialized_start=271
-  _globals['_HEARTBEATRSP']._serialized_end=337
-  _globals['_GETROUTINGREQ']._serialized_start=339
-  _globals['_GETROUTINGREQ']._serialized_end=377
-  _globals['_GETROUTINGRSP']._serialized_start=379
-  _globals['_GETROUTINGRSP']._serialized_end=429
-  _globals['_CHAINSPEC']._serialized_start=431
-  _globals['_CHAINSPEC']._serialized_end=498
-  _globals['_SETCHAINTABLEREQ']._serialized_start=500
-  _globals['_SETCHAINTABLEREQ']._serialized_end=609
-  _globals['_SETCHAINTABLERSP']._serialized_start=611
-  _globals['_SETCHAINTABLERSP']._serialized_end=664
-  _globals['_SYNCDONEREQ']._serialized_start=666
-  _globals['_SYNCDONEREQ']._serialized_end=739
-  _globals['_SYNCDONERSP']._serialized_start=741
-  _globals['_SYNCDONERSP']._serialized_end=789
-  _globals['_MGMTD']._serialized_start=792
-  _globals['_MGMTD']._serialized_end=1015
+  _globals['_TARGETREPORT']._serialized_start=57
+  _globals['_TARGETREPORT']._serialized_end=188
+  _globals['_HEARTBEATREQ']._serialized_start=191
+  _globals['_HEARTBEATREQ']._serialized_end=330
+  _globals['_HEARTBEATRSP']._serialized_start=332
+  _globals['_HEARTBEATRSP']._serialized_end=398
+  _globals['_GETROUTINGREQ']._serialized_start=400
+  _globals['_GETROUTINGREQ']._serialized_end=438
+  _globals['_GETROUTINGRSP']._serialized_start=440
+  _globals['_GETROUTINGRSP']._serialized_end=490
+  _globals['_CHAINSPEC']._serialized_start=492
+  _globals['_CHAINSPEC']._serialized_end=559
+  _globals['_SETCHAINTABLEREQ']._serialized_start=561
+  _globals['_SETCHAINTABLEREQ']._serialized_end=670
+  _globals['_SETCHAINTABLERSP']._serialized_start=672
+  _globals['_SETCHAINTABLERSP']._serialized_end=725
+  _globals['_SYNCDONEREQ']._serialized_start=727
+  _globals['_SYNCDONEREQ']._serialized_end=800
+  _globals['_SYNCDONERSP']._serialized_start=802
+  _globals['_SYNCDONERSP']._serialized_end=850
+  _globals['_MGMTD']._serialized_start=853
+  _globals['_MGMTD']._serialized_end=1076
 # @@protoc_insertion_point(module_scope)

@@ -8,12 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TargetReport(_message.Message):
-    __slots__ = ("target_id", "local_state")
+    __slots__ = ("target_id", "local_state", "total_bytes", "free_bytes", "read_only")
     TARGET_ID_FIELD_NUMBER: _ClassVar[int]
     LOCAL_STATE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     target_id: int
     local_state: _common_pb2.LocalState
-    def __init__(self, target_id: _Optional[int] = ..., local_state: _Optional[_Union[_common_pb2.LocalState, str]] = ...) -> None: ...
+    total_bytes: int
+    free_bytes: int
+    read_only: bool
+    def __init__(self, target_id: _Optional[int] = ..., local_state: _Optional[_Union[_common_pb2.LocalState, str]] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatReq(_message.Message):
     __slots__ = ("node_id", "address", "role", "restarted", "targets", "data_address")

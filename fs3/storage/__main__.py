@@ -30,6 +30,13 @@ def main() -> None:
         "advertised through mgmtd; -1: none, everything goes over gRPC)",
     )
     ap.add_argument("--heartbeat-s", type=float, default=1.0)
+    ap.add_argument(
+        "--reserve-bytes",
+        type=int,
+        default=-1,
+        help="free space each target keeps back: under it, new or growing chunks get ENOSPC "
+        "(-1: 5%% of the target's file system, at most 1 GiB)",
+    )
     ap.add_argument("--no-fsync", action="store_true", help="do not fsync chunk files (benchmarks only)")
     ap.add_argument("--no-exit-on-mgmtd-loss", action="store_true", help="keep running without mgmtd")
     _rpc.add_metrics_flag(ap)
@@ -54,6 +61,7 @@ def main() -> None:
         fsync=not args.no_fsync,
         exit_on_mgmtd_loss=not args.no_exit_on_mgmtd_loss,
         data_address=data.address if data else "",
+        reserve_bytes=None if args.reserve_bytes < 0 else args.reserve_bytes,
     )
     storage_pb2_grpc.add_StorageServicer_to_server(svc, server)
     server.add_insecure_port(f"{args.host}:{args.port}")

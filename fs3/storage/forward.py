@@ -118,8 +118,8 @@ class Forwarder:
             try:
                 rsp = self.send_update(succ.node_id, succ.target_id, header, payload)
             except errors.FS3Error as err:
-                if isinstance(err, errors.FileTooLarge | errors.InvalidArgument):
-                    raise err from None
+                if isinstance(err, errors.FileTooLarge | errors.InvalidArgument | errors.NoSpace):
+                    raise err from None  # the successor's answer; waiting would not change it
                 if time.monotonic() > deadline:
                     raise errors.ClusterTimeout(
                         f"chain {chain.chain_id}", f"successor target {succ.target_id} did not ACK: {err}"

@@ -35,9 +35,18 @@ class StorageService(storage_pb2_grpc.StorageServicer):
         fsync: bool = True,
         exit_on_mgmtd_loss: bool = True,
         data_address: str = "",
+        reserve_bytes: int | None = None,
     ) -> None:
         self.targets = Targets(
-            node_id, address, data_dir, mgmtd, heartbeat_s, fsync, exit_on_mgmtd_loss, data_address
+            node_id,
+            address,
+            data_dir,
+            mgmtd,
+            heartbeat_s,
+            fsync,
+            exit_on_mgmtd_loss,
+            data_address,
+            reserve_bytes,
         )
         self.forwarder = Forwarder(self.targets)
         self.updater = ChunkUpdater(self.targets, self.forwarder)
@@ -151,5 +160,12 @@ class StorageService(storage_pb2_grpc.StorageServicer):
         rsp = storage_pb2.TargetSpaceRsp()
         for tid, store in sorted(self.targets.stores.items()):
             total, free, chunks = store.space()
-            rsp.targets.add(target_id=tid, total_bytes=total, free_bytes=free, chunks=chunks)
+            rsp.targets.add(
+                target_id=tid,
+                total_bytes=total,
+                free_bytes=free,
+                chunks=chunks,
+                reserve_bytes=store.reserve_bytes,
+                read_only=store.read_only,
+            )
         return rsp

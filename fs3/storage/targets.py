@@ -36,8 +36,10 @@ class Targets:
         fsync: bool = True,
         exit_on_mgmtd_loss: bool = True,
         data_address: str = "",
+        reserve_bytes: int | None = None,
     ) -> None:
         self.node_id, self.address = node_id, address
+        self.reserve_bytes = reserve_bytes  # per target; None: the store's default for its disk
         self.data_address = data_address  # advertised to clients through mgmtd; "" = gRPC reads only
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +61,7 @@ class Targets:
         self._restarted = True
         for d in self.data_dir.glob("target-*"):  # reopen (and clean) existing targets at once
             tid = int(d.name.split("-", 1)[1])
-            self.stores[tid] = ChunkStore(d, tid, fsync)
+            self.stores[tid] = ChunkStore(d, tid, fsync, reserve_bytes)
 
     @property
     def routing(self) -> common_pb2.RoutingInfo:
@@ -77,13 +79,17 @@ class Targets:
         self._stop.set()
 
     def heartbeat_once(self) -> None:
-        """Report the targets' local states to mgmtd and take the routing it answers with."""
-        reports = [
-            mgmtd_pb2.TargetReport(
+        """Report the targets' local states and free space to mgmtd and take the routing it answers with."""
+        reports = []
+        for t in self.my_targets():
+            report = mgmtd_pb2.TargetReport(
                 target_id=t, local_state=common_pb2.UPTODATE if t in self._uptodate else common_pb2.ONLINE
             )
-            for t in self.my_targets()
-        ]
+            store = self.stores.get(t)
+            if store is not None:
+                report.total_bytes, report.free_bytes, _ = store.space()
+                report.read_only = store.read_only
+            reports.append(report)
         rsp = self.mgmtd.Heartbeat(
             mgmtd_pb2.HeartbeatReq(
                 node_id=self.node_id,
@@ -134,7 +140,7 @@ class Targets:
                 if t.node_id == self.node_id:
                     if t.target_id not in self.stores:
                         d = self.data_dir / f"target-{t.target_id}"
-                        self.stores[t.target_id] = ChunkStore(d, t.target_id, self.fsync)
+                        self.stores[t.target_id] = ChunkStore(d, t.target_id, self.fsync, self.reserve_bytes)
                     if t.state == TargetState.SERVING:
                         self._uptodate.add(t.target_id)
                     else:

@@ -7,10 +7,16 @@ An update is staged as ``<index>.p`` (written, optionally fsynced) and committed
 CRC32C in the index is checked on every read (reads take no lock; see ``read_into``). Pending state
 is in memory only: a restarted target is resynced from its predecessor anyway. Updates are not
 thread-safe per chunk: callers hold the chunk lock.
+
+Space: a chunk that grows is staged only while ``reserve_bytes`` stay free after it (ENOSPC before
+any byte is written otherwise), so commits, removals and shrinking updates always find room. A
+``headroom`` file of HEADROOM_BYTES is kept beside the index and given up when an index write finds
+the disk full (filled by something else), so deleting chunks frees space even then.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -24,6 +30,13 @@ from fs3.crc import crc32c
 
 MAX_INODE = (1 << 63) - 1
 MAX_INDEX = (1 << 32) - 1
+HEADROOM_BYTES = 1 << 20  # kept free for index writes on a full disk (see the module docstring)
+MAX_DEFAULT_RESERVE_BYTES = 1 << 30
+
+
+def default_reserve_bytes(total_bytes: int) -> int:
+    """The reserve of a target whose file system has ``total_bytes``: 5 %, at most 1 GiB."""
+    return min(MAX_DEFAULT_RESERVE_BYTES, total_bytes // 20)
 
 
 @dataclass
@@ -42,11 +55,19 @@ class ChunkMetaRow:
 class ChunkStore:
     """The chunks of one target under ``root``; see the module docstring for the layout."""
 
-    def __init__(self, root: str | os.PathLike, target_id: int, fsync: bool = True) -> None:
+    def __init__(
+        self, root: str | os.PathLike, target_id: int, fsync: bool = True, reserve_bytes: int | None = None
+    ) -> None:
         self.root = Path(root)
         self.target_id = target_id
         self.fsync = fsync
         (self.root / "chunks").mkdir(parents=True, exist_ok=True)
+        st = os.statvfs(self.root)
+        total = st.f_blocks * st.f_frsize
+        # bytes kept free: under it no chunk grows (None: default_reserve_bytes of the file system)
+        self.reserve_bytes = default_reserve_bytes(total) if reserve_bytes is None else reserve_bytes
+        self._headroom = self.root / "headroom"
+        self._refused_need = 0  # free bytes the last refused growing chunk needed (0: none refused since)
         self._db = sqlite3.connect(str(self.root / "index.db"), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL" if fsync else "PRAGMA synchronous=NORMAL")
@@ -66,6 +87,65 @@ class ChunkStore:
         ] = {}  # -> (version, crc, length, chain_ver)
         for p in (self.root / "chunks").glob("*/*.p"):  # uncommitted leftovers of a crash
             p.unlink()
+        self._keep_headroom()
+
+    # ---- space -------------------------------------------------------------------------------
+    def _no_space(self, cid: tuple[int, int], why: str) -> errors.NoSpace:
+        return errors.NoSpace(f"chunk {cid[0]}:{cid[1]} on target {self.target_id}", why)
+
+    def _keep_headroom(self) -> None:
+        """(Re)create the headroom file if it is missing; best effort (a full disk leaves it missing)."""
+        if self._headroom.exists() and self._headroom.stat().st_size == HEADROOM_BYTES:
+            return
+        try:
+            fd = os.open(self._headroom, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, HEADROOM_BYTES)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._headroom.unlink(missing_ok=True)
+            logging.warning("target %d: no room for the index headroom file: %s", self.target_id, exc)
+
+    def _index_write(self, sql: str, args: tuple) -> None:
+        """One index statement; on a full disk, give up the headroom file and try once more (else ENOSPC)."""
+        try:
+            self._db.execute(sql, args)
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL:
+                raise
+            if not self._headroom.exists():
+                raise self._no_space(args[:2], f"chunk index: {exc}") from None  # type: ignore[arg-type]
+        logging.warning("target %d: disk full, using the index headroom", self.target_id)
+        self._headroom.unlink(missing_ok=True)
+        try:
+            self._db.execute(sql, args)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise self._no_space(args[:2], f"chunk index: {exc}") from None  # type: ignore[arg-type]
+            raise
+
+    def check_room(self, cid: tuple[int, int], length: int) -> None:
+        """ENOSPC unless ``length`` bytes can be staged for ``cid``: a growing chunk must leave the reserve."""
+        m = self._meta.get(cid)
+        grows = m is None or length > m.length
+        free = self.free_bytes()
+        need = length + (self.reserve_bytes if grows else 0)
+        if grows:
+            self._refused_need = need if free < need else 0
+        if free < need:
+            raise self._no_space(
+                cid,
+                f"{free} bytes free, {length} needed"
+                + (f" above the reserve of {self.reserve_bytes}" if grows else ""),
+            )
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the target is under its reserve, or refused a growing chunk and has not freed enough since."""
+        free = self.free_bytes()
+        return free < self.reserve_bytes or free < self._refused_need
 
     # ---- paths -------------------------------------------------------------------------------
     def _path(self, cid: tuple[int, int], pending: bool = False) -> Path:
@@ -155,13 +235,20 @@ class ChunkStore:
 
     # ---- updates (caller holds the chunk lock) -----------------------------------------------
     def stage(self, cid: tuple[int, int], version: int, content: bytes, chain_version: int) -> int:
-        """Write ``content`` as pending ``version``; return its CRC32C."""
+        """Write ``content`` as pending ``version``; return its CRC32C. NoSpace (nothing staged) if no room."""
         path = self._path(cid, pending=True)
-        path.parent.mkdir(exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(content)
-            if self.fsync:
-                os.fsync(f.fileno())
+        self.check_room(cid, len(content))
+        try:
+            path.parent.mkdir(exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(content)
+                if self.fsync:
+                    os.fsync(f.fileno())
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise self._no_space(cid, f"staging {len(content)} bytes: {exc.strerror}") from None
+            raise
         crc = crc32c(content)
         self._pending[cid] = (version, crc, len(content), chain_version)
         return crc
@@ -174,7 +261,7 @@ class ChunkStore:
         try:
             os.replace(self._path(cid, pending=True), self._path(cid))
             with self._lock:
-                self._db.execute(
+                self._index_write(
                     "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
                     (*cid, version, crc, length, cver),
                 )
@@ -192,12 +279,15 @@ class ChunkStore:
             self._path(cid, pending=True).unlink(missing_ok=True)
 
     def remove(self, cid: tuple[int, int]) -> bool:
-        """Delete the chunk; True if it existed."""
+        """Delete the chunk; True if it existed. Works on a full disk (index first, then the file)."""
         self.abort(cid)
         with self._lock:
-            existed = self._meta.pop(cid, None) is not None
-            self._db.execute("DELETE FROM chunks WHERE inode = ? AND idx = ?", cid)
+            existed = cid in self._meta
+            self._index_write("DELETE FROM chunks WHERE inode = ? AND idx = ?", cid)
+            self._meta.pop(cid, None)  # only once the index no longer has it
         self._path(cid).unlink(missing_ok=True)
+        if not self._headroom.exists():
+            self._keep_headroom()
         return existed
 
     def chunk_ids(self, inode_id: int, first_index: int = 0) -> list[tuple[int, int]]:
@@ -210,6 +300,11 @@ class ChunkStore:
     def corrupt_for_test(self, cid: tuple[int, int]) -> Path:
         """Path of the committed chunk file (tests flip bytes in it)."""
         return self._path(cid)
+
+    def free_bytes(self) -> int:
+        """Bytes available on the target's file system (statvfs ``f_bavail``)."""
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
 
     def space(self) -> tuple[int, int, int]:
         """(total bytes, free bytes, chunk count) of the target's file system."""
