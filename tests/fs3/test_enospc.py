@@ -221,7 +221,7 @@ def test_fuse_writer_gets_enospc(full_cluster, tmp_path):
     if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
         pytest.skip("FUSE is not available here")
     pytest.importorskip("pyfuse3")
-    from fireflyer.launcher import Launcher
+    from ffcommon.launcher import Launcher
     from fs3.fuse import mount, unmount
 
     cl = full_cluster.client(timeout_s=30)
