@@ -51,7 +51,7 @@ def _cuda_wanted() -> bool:
 class BuildExt(build_ext):
     """build_ext that also compiles ``.cu`` sources with nvcc into the CUDA extension."""
 
-    def build_extension(self, ext: Pybind11Extension) -> None:  # noqa: D102
+    def build_extension(self, ext: Pybind11Extension) -> None:
         cu = [s for s in ext.sources if s.endswith(".cu")]
         if cu:
             ext.sources = [s for s in ext.sources if not s.endswith(".cu")]

@@ -79,7 +79,7 @@ class Launcher:
         full_env.update(env or {})
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         log_path = self.log_dir / f"{name}.log"
-        log = open(log_path, "ab")  # noqa: SIM115 - owned by the child from here on
+        log = open(log_path, "ab")  # owned by the child from here on
         try:
             popen = subprocess.Popen(
                 list(argv),

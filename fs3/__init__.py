@@ -16,7 +16,7 @@ from fs3.client import FileStat, FS3Client, FS3File, StatFs
 __all__ = ["ClusterConfig", "FS3Client", "FS3File", "FileStat", "LocalCluster", "StatFs", "errors"]
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - a class, whichever is asked for
+def __getattr__(name: str) -> Any:  # a class, whichever is asked for
     if name in ("ClusterConfig", "LocalCluster"):
         from fs3 import cluster
 

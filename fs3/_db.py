@@ -73,7 +73,7 @@ class Database:
             try:
                 with self._txn(write) as cur:
                     return fn(cur)
-            except Exception as exc:  # noqa: BLE001 - classified below
+            except Exception as exc:  # classified below
                 if not self._retryable(exc) or attempt == attempts - 1:
                     raise
                 time.sleep(min(0.2, 0.002 * 2**attempt) * random.random())

@@ -58,7 +58,7 @@ def run_threads(threads: int, fn: Callable[[int], object]) -> None:
     def work(k: int) -> None:
         try:
             fn(k)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below in the caller's thread
+        except BaseException as exc:  # re-raised below in the caller's thread
             errors.append(exc)
 
     ts = [threading.Thread(target=work, args=(k,), name=f"bench-{k}") for k in range(threads)]
@@ -456,7 +456,7 @@ def seq_io_table(
     num_storage: int = 3,
     chunk_size: int = MiB,
 ) -> Table:
-    """Sequential write/read through the native client per replication factor, with local-disk and socket peers."""  # noqa: E501
+    """Sequential write/read through the native client per replication factor, with local-disk and socket peers."""
     from fs3.cluster import ClusterConfig, LocalCluster
 
     table = Table(

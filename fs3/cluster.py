@@ -168,7 +168,7 @@ class LocalCluster:
         for cl in self._clients:
             try:
                 cl.close()
-            except Exception:  # noqa: BLE001 - best effort on teardown
+            except Exception:  # best effort on teardown
                 pass
         self.launcher.stop_all(grace_s=3)
         if self._tmp is not None:

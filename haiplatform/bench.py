@@ -21,7 +21,7 @@ import click
 from ffcommon.ports import free_port, wait_for_port
 
 
-def _rate(n: int, threads: int, fn) -> float:  # noqa: ANN001
+def _rate(n: int, threads: int, fn) -> float:
     """Calls per second of ``fn(i)`` over ``n`` calls spread on ``threads`` threads."""
     per = n // threads
     errors: list[BaseException] = []

@@ -83,17 +83,17 @@ def get_num_nodes() -> int:
     return group().topo.num_nodes
 
 
-def allreduce(buf: Any, op: str = "sum", async_op: bool = False) -> Handle | None:  # noqa: ANN401
+def allreduce(buf: Any, op: str = "sum", async_op: bool = False) -> Handle | None:
     """Sum (or average, ``op="avg"``) ``buf`` in place across all ranks; a :class:`Handle` if ``async_op``."""
     return group().submit("allreduce", buf, op, 0, async_op)
 
 
-def broadcast(buf: Any, root: int = 0, async_op: bool = False) -> Handle | None:  # noqa: ANN401
+def broadcast(buf: Any, root: int = 0, async_op: bool = False) -> Handle | None:
     """Copy ``root``'s ``buf`` into every rank's ``buf`` (the allreduce machinery with only root contributing)."""
     return group().submit("broadcast", buf, "sum", root, async_op)
 
 
-def reduce(buf: Any, root: int = 0, op: str = "sum", async_op: bool = False) -> Handle | None:  # noqa: ANN401
+def reduce(buf: Any, root: int = 0, op: str = "sum", async_op: bool = False) -> Handle | None:
     """Sum ``buf`` across ranks into ``root``'s ``buf``; other ranks' buffers are left as they were."""
     return group().submit("reduce", buf, op, root, async_op)
 
@@ -103,12 +103,12 @@ def barrier() -> None:
     group().submit("allreduce", np.zeros(1, np.float32), "sum", 0, False)
 
 
-def _torch_dtype(dtype: Any) -> Any:  # noqa: ANN401
+def _torch_dtype(dtype: Any) -> Any:
     mod = type(dtype).__module__
     return dtype if mod.startswith("torch") else None
 
 
-def empty(shape: int | tuple[int, ...], dtype: Any = np.float32) -> Any:  # noqa: ANN401
+def empty(shape: int | tuple[int, ...], dtype: Any = np.float32) -> Any:
     """An uninitialised array (numpy, or torch if ``dtype`` is a torch dtype) inside the node's shared segment."""
     shape_t = (shape,) if isinstance(shape, int) else tuple(shape)
     n = math.prod(shape_t)
@@ -124,19 +124,19 @@ def empty(shape: int | tuple[int, ...], dtype: Any = np.float32) -> Any:  # noqa
     return raw.view(npdt).reshape(shape_t)
 
 
-def zeros(shape: int | tuple[int, ...], dtype: Any = np.float32) -> Any:  # noqa: ANN401
+def zeros(shape: int | tuple[int, ...], dtype: Any = np.float32) -> Any:
     """Like :func:`empty`, filled with zeros (which also faults the pages in)."""
     out = empty(shape, dtype)
     out[...] = 0
     return out
 
 
-def empty_like(x: Any) -> Any:  # noqa: ANN401
+def empty_like(x: Any) -> Any:
     """A shared-segment buffer of ``x``'s shape and dtype (torch tensor for torch input)."""
     return empty(tuple(x.shape), x.dtype)
 
 
-def cuda_extension() -> Any:  # noqa: ANN401
+def cuda_extension() -> Any:
     """The CUDA staging extension (``hfreduce._cuda``, used by HaiScale); ImportError where it is not built."""
     from hfreduce import _cuda
 

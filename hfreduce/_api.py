@@ -190,7 +190,7 @@ def finalize() -> None:
         for w in list(g.pending):
             try:
                 w._state.wait(-1.0)
-            except Exception:  # noqa: BLE001 - best effort at exit
+            except Exception:  # best effort at exit
                 pass
         g.comm.shutdown()
 

@@ -85,7 +85,7 @@ class Exchange:
     rank: int
     world_size: int
 
-    def allgather(self, value: Any) -> list[Any]:  # noqa: ANN401
+    def allgather(self, value: Any) -> list[Any]:
         raise NotImplementedError
 
     def my_address(self) -> str:
@@ -106,7 +106,7 @@ class MpiExchange(Exchange):
         self.rank = self._comm.Get_rank()
         self.world_size = self._comm.Get_size()
 
-    def allgather(self, value: Any) -> list[Any]:  # noqa: ANN401
+    def allgather(self, value: Any) -> list[Any]:
         return self._comm.allgather(value)
 
     def my_address(self) -> str:
@@ -134,7 +134,7 @@ class TorchExchange(Exchange):
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
 
-    def allgather(self, value: Any) -> list[Any]:  # noqa: ANN401
+    def allgather(self, value: Any) -> list[Any]:
         out: list[Any] = [None] * self.world_size
         try:
             self._dist.all_gather_object(out, value)
@@ -152,13 +152,13 @@ class StoreExchange(Exchange):
     """Allgather through a ``torch.distributed`` key-value store (the one ``init_process_group`` hands a
     backend's creator, whose TCPStore already holds MASTER_PORT): each round every rank sets its key."""
 
-    def __init__(self, store: Any, rank: int, world_size: int, timeout_s: float = 60.0) -> None:  # noqa: ANN401
+    def __init__(self, store: Any, rank: int, world_size: int, timeout_s: float = 60.0) -> None:
         self._store = store
         self.rank, self.world_size = rank, world_size
         self._timeout_s = timeout_s
         self._round = 0
 
-    def allgather(self, value: Any) -> list[Any]:  # noqa: ANN401
+    def allgather(self, value: Any) -> list[Any]:
         import datetime
 
         prefix = f"hfreduce/allgather/{self._round}/"
@@ -187,7 +187,7 @@ def _torch_group_ready() -> bool:
     return dist is not None and dist.is_available() and dist.is_initialized()
 
 
-def _send_msg(sock: socket.socket, value: Any) -> None:  # noqa: ANN401
+def _send_msg(sock: socket.socket, value: Any) -> None:
     data = json.dumps(value).encode()
     sock.sendall(struct.pack("!I", len(data)) + data)
 
@@ -202,7 +202,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def _recv_msg(sock: socket.socket) -> Any:  # noqa: ANN401
+def _recv_msg(sock: socket.socket) -> Any:
     (n,) = struct.unpack("!I", _recv_exact(sock, 4))
     return json.loads(_recv_exact(sock, n))
 
@@ -265,7 +265,7 @@ class TcpExchange(Exchange):
             _send_msg(sock, {"rank": rank, "world_size": world_size})
             self._sock = sock
 
-    def allgather(self, value: Any) -> list[Any]:  # noqa: ANN401
+    def allgather(self, value: Any) -> list[Any]:
         try:
             if self.rank == 0:
                 values = [value] + [None] * (self.world_size - 1)
@@ -332,7 +332,7 @@ class _SingleExchange(Exchange):
     rank = 0
     world_size = 1
 
-    def allgather(self, value: Any) -> list[Any]:  # noqa: ANN401
+    def allgather(self, value: Any) -> list[Any]:
         return [value]
 
     def my_address(self) -> str:

@@ -84,7 +84,7 @@ class _Buffers:
             self.pattern = base + (rank + 1)
             self.expected = base * world + world * (world + 1) / 2
 
-    def view(self, impl: str, count: int) -> Any:  # noqa: ANN401
+    def view(self, impl: str, count: int) -> Any:
         """The buffer ``impl`` reduces for ``count`` elements (gloo gets a torch view of the private one)."""
         import torch
 
@@ -94,7 +94,7 @@ class _Buffers:
             buf = torch.from_numpy(buf)
         return buf
 
-    def fill(self, buf: Any, count: int) -> None:  # noqa: ANN401
+    def fill(self, buf: Any, count: int) -> None:
         assert self.pattern is not None
         src = self.pattern[:count]
         if isinstance(buf, np.ndarray):
@@ -104,7 +104,7 @@ class _Buffers:
 
             buf.copy_(torch.from_numpy(src))
 
-    def verify(self, buf: Any, count: int) -> str | None:  # noqa: ANN401
+    def verify(self, buf: Any, count: int) -> str | None:
         """None if ``buf`` holds the reference sum, else a description of the first wrong element."""
         assert self.expected is not None
         got = buf.astype(np.float32) if isinstance(buf, np.ndarray) else buf.float().numpy()
@@ -116,7 +116,7 @@ class _Buffers:
         return f"{bad.size} of {count} elements wrong; first at index {i}: got {got[i]!r}, want {want[i]!r}"
 
 
-def _init_gloo(comm: Any, rank: int, world: int) -> None:  # noqa: ANN401
+def _init_gloo(comm: Any, rank: int, world: int) -> None:
     import torch.distributed as dist
 
     from ffcommon.ports import free_port
@@ -134,7 +134,7 @@ def _init_gloo(comm: Any, rank: int, world: int) -> None:  # noqa: ANN401
     dist.init_process_group("gloo", init_method=f"tcp://{addr}:{port}", rank=rank, world_size=world)
 
 
-def _quiet_wait(comm: Any) -> None:  # noqa: ANN401
+def _quiet_wait(comm: Any) -> None:
     """A barrier that sleeps instead of spinning (so a rank measuring memcpy has the machine)."""
     req = comm.Ibarrier()
     while not req.Test():
@@ -168,7 +168,7 @@ def _worker(opts: dict) -> int:
     impls = [i for i in IMPLS if not (i == "mpi" and dtype != "float32")]
     impls = [i for i in impls if i in opts["impls"]]
 
-    def run(impl: str, buf: Any) -> None:  # noqa: ANN401
+    def run(impl: str, buf: Any) -> None:
         if impl in ("hfr-shm", "hfr"):
             hfreduce.allreduce(buf)
         elif impl == "mpi":
@@ -176,7 +176,7 @@ def _worker(opts: dict) -> int:
         else:
             dist.all_reduce(buf)
 
-    def one(impl: str, buf: Any, count: int) -> float:  # noqa: ANN401
+    def one(impl: str, buf: Any, count: int) -> float:
         if opts["check"]:
             bufs.fill(buf, count)
         comm.Barrier()

@@ -75,14 +75,14 @@ class ProcessGroupCommunicator(Communicator):
         self.timeout_s = timeout_s
         self.name = f"torch.distributed[{dist.get_backend(group)}]"
 
-    def allreduce_async(self, tensor: torch.Tensor) -> Waitable:  # noqa: D102
+    def allreduce_async(self, tensor: torch.Tensor) -> Waitable:
         work = self._dist.all_reduce(tensor, group=self._group, async_op=True)
         return _TimedWork(work, self.timeout_s)
 
-    def broadcast(self, tensor: torch.Tensor, src: int = 0) -> None:  # noqa: D102
+    def broadcast(self, tensor: torch.Tensor, src: int = 0) -> None:
         self._dist.broadcast(tensor, src=src, group=self._group)
 
-    def barrier(self) -> None:  # noqa: D102
+    def barrier(self) -> None:
         self._dist.barrier(group=self._group)
 
 
@@ -118,18 +118,18 @@ class HFReduceCommunicator(Communicator):
         self.timeout_s = timeout_s
         self._use_shared = use_shared_buffers and hasattr(hfreduce, "empty")
 
-    def allreduce_async(self, tensor: torch.Tensor) -> Waitable:  # noqa: D102
+    def allreduce_async(self, tensor: torch.Tensor) -> Waitable:
         return self._hf.allreduce(tensor, op="sum", async_op=True)
 
-    def broadcast(self, tensor: torch.Tensor, src: int = 0) -> None:  # noqa: D102
+    def broadcast(self, tensor: torch.Tensor, src: int = 0) -> None:
         self._hf.broadcast(tensor, root=src) if _takes(self._hf.broadcast, "root") else self._hf.broadcast(
             tensor, src
         )
 
-    def barrier(self) -> None:  # noqa: D102
+    def barrier(self) -> None:
         self._hf.barrier()
 
-    def empty(self, numel: int, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102
+    def empty(self, numel: int, dtype: torch.dtype) -> torch.Tensor:
         if not self._use_shared:
             return torch.zeros(numel, dtype=dtype)
         np_dtype = torch.empty(0, dtype=dtype).numpy().dtype

@@ -46,7 +46,7 @@ class _Completer:
                 for w in works:
                     w.wait()
                 value = result()
-            except Exception as exc:  # noqa: BLE001 - every failure goes to the waiter
+            except Exception as exc:  # every failure goes to the waiter
                 fut.set_exception(CommunicationError(f"{what} failed on hfreduce: {exc}"))
                 continue
             fut.set_result(value)

@@ -33,7 +33,7 @@ BACKEND_NAME = "hfreduce"
 _OPS = {ReduceOp.SUM: "sum", ReduceOp.AVG: "avg"}
 
 
-def _op_name(op: Any) -> str:  # noqa: ANN401
+def _op_name(op: Any) -> str:
     """HFReduce's name for a torch ``ReduceOp``, or a NotImplementedError naming the op."""
     for red, name in _OPS.items():
         if op == red:
@@ -54,7 +54,7 @@ class ProcessGroupHFReduce(dist.ProcessGroup):
         self._world_size = world_size
         self._timeout = timeout
 
-    def getBackendName(self) -> str:  # noqa: N802 - torch's name
+    def getBackendName(self) -> str:  # torch's name
         """``"hfreduce"``."""
         return BACKEND_NAME
 
@@ -67,89 +67,89 @@ class ProcessGroupHFReduce(dist.ProcessGroup):
         return self._rank
 
     # ---- supported collectives ---------------------------------------------------------------
-    def allreduce(self, tensors: list[torch.Tensor], opts: AllreduceOptions = AllreduceOptions()) -> Any:  # noqa: ANN401
+    def allreduce(self, tensors: list[torch.Tensor], opts: AllreduceOptions = AllreduceOptions()) -> Any:
         """Sum (or average) each tensor in place across ranks."""
         op = _op_name(opts.reduceOp)
         works = [self._hf.allreduce(t, op=op, async_op=True) for t in tensors]
         return self._work(works, tensors, f"allreduce({op}) of {len(tensors)} tensor(s)")
 
-    def allreduce_coalesced(self, tensors: list[torch.Tensor], opts: Any = None) -> Any:  # noqa: ANN401
+    def allreduce_coalesced(self, tensors: list[torch.Tensor], opts: Any = None) -> Any:
         """One allreduce per tensor (HFReduce pipelines them in issue order)."""
         return self.allreduce(tensors, opts if opts is not None else AllreduceOptions())
 
-    def broadcast(self, tensors: list[torch.Tensor], opts: BroadcastOptions = BroadcastOptions()) -> Any:  # noqa: ANN401
+    def broadcast(self, tensors: list[torch.Tensor], opts: BroadcastOptions = BroadcastOptions()) -> Any:
         """Copy rank ``opts.rootRank``'s tensors into every rank's."""
         root = int(opts.rootRank)
         works = [self._hf.broadcast(t, root=root, async_op=True) for t in tensors]
         return self._work(works, tensors, f"broadcast from rank {root}")
 
-    def reduce(self, tensors: list[torch.Tensor], opts: ReduceOptions = ReduceOptions()) -> Any:  # noqa: ANN401
+    def reduce(self, tensors: list[torch.Tensor], opts: ReduceOptions = ReduceOptions()) -> Any:
         """Sum (or average) into rank ``opts.rootRank``'s tensors; the others keep theirs."""
         op = _op_name(opts.reduceOp)
         root = int(opts.rootRank)
         works = [self._hf.reduce(t, root=root, op=op, async_op=True) for t in tensors]
         return self._work(works, tensors, f"reduce({op}) to rank {root}")
 
-    def barrier(self, opts: BarrierOptions = BarrierOptions()) -> Any:  # noqa: ANN401
+    def barrier(self, opts: BarrierOptions = BarrierOptions()) -> Any:
         """Completes once every rank has entered the barrier (a one-element allreduce)."""
         token = torch.zeros(1, dtype=torch.float32)
         works = [self._hf.allreduce(token, op="sum", async_op=True)]
         return self._work(works, [token], "barrier")
 
-    def _work(self, works: list[Any], tensors: list[torch.Tensor], what: str) -> Any:  # noqa: ANN401
+    def _work(self, works: list[Any], tensors: list[torch.Tensor], what: str) -> Any:
         fut = future_of(works, lambda: tensors, f"rank {self._rank}: {what}")
         return _create_work_from_future(fut)
 
     # ---- everything else: a clear error naming the collective ---------------------------------
-    def _unsupported(self, name: str) -> Any:  # noqa: ANN401
+    def _unsupported(self, name: str) -> Any:
         raise NotImplementedError(
             f"hfreduce backend does not support {name}; it implements allreduce (SUM/AVG), broadcast, "
             "reduce and barrier. Use a gloo group (dist.new_group(backend='gloo')) for the rest."
         )
 
-    def allgather(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def allgather(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("allgather")
 
-    def _allgather_base(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def _allgather_base(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("allgather (all_gather_into_tensor)")
 
-    def allgather_coalesced(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def allgather_coalesced(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("allgather_coalesced")
 
-    def allgather_into_tensor_coalesced(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def allgather_into_tensor_coalesced(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("allgather_into_tensor_coalesced")
 
-    def gather(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def gather(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("gather")
 
-    def scatter(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def scatter(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("scatter")
 
-    def reduce_scatter(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def reduce_scatter(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("reduce_scatter")
 
-    def _reduce_scatter_base(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def _reduce_scatter_base(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("reduce_scatter (reduce_scatter_tensor)")
 
-    def reduce_scatter_tensor_coalesced(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def reduce_scatter_tensor_coalesced(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("reduce_scatter_tensor_coalesced")
 
-    def alltoall(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def alltoall(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("alltoall")
 
-    def alltoall_base(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def alltoall_base(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("alltoall (all_to_all_single)")
 
-    def send(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def send(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("send")
 
-    def recv(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def recv(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("recv")
 
-    def recv_anysource(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def recv_anysource(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("recv (from any source)")
 
-    def monitored_barrier(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, D102
+    def monitored_barrier(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("monitored_barrier")
 
 

@@ -24,7 +24,7 @@ from fs3.pio import get_filesystem
 FORMAT = "haiscale-checkpoint/1"
 
 
-def _snapshot(obj: Any) -> Any:  # noqa: ANN401
+def _snapshot(obj: Any) -> Any:
     """A deep copy of ``obj`` whose tensors are detached CPU clones (containers rebuilt, leaves deep-copied)."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
@@ -79,13 +79,13 @@ class CheckpointHandle:
             raise self._error
         return self._stats
 
-    def _run(self, snapshot: dict[str, Any], client: Any) -> None:  # noqa: ANN401
+    def _run(self, snapshot: dict[str, Any], client: Any) -> None:
         try:
             parent = os.path.dirname(self.path)
             if parent:
                 get_filesystem(client).makedirs(parent)
             self._stats = save_state_dict(snapshot, self.path, client=client)
-        except BaseException as exc:  # noqa: BLE001 - handed to wait()
+        except BaseException as exc:  # handed to wait()
             self._error = exc
 
 
@@ -93,9 +93,9 @@ def save_async(
     path: str,
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
-    extra: Any = None,  # noqa: ANN401
+    extra: Any = None,
     *,
-    client: Any = None,  # noqa: ANN401
+    client: Any = None,
     writer_rank: int = 0,
     rank: int | None = None,
 ) -> CheckpointHandle:
@@ -127,10 +127,10 @@ def load(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     *,
-    client: Any = None,  # noqa: ANN401
+    client: Any = None,
     strict: bool = True,
     weights_only: bool = True,
-) -> Any:  # noqa: ANN401
+) -> Any:
     """Load what ``save_async`` wrote at ``path`` into ``model`` (and ``optimizer``); returns the ``extra``.
 
     ``weights_only`` (default) unpickles only containers, numbers, strings and torch dtypes/sizes.

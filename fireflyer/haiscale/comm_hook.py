@@ -22,7 +22,7 @@ from fireflyer.haiscale._futures import future_of
 from fireflyer.haiscale.errors import HaiScaleError
 
 
-def _hfreduce() -> Any:  # noqa: ANN401
+def _hfreduce() -> Any:
     import hfreduce
 
     if not hfreduce.is_initialized():

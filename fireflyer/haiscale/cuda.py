@@ -53,7 +53,7 @@ class CudaUnavailableError(CudaStagingError):
     """``hfreduce._cuda`` is not built, or no CUDA GPU/driver is usable in this process."""
 
 
-def _cuda_module() -> Any:  # noqa: ANN401
+def _cuda_module() -> Any:
     """``hfreduce._cuda`` if it is built and sees a GPU, else :class:`CudaUnavailableError`."""
     import hfreduce
 
@@ -85,7 +85,7 @@ class HostBuffer:
     with ``cudaHostRegister`` (zero-copy for HFReduce), or, where that fails, ``cudaHostAlloc`` memory
     (HFReduce then copies it into the segment). Pages are never shared with another registration."""
 
-    def __init__(self, cu: Any, nbytes: int, hf: Any | None) -> None:  # noqa: ANN401 - hf None: pinned only
+    def __init__(self, cu: Any, nbytes: int, hf: Any | None) -> None:  # hf None: pinned only
         self.nbytes = nbytes
         span = max(_round_up(nbytes, _PAGE_BYTES), _PAGE_BYTES)
         self._raw: Any = None
@@ -100,7 +100,7 @@ class HostBuffer:
                 arr = raw[off : off + span]
                 self._reg = cu.HostRegistration(base + off, span)
                 self._raw, self.array, self.kind = raw, arr, "shm"
-            except Exception as exc:  # noqa: BLE001 - segment full or registration refused: fall back
+            except Exception as exc:  # segment full or registration refused: fall back
                 why = str(exc)
         if self.kind != "shm":
             warnings.warn(
@@ -178,7 +178,7 @@ class StagedWork:
 class _Op:
     __slots__ = ("work", "kind", "root", "op", "host", "dtype", "numel", "fn")
 
-    def __init__(self, work: StagedWork, kind: str, **kw: Any) -> None:  # noqa: ANN401
+    def __init__(self, work: StagedWork, kind: str, **kw: Any) -> None:
         self.work, self.kind = work, kind
         self.root = kw.get("root", 0)
         self.op = kw.get("op", "sum")
@@ -268,7 +268,7 @@ class CudaStaging:
         """``"shm"`` (registered shared segment) or ``"pinned"`` (fallback) for each cached host buffer."""
         return [h.kind for h in self._hosts.values()]
 
-    def _submit_tensor(self, kind: str, t: torch.Tensor, **kw: Any) -> StagedWork:  # noqa: ANN401
+    def _submit_tensor(self, kind: str, t: torch.Tensor, **kw: Any) -> StagedWork:
         if not isinstance(t, torch.Tensor) or t.device.type != "cuda":
             raise HaiScaleError(
                 f"CUDA staging takes CUDA tensors, got {getattr(t, 'device', type(t).__name__)}"
@@ -293,7 +293,7 @@ class CudaStaging:
         caller_stream: int,
         stream_of: Callable[[], int],
         keep: object,
-        **kw: Any,  # noqa: ANN401
+        **kw: Any,
     ) -> StagedWork:
         if dtype not in _DTYPES:
             raise HaiScaleError(f"unsupported dtype {dtype} (HFReduce reduces float32, float16, bfloat16)")
@@ -337,7 +337,7 @@ class CudaStaging:
                     op.work._inner = op.fn()
                 else:
                     self._pipeline(op)
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+            except BaseException as exc:  # handed to the waiter
                 if isinstance(exc, self._cu.CudaError):
                     exc = CudaStagingError(f"{op.work.what}: {exc}")
                 op.work._error = exc
@@ -372,7 +372,7 @@ class CudaStaging:
         self._drain(tr, works, next_h2d, block=True)
         tr.finish()
 
-    def _drain(self, tr: Any, works: list[Any], next_h2d: int, block: bool) -> int:  # noqa: ANN401
+    def _drain(self, tr: Any, works: list[Any], next_h2d: int, block: bool) -> int:
         while next_h2d < len(works) and (block or works[next_h2d].is_completed()):
             works[next_h2d].wait(self.timeout_s)
             tr.start_h2d(next_h2d)
@@ -406,14 +406,14 @@ class CudaStagingCommunicator(Communicator):
         self.staging = CudaStaging(device, chunk_bytes=chunk_bytes, timeout_s=self.timeout_s)
         self.device = torch.device("cuda", self.staging.device)
 
-    def allreduce_async(self, tensor: torch.Tensor) -> StagedWork:  # noqa: D102
+    def allreduce_async(self, tensor: torch.Tensor) -> StagedWork:
         if tensor.device.type == "cuda":
             return self.staging.allreduce_async(tensor)
         return self.staging.submit_cpu(
             lambda: self.inner.allreduce_async(tensor), "allreduce of a CPU tensor"
         )
 
-    def broadcast(self, tensor: torch.Tensor, src: int = 0) -> None:  # noqa: D102
+    def broadcast(self, tensor: torch.Tensor, src: int = 0) -> None:
         if tensor.device.type == "cuda":
             self.staging.broadcast_async(tensor, src).wait()
         else:
@@ -421,10 +421,10 @@ class CudaStagingCommunicator(Communicator):
                 lambda: self.inner.broadcast(tensor, src), "broadcast of a CPU tensor"
             ).wait()
 
-    def barrier(self) -> None:  # noqa: D102
+    def barrier(self) -> None:
         self.staging.submit_cpu(self.inner.barrier, "barrier").wait()
 
-    def empty(self, numel: int, dtype: torch.dtype) -> torch.Tensor:  # noqa: D102
+    def empty(self, numel: int, dtype: torch.dtype) -> torch.Tensor:
         return torch.zeros(numel, dtype=dtype, device=self.device)
 
     def close(self) -> None:

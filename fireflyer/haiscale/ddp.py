@@ -144,7 +144,7 @@ class DistributedDataParallel(nn.Module):
         _install_optimizer_hook()
 
     # ----------------------------------------------------------------- public API
-    def forward(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Run the wrapped module after finishing the previous step's gradient synchronization."""
         self._check_usable()
         self.synchronize()
@@ -200,7 +200,7 @@ class DistributedDataParallel(nn.Module):
         _LIVE.discard(self)
 
     # ----------------------------------------------------------------- internals
-    def _make_hook(self, i: int):  # noqa: ANN202
+    def _make_hook(self, i: int):
         def hook(p: torch.Tensor) -> None:
             self._on_grad_ready(i)
 

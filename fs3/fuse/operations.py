@@ -493,6 +493,6 @@ class FS3Operations(pyfuse3.Operations):
         for h in list(self._handles.values()):
             try:
                 h.file.close()
-            except Exception:  # noqa: BLE001 - best effort at shutdown
+            except Exception:  # best effort at shutdown
                 log.warning("closing a file at unmount failed", exc_info=True)
         self._handles.clear()

@@ -101,7 +101,7 @@ class MetaService(meta_pb2_grpc.MetaServicer):
             return fn()
         except E.FS3Error as exc:
             E.abort(context, exc)
-        except Exception as exc:  # noqa: BLE001 - a database failure must reach the caller as a status
+        except Exception as exc:  # a database failure must reach the caller as a status
             logging.exception("meta transaction failed")
             context.abort(grpc.StatusCode.INTERNAL, f"EIO: meta: {type(exc).__name__}: {exc}")
         raise AssertionError("unreachable: context.abort raises")

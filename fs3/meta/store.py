@@ -144,7 +144,7 @@ class MetaStore:
         """Refuse a database written before timestamps became integer nanoseconds, naming the fix."""
         try:
             self.db.run(lambda cur: cur.one(f"SELECT {COLS} FROM meta_inodes LIMIT 1"), write=False)
-        except Exception as exc:  # noqa: BLE001 - sqlite3/psycopg raise different classes
+        except Exception as exc:  # sqlite3/psycopg raise different classes
             raise RuntimeError(
                 f"{self.db.url}: meta_inodes has an older schema ({exc}); this fs3 stores *_ns timestamps: "
                 "start from a fresh database (there is no in-place migration)"

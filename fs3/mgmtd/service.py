@@ -154,7 +154,7 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
             try:
                 with self._lock:
                     self._reconcile()
-            except Exception:  # noqa: BLE001 - keep scanning; the next pass retries
+            except Exception:  # keep scanning; the next pass retries
                 logging.exception("chain scan failed")
 
     def stop(self) -> None:

@@ -155,7 +155,7 @@ class DataServer:
                     self._answer(conn, i, wire.READ_ITEM.unpack_from(items, i * wire.READ_ITEM.size), buf)
         except OSError as exc:
             logging.debug("data port connection from %s ended: %s", peer, exc)
-        except Exception:  # noqa: BLE001 - a bug here must show in the log, not only end the connection
+        except Exception:  # a bug here must show in the log, not only end the connection
             logging.exception("data port connection from %s failed", peer)
         finally:
             with self._conns_lock:
@@ -179,7 +179,7 @@ class DataServer:
         self._metrics.received.inc(payload_len)
         try:
             req = storage_pb2.UpdateReq.FromString(bytes(raw))
-        except Exception:  # noqa: BLE001 - protobuf's DecodeError, or worse
+        except Exception:  # protobuf's DecodeError, or worse
             logging.warning("data port: undecodable update header from %s; closing", peer)
             return False
         try:
@@ -203,7 +203,7 @@ class DataServer:
         except errors.FS3Error as exc:
             self._error(conn, i, exc)
             return
-        except Exception as exc:  # noqa: BLE001 - one bad item must not end the connection
+        except Exception as exc:  # one bad item must not end the connection
             logging.exception("data port item %d (target %d chunk %d:%d) failed", i, target, inode, index)
             self._error(conn, i, errors.IOFailure(f"target {target} chunk {inode}:{index}", repr(exc)))
             return

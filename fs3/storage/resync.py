@@ -48,7 +48,7 @@ class Resyncer:
         key = (chain.chain_id, succ.target_id)
         try:
             self.resync(chain, my_tid, succ)
-        except Exception as exc:  # noqa: BLE001 - retried on the next routing update
+        except Exception as exc:  # retried on the next routing update
             logging.warning("resync of target %d (chain %d) failed: %s", succ.target_id, chain.chain_id, exc)
             time.sleep(0.5)
         finally:

@@ -107,7 +107,7 @@ class StorageService(storage_pb2_grpc.StorageServicer):
             except errors.FS3Error as exc:
                 yield storage_pb2.BatchReadRsp(item=i, error=errors.wire_message(exc))
                 continue
-            except Exception as exc:  # noqa: BLE001 - one bad item must not fail the others
+            except Exception as exc:  # one bad item must not fail the others
                 logging.exception("batch read item %d failed", i)
                 failure = errors.IOFailure(f"item {i}", repr(exc))
                 yield storage_pb2.BatchReadRsp(item=i, error=errors.wire_message(failure))

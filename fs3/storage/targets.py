@@ -117,7 +117,7 @@ class Targets:
                 if self.exit_on_mgmtd_loss and lost_s > self._lease_s / 2:
                     logging.error("mgmtd unreachable for more than half a lease: exiting (partition safety)")
                     os._exit(3)
-            except Exception:  # noqa: BLE001 - keep heartbeating
+            except Exception:  # keep heartbeating
                 logging.exception("heartbeat handling failed")
 
     # ---- routing -----------------------------------------------------------------------------

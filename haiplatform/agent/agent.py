@@ -629,7 +629,7 @@ class _LogService(agent_pb2_grpc.AgentLogsServicer):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
-    def ReadLog(self, request, context):  # noqa: ANN001, ANN201
+    def ReadLog(self, request, context):  # noqa: ANN001
         if request.max_bytes > MAX_LOG_READ_BYTES:
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,

@@ -47,10 +47,10 @@ def _token(context: grpc.ServicerContext) -> str:
     return ""
 
 
-def _rpc(fn):  # noqa: ANN001, ANN202 - decorator
+def _rpc(fn):  # noqa: ANN001 - decorator
     """Turn HaiError into the matching gRPC status with the message."""
 
-    def wrapper(self, request, context):  # noqa: ANN001, ANN202
+    def wrapper(self, request, context):  # noqa: ANN001
         try:
             return fn(self, request, context)
         except errors.HaiError as exc:

@@ -383,19 +383,19 @@ def _make_handler(web: WebServer) -> type[BaseHTTPRequestHandler]:
         server_version = "haiplatform-web"
         sys_version = ""
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:  # http.server's naming
             self._handle("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(min(length, 1 << 16))
             self._handle("POST")
 
-        def do_PUT(self) -> None:  # noqa: N802
+        def do_PUT(self) -> None:
             self._handle("PUT")
 
-        def do_DELETE(self) -> None:  # noqa: N802
+        def do_DELETE(self) -> None:
             self._handle("DELETE")
 
         def _handle(self, method: str) -> None:
@@ -448,7 +448,7 @@ def _make_handler(web: WebServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
             web.count_request(pattern, method, int(status))
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug("web %s - " + format, self.address_string(), *args)
 
     return Handler

@@ -49,7 +49,7 @@ def test_kill_storage_mid_write_then_resync_byte_identical(cluster3):
                 for i, b in enumerate(blobs):
                     f.pwrite(b, i * piece)
                     acked.append(i)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:  # reported by the test
             errors.append(exc)
 
     t = threading.Thread(target=writer, args=("/big", pieces, acked))

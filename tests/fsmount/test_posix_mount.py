@@ -130,7 +130,7 @@ def test_rename_replaces_atomically(mdir):
         while not stop.is_set():
             try:
                 data = target.read_bytes()
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
                 return
             seen.append(data[:1] + bytes([len(set(data))]) + len(data).to_bytes(4, "little"))

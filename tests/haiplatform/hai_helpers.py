@@ -14,7 +14,7 @@ def train_command(steps: int, step_s: float, out: Path) -> str:
     return f"{sys.executable} {TRAIN_JOB} {steps} {step_s} {out}"
 
 
-def log_so_far(client, job_id: int, rank: int = 0) -> bytes:  # noqa: ANN001
+def log_so_far(client, job_id: int, rank: int = 0) -> bytes:
     """The tail of a rank's log, or nothing while the job has not been placed on nodes yet."""
     from haiplatform import errors
 
@@ -24,7 +24,7 @@ def log_so_far(client, job_id: int, rank: int = 0) -> bytes:  # noqa: ANN001
         return b""
 
 
-def wait_for(pred, timeout_s: float = 60.0, what: str = "condition"):  # noqa: ANN001, ANN201
+def wait_for(pred, timeout_s: float = 60.0, what: str = "condition"):
     """Poll ``pred`` until truthy; raise TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -15,14 +15,14 @@ from haiplatform.agent.agent import cgroup_v2_parent
 STUBBORN = Path(__file__).resolve().parent / "stubborn_job.py"
 
 
-def _cluster(cluster_factory, cgroup: str):  # noqa: ANN001, ANN202
+def _cluster(cluster_factory, cgroup: str):
     c = cluster_factory([], suspend_grace_s=1, term_s=1)
     c.start_agent("n1", ["--cgroup", cgroup])
     c.wait_nodes_up(["n1"])
     return c
 
 
-def _submit_stubborn(c, out: Path, mark: str) -> int:  # noqa: ANN001
+def _submit_stubborn(c, out: Path, mark: str) -> int:
     out.mkdir(exist_ok=True)
     return c.admin.submit(
         {"command": f"{sys.executable} {STUBBORN} {out}", "workdir": str(out), "env": {"HAI_TEST_MARK": mark}}

@@ -8,7 +8,7 @@ import json
 import pytest
 
 
-def _failing_specs(tmp_path):  # noqa: ANN001, ANN202
+def _failing_specs(tmp_path):
     noexec = tmp_path / "noexec.sh"
     noexec.write_text("#!/bin/sh\necho never\n")
     noexec.chmod(0o644)

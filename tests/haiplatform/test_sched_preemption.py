@@ -18,7 +18,7 @@ def _history(client, job_id: int) -> list[tuple[str, str]]:
     return [(t.to_state, t.reason) for t in client.job(job_id).history]
 
 
-def _progress(workdir) -> bool:  # noqa: ANN001
+def _progress(workdir) -> bool:
     return (workdir / "ckpt.pt").exists()
 
 

@@ -99,11 +99,11 @@ def backend(args: argparse.Namespace, rank: int) -> None:
     errors: dict[str, str] = {}
     try:
         dist.all_reduce(torch.ones(4), op=dist.ReduceOp.MAX)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         errors["max"] = f"{type(exc).__name__}: {exc}"
     try:
         dist.all_gather([torch.zeros(4) for _ in range(world)], torch.ones(4))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         errors["all_gather"] = f"{type(exc).__name__}: {exc}"
     out["errors"] = errors
 

@@ -69,7 +69,7 @@ class Job:
         for p in procs:
             try:
                 p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except Exception:  # noqa: BLE001 - TimeoutExpired; the launcher fixture kills them
+            except Exception:  # TimeoutExpired; the launcher fixture kills them
                 pytest.fail(f"{p.name} did not finish within {timeout_s:g} s:\n{self.logs()}")
         return self.results()
 

@@ -317,7 +317,7 @@ def scenario_errors(rank: int, world: int) -> dict:
         try:
             call()
             out["mismatch"][name] = None
-        except Exception as exc:  # noqa: BLE001 - the test looks at what was raised
+        except Exception as exc:  # the test looks at what was raised
             out["mismatch"][name] = err_info(exc)
         usable(name)
 
@@ -336,12 +336,12 @@ def scenario_errors(rank: int, world: int) -> dict:
             try:
                 getattr(hfreduce, fn)(make())
                 out["usage"][f"{fn}:{name}"] = None
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 out["usage"][f"{fn}:{name}"] = err_info(exc)
     try:
         hfreduce.allreduce(np.ones(8, np.float32), op="max")
         out["usage"]["op=max"] = None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         out["usage"]["op=max"] = err_info(exc)
     usable("usage")
     return out
@@ -369,13 +369,13 @@ def scenario_crash(rank: int, world: int) -> dict:
     try:
         hfreduce.allreduce(big)
         out["error"] = None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         out["error"] = err_info(exc)
     out["elapsed_s"] = time.monotonic() - t0
     try:
         hfreduce.allreduce(np.ones(8, np.float32))
         out["after"] = None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         out["after"] = err_info(exc)
     return out
 
@@ -416,7 +416,7 @@ def main() -> None:
     before_init = None
     try:
         hfreduce.allreduce(np.ones(4, np.float32))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         before_init = err_info(exc)
     if os.environ.get("HFR_INIT_DELAY_RANK") == str(env_rank()):
         # This rank is slow to start: it reaches the node-segment step of init only after 600 s.
@@ -442,7 +442,7 @@ def main() -> None:
     }
     try:
         res.update(scenario(rank, world))
-    except Exception as exc:  # noqa: BLE001 - reported, and the exit code says it too
+    except Exception as exc:  # reported, and the exit code says it too
         res["exception"] = err_info(exc) | {"traceback": traceback.format_exc()}
         write_result(rank, res)
         raise
