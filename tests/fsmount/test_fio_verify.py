@@ -19,7 +19,7 @@ pytestmark = [
     [("write", "128k"), ("randwrite", "4k"), ("randwrite", "64k")],
     ids=["seq-128k", "rand-4k", "rand-64k"],
 )
-def test_fio_crc32c_verify(mdir, rw, bs):
+def test_fio_crc32c_verify(mdir, rw, bs, tmp_path):
     argv = [
         "fio",
         f"--name={rw}-{bs}",
@@ -36,7 +36,8 @@ def test_fio_crc32c_verify(mdir, rw, bs):
         "--randrepeat=0",
         "--output-format=json",
     ]
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    # fio saves its *-verify.state files in its working directory: the test's own, not the repo root
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     out = json.loads(res.stdout[res.stdout.index("{") :])
     assert len(out["jobs"]) == 2
@@ -45,3 +46,4 @@ def test_fio_crc32c_verify(mdir, rw, bs):
         assert job["write"]["io_bytes"] == 8 << 20
         # the verify phase read back everything that was written
         assert job["read"]["io_bytes"] == 8 << 20
+    assert list(tmp_path.glob("*-verify.state")), "fio saved no verify state where it was started"
