@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import sys
 import time
 import tomllib
@@ -86,7 +87,8 @@ def job_dict(info: Any) -> dict[str, Any]:
         "job_id": info.job_id, "name": info.spec.name, "user": info.user, "group": info.spec.group,
         "state": info.state, "reason": info.reason, "priority": _priority_name(info.priority),
         "base_priority": _priority_name(info.spec.priority), "nodes": info.spec.nodes,
-        "ranks_per_node": info.spec.ranks_per_node, "command": info.spec.command, "workdir": info.spec.workdir,
+        "ranks_per_node": info.spec.ranks_per_node, "workdir": info.spec.workdir,
+        "command": shlex.join(info.spec.argv) if info.spec.argv else info.spec.command, "argv": list(info.spec.argv),
         "env": dict(info.spec.env), "time_limit_s": info.spec.time_limit_s, "submitted_at": info.submitted_at,
         "started_at": info.started_at, "finished_at": info.finished_at, "assigned_nodes": list(info.assigned_nodes),
         "run_seq": info.run_seq, "exit_code": info.exit_code, "suspend_count": info.suspend_count,
@@ -140,11 +142,13 @@ def _load_job_file(path: Path) -> dict[str, Any]:
 @click.option("--group", help="quota group (default: yours)")
 @click.option("--time-limit-s", type=float, help="wall-clock limit per run; lets the job backfill")
 @click.option("-e", "--env", "env", multiple=True, help="NAME=VALUE, repeatable")
+@click.option("--shell", "shell", help="run this string with /bin/sh -c instead of an argv after --")
 @click.option("--json", "as_json", is_flag=True, help='print {"job_id": N}')
 @_client_command
 def submit(
     client: Any,
     command: tuple[str, ...],
+    shell: str | None,
     job_file: Path | None,
     as_json: bool,
     env: tuple[str, ...],
@@ -152,9 +156,14 @@ def submit(
 ) -> None:
     """Submit a job from flags or a job file (flags override the file).
 
+    The words after ``--`` are the argv, run exactly as given (no shell: quotes, ``$`` and ``;`` reach
+    the program unchanged). ``--shell 'STRING'`` or a job file's ``command:`` string runs through
+    ``/bin/sh -c``; a job file's ``command:`` list is an argv.
+
     \b
     Examples:
       haictl submit --nodes 2 --priority HIGH -- python train.py --lr 0.1
+      haictl submit --shell 'python prep.py && python train.py > out.txt'
       haictl submit -f job.yaml
     \b
     job.yaml:
@@ -169,8 +178,12 @@ def submit(
     from haiplatform.scheduler import jobspec
 
     fields: dict[str, Any] = _load_job_file(job_file) if job_file else {}
+    if command and shell is not None:
+        raise InvalidSpec("command: give --shell 'STRING' or an argv after --, not both")
     if command:
-        fields["command"] = " ".join(command)
+        fields["command"] = list(command)
+    elif shell is not None:
+        fields["command"] = shell
     for key, val in flags.items():
         if val is not None:
             fields[key] = val

@@ -448,7 +448,8 @@ class SchedulerCore:
         return agent_pb2.StartRun(
             job_id=job.job_id,
             run_seq=job.run_seq,
-            command=job.command,
+            command="" if job.argv else job.command,
+            argv=job.argv,
             workdir=job.workdir,
             env=env,
             ranks=list(range(node_rank * rpn, (node_rank + 1) * rpn)),

@@ -10,6 +10,7 @@ through ``from_fields``, and the scheduler, on every Submit, call it, so the two
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,12 @@ def from_fields(fields: Mapping[str, Any], cwd: str | None = None) -> scheduler_
     if unknown:
         raise errors.InvalidSpec(f"{unknown[0]}: unknown field (expected one of {', '.join(sorted(FIELDS))})")
     spec = scheduler_pb2.JobSpec()
+    command = fields.get("command")
+    if isinstance(command, list | tuple):  # a list is an argv, run exactly as given (no shell)
+        if not all(isinstance(a, str) for a in command):
+            raise errors.InvalidSpec("command: a command list must hold only strings")
+        spec.argv.extend(command)
+        fields = {k: v for k, v in fields.items() if k != "command"}
     for key in ("name", "command", "workdir", "group"):
         val = fields.get(key)
         if val is None:
@@ -76,8 +83,18 @@ def from_fields(fields: Mapping[str, Any], cwd: str | None = None) -> scheduler_
 
 def check(spec: scheduler_pb2.JobSpec) -> None:
     """Apply every field rule to ``spec``; raises InvalidSpec naming the first bad field."""
-    if not spec.command.strip():
+    if spec.argv:
+        if spec.command:
+            raise errors.InvalidSpec("command: give a shell command or an argv, not both")
+        if not spec.argv[0]:
+            raise errors.InvalidSpec("argv[0]: the program must not be empty")
+        for i, arg in enumerate(spec.argv):
+            if "\0" in arg:
+                raise errors.InvalidSpec(f"argv[{i}]: contains a NUL byte")
+    elif not spec.command.strip():
         raise errors.InvalidSpec("command: is required")
+    elif "\0" in spec.command:
+        raise errors.InvalidSpec("command: contains a NUL byte")
     if not spec.workdir.startswith("/"):
         raise errors.InvalidSpec(f"workdir: must be an absolute path, got {spec.workdir!r}")
     if spec.nodes < 1:
@@ -105,8 +122,10 @@ def to_record(spec: scheduler_pb2.JobSpec, caller: User, now: float | None = Non
     if group != caller.group and not caller.admin:
         raise errors.PermissionDenied(f"group: you are in group {caller.group}, not {group}")
     prio = spec.priority or int(Priority.NORMAL)
+    command = shlex.join(spec.argv) if spec.argv else spec.command
+    default_name = os.path.basename(spec.argv[0]) if spec.argv else spec.command.split()[0]
     return JobRecord(
-        name=spec.name or spec.command.split()[0][:40], user=caller.name, group=group, command=spec.command,
+        name=spec.name or default_name[:40], user=caller.name, group=group, command=command, argv=list(spec.argv),
         workdir=spec.workdir, env=dict(spec.env), nodes=spec.nodes, ranks_per_node=spec.ranks_per_node or 1,
         priority=prio, base_priority=prio, time_limit_s=spec.time_limit_s, state="queued",
         reason="waiting for nodes", submitted_at=now or time.time(),

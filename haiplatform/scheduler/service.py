@@ -26,9 +26,9 @@ def job_info(job: JobRecord, history: list[Transition] | None = None) -> schedul
     info = scheduler_pb2.JobInfo(
         job_id=job.job_id,
         spec=scheduler_pb2.JobSpec(
-            name=job.name, command=job.command, workdir=job.workdir, env=job.env, nodes=job.nodes,
-            ranks_per_node=job.ranks_per_node, priority=job.base_priority, group=job.group,
-            time_limit_s=job.time_limit_s,
+            name=job.name, command="" if job.argv else job.command, argv=job.argv, workdir=job.workdir,
+            env=job.env, nodes=job.nodes, ranks_per_node=job.ranks_per_node, priority=job.base_priority,
+            group=job.group, time_limit_s=job.time_limit_s,
         ),
         user=job.user, state=job.state, reason=job.reason, priority=job.priority,
         submitted_at=job.submitted_at, started_at=job.started_at, finished_at=job.finished_at,

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     master_port INTEGER NOT NULL,
     exit_code INTEGER NOT NULL,
     suspend_count INTEGER NOT NULL,
-    hold INTEGER NOT NULL
+    hold INTEGER NOT NULL,
+    argv_json TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE TABLE IF NOT EXISTS transitions (
@@ -79,8 +80,10 @@ CREATE TABLE IF NOT EXISTS quotas (
 _JOB_COLUMNS = (
     "name user_name group_name command workdir env_json nodes ranks_per_node priority base_priority "
     "time_limit_s state reason submitted_at started_at first_started_at finished_at run_seq "
-    "assigned_json master_addr master_port exit_code suspend_count hold"
+    "assigned_json master_addr master_port exit_code suspend_count hold argv_json"
 ).split()
+# Columns added after the first release: a database created before them gets them on open.
+_ADDED_COLUMNS = {"argv_json": "TEXT NOT NULL DEFAULT '[]'"}
 
 
 def hash_token(token: str) -> str:
@@ -134,6 +137,9 @@ class JobRecord:
     suspend_count: int = 0
     hold: bool = False  # suspended by a user: stays suspended until resumed
     job_id: int = 0
+    # Exec'd exactly as given (no shell) when non-empty; ``command`` then holds its shell-quoted
+    # display form (shlex.join), which is never run.
+    argv: list[str] = field(default_factory=list)
 
     def _values(self) -> list[Any]:
         return [
@@ -141,7 +147,7 @@ class JobRecord:
             self.nodes, self.ranks_per_node, self.priority, self.base_priority, self.time_limit_s,
             self.state, self.reason, self.submitted_at, self.started_at, self.first_started_at,
             self.finished_at, self.run_seq, json.dumps(self.assigned), self.master_addr,
-            self.master_port, self.exit_code, self.suspend_count, int(self.hold),
+            self.master_port, self.exit_code, self.suspend_count, int(self.hold), json.dumps(self.argv),
         ]  # fmt: skip
 
     @classmethod
@@ -158,6 +164,7 @@ class JobRecord:
             run_seq=d["run_seq"], assigned=json.loads(d["assigned_json"]),
             master_addr=d["master_addr"], master_port=d["master_port"], exit_code=d["exit_code"],
             suspend_count=d["suspend_count"], hold=bool(d["hold"]), job_id=int(job_id),
+            argv=json.loads(d["argv_json"]),
         )  # fmt: skip
 
 
@@ -197,6 +204,17 @@ class Store:
         for stmt in ddl.split(";"):
             if stmt.strip():
                 self._conn.execute(stmt)
+        self._conn.commit()
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Give a jobs table made by an older release the columns added since (_ADDED_COLUMNS)."""
+        cur = self._conn.execute("SELECT * FROM jobs WHERE 1 = 0")
+        have = {d[0] for d in cur.description}
+        real = "REAL" if self.dialect == "sqlite" else "DOUBLE PRECISION"
+        for name, ddl in _ADDED_COLUMNS.items():
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {ddl.format(real=real)}")
         self._conn.commit()
 
     @classmethod

@@ -15,7 +15,16 @@ def test_job_runs_on_all_nodes_with_launch_env_and_logs(cluster_factory, tmp_pat
     c = cluster_factory(["n1", "n2"])
     cmd = "echo ENV $RANK $WORLD_SIZE $LOCAL_RANK $LOCAL_WORLD_SIZE $NODE_RANK $HFREDUCE_LOCAL_WORLD_SIZE $MASTER_ADDR $MASTER_PORT $HAI_JOB_ID; echo to-stderr >&2"
     rc, out, err = c.haictl(
-        "submit", "--nodes", "2", "--ranks-per-node", "2", "--workdir", str(tmp_path), "--json", "--", cmd
+        "submit",
+        "--nodes",
+        "2",
+        "--ranks-per-node",
+        "2",
+        "--workdir",
+        str(tmp_path),
+        "--json",
+        "--shell",
+        cmd,
     )
     assert rc == 0, err
     job_id = json.loads(out)["job_id"]
