@@ -458,27 +458,11 @@ class Agent:
         sup = run.supervisor
         assert sup is not None and sup.stdout is not None
         for raw in sup.stdout:
-            try:
-                ev = json.loads(raw)
-                kind = ev["ev"]
-            except (ValueError, KeyError, TypeError):
-                log.warning("job %d run %d: bad supervisor line %r", run.job_id, run.run_seq, raw[:200])
-                continue
             with self.lock:
-                if kind == "started" and ev.get("rank") in run.ranks:
-                    run.ranks[ev["rank"]].pid = int(ev["pid"])
-                elif kind == "exit" and ev.get("rank") in run.ranks:
-                    r = run.ranks[ev["rank"]]
-                    r.reason = str(ev.get("reason") or "")
-                    r.exit_code = int(ev["code"])
-                    if r.reason:
-                        log.warning("job %d rank %d: %s", run.job_id, r.rank, r.reason)
-                elif kind == "cgroup":
-                    run.cgroup = str(ev.get("path", ""))
-                elif kind == "stopping":
-                    log.info("job %d run %d: stopping (%s)", run.job_id, run.run_seq, ev.get("why"))
-                elif kind == "done":
-                    run.done = True
+                try:
+                    self._supervisor_event(run, json.loads(raw))
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    log.warning("job %d run %d: bad supervisor line %r", run.job_id, run.run_seq, raw[:200])
         code = sup.wait()
         with self.lock:
             if sup.stdin is not None:
@@ -495,6 +479,25 @@ class Agent:
                 )
                 self._kill_leftovers(run)
                 self._fail_ranks(run, -9, f"the run's supervisor exited with code {code}")
+
+    @staticmethod
+    def _supervisor_event(run: Run, ev: dict) -> None:
+        """Apply one event line of a run's supervisor (caller holds the lock)."""
+        kind, rank = ev["ev"], ev.get("rank")
+        if kind == "started" and rank in run.ranks:
+            run.ranks[rank].pid = int(ev["pid"])
+        elif kind == "exit" and rank in run.ranks:
+            r = run.ranks[rank]
+            r.reason = str(ev.get("reason") or "")[:4000]
+            r.exit_code = int(ev["code"])
+            if r.reason:
+                log.warning("job %d rank %d: %s", run.job_id, r.rank, r.reason)
+        elif kind == "cgroup":
+            run.cgroup = str(ev.get("path", ""))
+        elif kind == "stopping":
+            log.info("job %d run %d: stopping (%s)", run.job_id, run.run_seq, ev.get("why"))
+        elif kind == "done":
+            run.done = True
 
     @staticmethod
     def _kill_leftovers(run: Run) -> None:

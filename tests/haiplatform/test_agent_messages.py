@@ -143,3 +143,25 @@ def test_log_reads_over_the_limit_are_refused(cluster_factory, tmp_path, max_byt
     else:
         with pytest.raises(errors.HaiError, match="max_bytes: .* over the limit of 4000000"):
             c.admin.tail_log(job, 0, 0, max_bytes)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"ranks": []}, "ranks: empty"),
+        ({"command": "", "argv": []}, "command/argv: both empty"),
+        ({"argv": ["", "x"]}, "argv[0]: empty"),
+        ({"argv": ["echo", "a\0b"]}, "argv[1]: contains a NUL byte"),
+        ({"workdir": "relative"}, "workdir: must be an absolute path"),
+        ({"env": {"A=B": "1"}}, "env: 'A=B' is not a valid variable"),
+        ({"term_s": float("inf")}, "term_s: "),
+        ({}, ""),
+    ],
+)
+def test_agent_refuses_malformed_start_orders(fields, message):
+    from haiplatform.agent.agent import check_start
+    from haiplatform.protos import agent_pb2
+
+    base = {"job_id": 1, "run_seq": 1, "command": "true", "workdir": "/", "ranks": [0]}
+    got = check_start(agent_pb2.StartRun(**{**base, **fields}))
+    assert got.startswith(message) and bool(got) == bool(message), got

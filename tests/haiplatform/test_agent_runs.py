@@ -3,6 +3,8 @@ leave nothing behind after cancel or suspend (checked in /proc), with and withou
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -63,3 +65,30 @@ def test_cancel_and_suspend_leave_no_process_of_the_run(cluster_factory, tmp_pat
     parent, _ = cgroup_v2_parent()
     if cgroup == "auto" and parent:  # the run's cgroups were removed with it
         wait_for(lambda: not list(Path(parent).glob(f"hai-job{job}-run*")), 10, "the run cgroups to go")
+
+
+def test_killed_supervisor_fails_the_job_and_its_cgroup_is_emptied(cluster_factory, tmp_path):
+    if not cgroup_v2_parent()[0]:
+        pytest.skip(
+            "no writable cgroup v2 hierarchy: only the cgroup brings back what a dead supervisor left"
+        )
+    c = _cluster(cluster_factory, "auto")
+    mark = uuid.uuid4().hex
+    out = tmp_path / "job"
+    job = _submit_stubborn(c, out, mark)
+    wait_for(lambda: (out / "daemon-1.pid").exists() and (out / "main-1.pid").exists(), 30, "rank and daemon")
+    spec = str(c.root / "n1" / "runs" / f"job-{job}-run-1.json")
+    sup = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if spec in _cmdline(pid)]
+    assert len(sup) == 1, sup
+    os.kill(sup[0], signal.SIGKILL)
+    info = c.admin.wait(job, timeout_s=30)
+    assert info.state == "failed" and "supervisor exited with code -9" in info.reason, info.reason
+    wait_for(lambda: not _alive(mark), 15, "every process of the run to be gone")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
