@@ -128,6 +128,34 @@ class IOFailure(FS3Error):
     errno_value = _errno.EIO
 
 
+class NoData(FS3Error):
+    """No such extended attribute (or one the caller may not see)."""
+
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    errno_value = _errno.ENODATA
+
+
+class OutOfRange(FS3Error):
+    """A result or name does not fit its bound (an xattr name over 255 bytes)."""
+
+    grpc_code = grpc.StatusCode.OUT_OF_RANGE
+    errno_value = _errno.ERANGE
+
+
+class TooBig(FS3Error):
+    """An argument over its size limit (an xattr value over 64 KiB)."""
+
+    grpc_code = grpc.StatusCode.OUT_OF_RANGE
+    errno_value = _errno.E2BIG
+
+
+class NotSupported(FS3Error):
+    """fs3 does not do this (an xattr namespace other than user., trusted., security.)."""
+
+    grpc_code = grpc.StatusCode.UNIMPLEMENTED
+    errno_value = _errno.EOPNOTSUPP
+
+
 class PackedFormatError(FS3Error, ValueError):
     """A packed dataset or checkpoint file is malformed, truncated or used inconsistently (local only)."""
 
@@ -166,6 +194,10 @@ _BY_NAME: dict[str, type[FS3Error]] = {
     "ETIMEDOUT": ClusterTimeout,
     "ENOSPC": NoSpace,
     "EIO": IOFailure,
+    "ENODATA": NoData,
+    "ERANGE": OutOfRange,
+    "E2BIG": TooBig,
+    "EOPNOTSUPP": NotSupported,
 }
 _NAME_OF = {cls: name for name, cls in _BY_NAME.items()}
 
@@ -175,9 +207,15 @@ def error_name(cls: type[FS3Error]) -> str:
     return _NAME_OF[cls]
 
 
+_WIRE_NAME_MAX = 1024  # characters of a file name a status message carries
+
+
 def wire_message(exc: FS3Error) -> str:
     """``"ENOENT: /a/b: no such file"``: the status details a server sends for ``exc``."""
-    return f"{_NAME_OF.get(type(exc), 'EIO')}: {exc.filename or ''}: {exc.strerror}"
+    name = str(exc.filename or "")
+    if len(name) > _WIRE_NAME_MAX:  # gRPC status details travel in headers (8 KiB): keep the path's tail
+        name = "..." + name[-_WIRE_NAME_MAX:]
+    return f"{_NAME_OF.get(type(exc), 'EIO')}: {name}: {exc.strerror}"
 
 
 def abort(context: grpc.ServicerContext, exc: FS3Error) -> None:

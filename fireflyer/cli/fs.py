@@ -605,7 +605,10 @@ def pack(ctx: click.Context, src_dir: str, dst: str, progress: bool | None) -> N
 @fs.command()
 @click.argument("mountpoint", type=click.Path(file_okay=False))
 @click.option("--read-only", is_flag=True, help="writes fail with EROFS")
-@click.option("--allow-other", is_flag=True, help="let other users use the mount")
+@click.option(
+    "--allow-other", is_flag=True, help="let other users use the mount (the default for a root mount)"
+)
+@click.option("--private", is_flag=True, help="only the mounting user may use the mount")
 @click.option("--timeout-s", default=30.0, show_default=True, help="per-request cluster timeout, then EIO")
 @click.option("--local-root", hidden=True, help="serve a local directory instead (measures FUSE alone)")
 @click.pass_context
@@ -614,10 +617,14 @@ def mount(
     mountpoint: str,
     read_only: bool,
     allow_other: bool,
+    private: bool,
     timeout_s: float,
     local_root: str | None,
 ) -> None:
     """Mount the cluster at MOUNTPOINT as a POSIX file system (FUSE daemon in the background).
+
+    A root mount is shared by every user of the node (the kernel checks each one's permissions);
+    --private keeps it to the mounting user.
 
     \b
     Example:
@@ -631,6 +638,8 @@ def mount(
         extra.append("--read-only")
     if allow_other:
         extra.append("--allow-other")
+    if private:
+        extra.append("--private")
     os.makedirs(mountpoint, exist_ok=True)
     try:
         pid, log = mount_detached(mountpoint, mgmtd=mgmtd, local_root=local_root, extra=extra)

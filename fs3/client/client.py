@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat as _stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,8 +19,9 @@ import grpc
 from fs3 import _rpc, errors
 from fs3.client.chunks import ChunkIO, Span
 from fs3.client.file import FS3File
+from fs3.client.lease import LeaseKeeper
 from fs3.client.routing import RoutingCache
-from fs3.client.types import ClientStats, FileStat, StatFs, TargetUsage
+from fs3.client.types import INODE_TYPE, ClientStats, FileStat, StatFs, TargetUsage
 from fs3.protos import common_pb2, meta_pb2, meta_pb2_grpc, storage_pb2
 from fs3.protos.common_pb2 import TargetState
 
@@ -72,6 +74,7 @@ class FS3Client:
         self._meta_channel = _rpc.channel(meta)
         self._meta = meta_pb2_grpc.MetaStub(self._meta_channel)
         self.chunks = ChunkIO(self.routing_cache, self.stats, timeout_s, io_threads, verify_reads, data_port)
+        self.leases = LeaseKeeper(self._meta, self.client_id, timeout_s)
         self._closed = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -79,8 +82,14 @@ class FS3Client:
         """Release threads and channels."""
         if not self._closed:
             self._closed = True
+            self.leases.stop()
             self.chunks.close()
             self._meta_channel.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called."""
+        return self._closed
 
     def __enter__(self) -> FS3Client:
         return self
@@ -193,10 +202,12 @@ class FS3Client:
         for d in dirs:
             yield from self.walk(top.rstrip("/") + "/" + d)
 
-    def rename(self, src: str, dst: str) -> None:
-        """Atomically rename ``src`` to ``dst`` (replacing a compatible ``dst``)."""
+    def rename(self, src: str, dst: str, flags: int = 0) -> None:
+        """Atomically rename ``src`` to ``dst`` (replacing a compatible ``dst``); ``flags`` as renameat2:
+        ``RENAME_NOREPLACE`` (1) or ``RENAME_EXCHANGE`` (2)."""
         src, dst = self._check_path(src), self._check_path(dst)
-        rsp = self._call("Rename", meta_pb2.RenameReq(user=self.user, src=src, dst=dst), f"{src} -> {dst}")
+        req = meta_pb2.RenameReq(user=self.user, src=src, dst=dst, flags=flags)
+        rsp = self._call("Rename", req, f"{src} -> {dst}")
         if rsp.freed:
             self.chunks.remove_chunks(rsp.inode, 0)
 
@@ -251,13 +262,71 @@ class FS3Client:
             "SetAttr", meta_pb2.SetAttrReq(user=self.user, path=path, set_owner=True, uid=uid, gid=gid), path
         )
 
-    def utime(self, path: str, times: tuple[float, float] | None = None) -> None:
-        """Set (atime, mtime); now if ``times`` is None."""
+    def utime(
+        self,
+        path: str,
+        times: tuple[float, float] | None = None,
+        *,
+        ns: tuple[int | None, int | None] | None = None,
+    ) -> None:
+        """Set (atime, mtime) like ``os.utime``: ``times`` in seconds or ``ns`` in integer nanoseconds (a
+        None element leaves that time alone, utimensat's UTIME_OMIT); both None: now (UTIME_NOW)."""
         path = self._check_path(path)
-        now = time.time()
-        atime, mtime = times if times is not None else (now, now)
-        req = meta_pb2.SetAttrReq(user=self.user, path=path, set_times=True, atime=atime, mtime=mtime)
+        if times is not None and ns is not None:
+            raise errors.InvalidArgument(path, "utime: give times or ns, not both")
+        req = meta_pb2.SetAttrReq(user=self.user, path=path)
+        if times is not None:
+            ns = (round(times[0] * 1e9), round(times[1] * 1e9))
+        if ns is None:
+            req.atime_now = req.mtime_now = True
+        else:
+            if ns[0] is not None:
+                req.atime_ns = ns[0]
+            if ns[1] is not None:
+                req.mtime_ns = ns[1]
         self._call("SetAttr", req, path)
+
+    def mknod(self, path: str, mode: int = 0o600, device: int = 0) -> None:
+        """Like ``os.mknod``: a FIFO, socket or (root only) device node, metadata only; ``S_IFREG`` or no
+        type bits make an empty regular file."""
+        path = self._check_path(path)
+        fmt = _stat.S_IFMT(mode)
+        if fmt in (0, _stat.S_IFREG):
+            self.open_flags(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _stat.S_IMODE(mode)).close()
+            return
+        typ = INODE_TYPE.get(fmt)
+        if typ is None or typ in (1, 2, 3):
+            raise errors.InvalidArgument(path, f"mknod: file type {fmt:#o} is not a FIFO, socket or device")
+        req = meta_pb2.MknodReq(user=self.user, path=path, type=typ, mode=_stat.S_IMODE(mode), rdev=device)
+        self._call("Mknod", req, path)
+
+    def mkfifo(self, path: str, mode: int = 0o666) -> None:
+        """Like ``os.mkfifo`` (without the umask: modes are exact)."""
+        self.mknod(path, _stat.S_IFIFO | _stat.S_IMODE(mode))
+
+    # ---- extended attributes (as os.getxattr & co.) -------------------------------------------
+    def _xattr(self, method: str, path: str, follow: bool, name: str | bytes = b"", **kw: object) -> object:
+        path = self._check_path(path)
+        req = meta_pb2.XattrReq(user=self.user, path=path, follow=follow, name=os.fsencode(name), **kw)
+        return self._call(method, req, path)
+
+    def getxattr(self, path: str, attribute: str | bytes, *, follow_symlinks: bool = True) -> bytes:
+        """The value of extended attribute ``attribute`` (ENODATA if unset)."""
+        return self._xattr("GetXattr", path, follow_symlinks, attribute).value
+
+    def setxattr(
+        self, path: str, attribute: str | bytes, value: bytes, flags: int = 0, *, follow_symlinks: bool = True
+    ) -> None:
+        """Set extended attribute ``attribute``; ``flags`` ``os.XATTR_CREATE`` or ``os.XATTR_REPLACE``."""
+        self._xattr("SetXattr", path, follow_symlinks, attribute, value=bytes(value), flags=flags)
+
+    def listxattr(self, path: str, *, follow_symlinks: bool = True) -> list[str]:
+        """Names of the extended attributes the caller may see."""
+        return [os.fsdecode(n) for n in self._xattr("ListXattr", path, follow_symlinks).names]
+
+    def removexattr(self, path: str, attribute: str | bytes, *, follow_symlinks: bool = True) -> None:
+        """Remove extended attribute ``attribute`` (ENODATA if unset)."""
+        self._xattr("RemoveXattr", path, follow_symlinks, attribute)
 
     def statfs(self) -> StatFs:
         """Cluster capacity: storage targets' disks (each replica counts) and the namespace totals."""
@@ -350,9 +419,14 @@ class FS3Client:
         path = self._check_path(path)
         req = meta_pb2.OpenReq(user=self.user, path=path, flags=flags, mode=perm, client_id=self.client_id)
         rsp = self._call("Open", req, path)
-        if rsp.truncated:
-            self.chunks.remove_chunks(rsp.inode, 0)
-        return FS3File(self, path, rsp.inode, rsp.session_id, flags)
+        self.leases.opened(rsp.lease_s)
+        try:
+            if rsp.truncated:
+                self.chunks.remove_chunks(rsp.inode, 0)
+            return FS3File(self, path, rsp.inode, rsp.session_id, flags)
+        except BaseException:
+            self.leases.closed()
+            raise
 
     # ---- chunk I/O (see fs3.client.chunks) ----------------------------------------------------
     def write_chunk(self, ino: common_pb2.Inode, index: int, offset: int, data: bytes | memoryview) -> None:

@@ -225,12 +225,12 @@ class FS3File(io.RawIOBase):
                 user=self._client.user,
                 inode_id=self._inode.inode_id,
                 session_id=session,
-                length=self._size,
+                length=self._size if self._writable else 0,  # a reader's size may be stale: never grow
                 wrote=self._wrote,
             ),
             self.name,
         )
-        if session and rsp.inode.nlink == 0:  # unlinked while we had it open: now free
+        if rsp.freed:  # the last hold on a file unlinked while open: now its chunks go
             self._client.chunks.remove_chunks(rsp.inode, 0)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
@@ -279,12 +279,13 @@ class FS3File(io.RawIOBase):
         return replace(st, st_size=max(st.st_size, self.size))
 
     def close(self) -> None:
-        """Flush, report the length and end the write session."""
+        """Flush, report the length and end the session (readers hold one too: the data outlives an
+        unlink or a rename over the file until the last close on any client)."""
         if self.closed:
             return
         try:
-            if self._writable:
-                with self._lock:
+            with self._lock:
+                if self._writable:
                     try:
                         self._flush_locked()
                     except BaseException:
@@ -292,9 +293,12 @@ class FS3File(io.RawIOBase):
                         # unlinked file's chunks are freed and the inode does not stay open forever
                         self._end_session_quietly()
                         raise
+                if self._session and not self._client.closed:  # a closed client's sessions just expire
                     self._report(self._session)
         finally:
             super().close()
+            if self._session:
+                self._client.leases.closed()
 
     def _end_session_quietly(self) -> None:
         try:

@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 
 from fs3.protos import common_pb2
 
-_TYPE_BITS = {1: _stat.S_IFREG, 2: _stat.S_IFDIR, 3: _stat.S_IFLNK}
+_TYPE_BITS = {
+    1: _stat.S_IFREG,
+    2: _stat.S_IFDIR,
+    3: _stat.S_IFLNK,
+    4: _stat.S_IFIFO,
+    5: _stat.S_IFSOCK,
+    6: _stat.S_IFCHR,
+    7: _stat.S_IFBLK,
+}
+INODE_TYPE = {bits: t for t, bits in _TYPE_BITS.items()}  # S_IFMT bits -> meta inode type
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,10 @@ class FileStat:
     stripe: int = 0
     chains: tuple[int, ...] = ()
     symlink_target: str = ""
+    st_atime_ns: int = 0  # exact; st_atime etc. are the same rounded to doubles
+    st_mtime_ns: int = 0
+    st_ctime_ns: int = 0
+    st_rdev: int = 0  # device nodes: the device number
 
     @classmethod
     def from_inode(cls, ino: common_pb2.Inode) -> FileStat:
@@ -45,6 +58,10 @@ class FileStat:
             stripe=ino.layout.stripe,
             chains=tuple(ino.layout.chains),
             symlink_target=ino.symlink_target,
+            st_atime_ns=ino.atime_ns,
+            st_mtime_ns=ino.mtime_ns,
+            st_ctime_ns=ino.ctime_ns,
+            st_rdev=ino.rdev,
         )
 
     def is_dir(self) -> bool:

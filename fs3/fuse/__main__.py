@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uid", type=int, default=0, help="fs3 user id of the daemon's client (default root)")
     p.add_argument("--gid", type=int, default=0)
     p.add_argument("--read-only", action="store_true", help="mount read-only (writes fail with EROFS)")
-    p.add_argument("--allow-other", action="store_true", help="let other users use the mount")
+    p.add_argument(
+        "--allow-other", action="store_true",
+        help="let other users use the mount (the default when run as root; the kernel checks permissions)",
+    )  # fmt: skip
+    p.add_argument("--private", action="store_true", help="only the mounting user may use the mount")
     p.add_argument("--timeout-s", type=float, default=30.0, help="per-request cluster timeout (then EIO)")
     p.add_argument("--attr-timeout-s", type=float, default=1.0, help="kernel attribute/entry cache time")
     p.add_argument("--pid-file", help="write the daemon's pid here while mounted")
@@ -82,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isdir(args.mountpoint):
         p.error(f"mountpoint {args.mountpoint} is not a directory")
 
+    # the kernel hands each request the caller's umask, which FS3Operations applies: the daemon's own
+    # must not mask a second time (the local backend creates files with the modes it is given)
+    os.umask(0)
     ops = FS3Operations(
         _backend(args),
         read_only=args.read_only,
@@ -89,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         entry_timeout_s=args.attr_timeout_s,
     )
     options = set(pyfuse3.default_options)
-    options |= {"fsname=fs3", "subtype=fs3"}
-    if args.allow_other:
-        options.add("allow_other")
+    options |= {"fsname=fs3", "subtype=fs3", "nodev", "nosuid"}
+    if args.allow_other and args.private:
+        p.error("--allow-other and --private exclude each other")
+    if args.allow_other or (os.geteuid() == 0 and not args.private):
+        options.add("allow_other")  # a root mount is the node's: shared, like a local disk
     if args.read_only:
         options.add("ro")
     if args.debug:

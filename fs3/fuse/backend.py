@@ -8,6 +8,7 @@ carrying a POSIX errno, which the FUSE layer hands to the kernel unchanged.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import stat as stat_mod
@@ -15,6 +16,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+_libc = ctypes.CDLL(None, use_errno=True)  # renameat2, which the os module lacks
+_AT_FDCWD = -100
 
 
 @dataclass
@@ -31,6 +35,7 @@ class Attr:
     mtime_ns: int
     ctime_ns: int
     blocks: int = -1  # 512-byte blocks allocated; -1: derive from size
+    rdev: int = 0  # device nodes: the device number
 
     @property
     def is_dir(self) -> bool:
@@ -84,7 +89,9 @@ class Backend(Protocol):
 
     def unlink(self, path: str) -> None: ...
 
-    def rename(self, src: str, dst: str, noreplace: bool) -> None: ...
+    def rename(self, src: str, dst: str, flags: int) -> None:
+        """renameat2: ``flags`` 0, RENAME_NOREPLACE (1) or RENAME_EXCHANGE (2)."""
+        ...
 
     def symlink(self, target: str, path: str, uid: int, gid: int) -> Attr: ...
 
@@ -103,6 +110,18 @@ class Backend(Protocol):
     def open(self, path: str, flags: int) -> BackendFile: ...
 
     def create(self, path: str, mode: int, flags: int, uid: int, gid: int) -> tuple[BackendFile, Attr]: ...
+
+    def mknod(self, path: str, mode: int, rdev: int, uid: int, gid: int) -> Attr:
+        """A FIFO, socket or device node (``mode`` carries the type bits)."""
+        ...
+
+    def getxattr(self, path: str, name: bytes) -> bytes: ...
+
+    def setxattr(self, path: str, name: bytes, value: bytes) -> None: ...
+
+    def listxattr(self, path: str) -> list[bytes]: ...
+
+    def removexattr(self, path: str, name: bytes) -> None: ...
 
     def statfs(self) -> FsStats: ...
 
@@ -151,6 +170,7 @@ def _attr_of(st: os.stat_result, ino: int) -> Attr:
         mtime_ns=st.st_mtime_ns,
         ctime_ns=st.st_ctime_ns,
         blocks=st.st_blocks,
+        rdev=st.st_rdev,
     )
 
 
@@ -233,10 +253,16 @@ class LocalBackend:
     def unlink(self, path: str) -> None:
         os.unlink(self._p(path))
 
-    def rename(self, src: str, dst: str, noreplace: bool) -> None:
-        if noreplace and os.path.lexists(self._p(dst)):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
-        os.rename(self._p(src), self._p(dst))
+    def rename(self, src: str, dst: str, flags: int) -> None:
+        if not flags:
+            os.rename(self._p(src), self._p(dst))
+            return
+        rc = _libc.renameat2(
+            _AT_FDCWD, os.fsencode(self._p(src)), _AT_FDCWD, os.fsencode(self._p(dst)), flags
+        )
+        if rc != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), dst)
 
     def symlink(self, target: str, path: str, uid: int, gid: int) -> Attr:
         self._made(path, lambda: os.symlink(target, self._p(path)))
@@ -287,6 +313,23 @@ class LocalBackend:
         if born:
             os.fchown(fd, uid, gid)
         return _LocalFile(fd, self._ids), _attr_of(os.fstat(fd), ino)
+
+    def mknod(self, path: str, mode: int, rdev: int, uid: int, gid: int) -> Attr:
+        self._made(path, lambda: os.mknod(self._p(path), mode, rdev))
+        os.lchown(self._p(path), uid, gid)
+        return self.lstat(path)
+
+    def getxattr(self, path: str, name: bytes) -> bytes:
+        return os.getxattr(self._p(path), name, follow_symlinks=False)
+
+    def setxattr(self, path: str, name: bytes, value: bytes) -> None:
+        os.setxattr(self._p(path), name, value, follow_symlinks=False)
+
+    def listxattr(self, path: str) -> list[bytes]:
+        return [os.fsencode(n) for n in os.listxattr(self._p(path), follow_symlinks=False)]
+
+    def removexattr(self, path: str, name: bytes) -> None:
+        os.removexattr(self._p(path), name, follow_symlinks=False)
 
     def statfs(self) -> FsStats:
         st = os.statvfs(self.root)

@@ -19,10 +19,6 @@ from fs3.fuse.backend import Attr, FsStats
 _UNAVAILABLE = {errno.ETIMEDOUT, errno.EAGAIN, errno.ESTALE}
 
 
-def _ns(t: float) -> int:
-    return int(round(t * 1e9))
-
-
 def _attr(st: FileStat) -> Attr:
     return Attr(
         ino=st.st_ino,
@@ -31,9 +27,10 @@ def _attr(st: FileStat) -> Attr:
         uid=st.st_uid,
         gid=st.st_gid,
         size=st.st_size,
-        atime_ns=_ns(st.st_atime),
-        mtime_ns=_ns(st.st_mtime),
-        ctime_ns=_ns(st.st_ctime),
+        atime_ns=st.st_atime_ns,
+        mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
+        rdev=st.st_rdev,
     )
 
 
@@ -148,10 +145,8 @@ class FS3Backend:
         self.client.remove(path)
 
     @_eio
-    def rename(self, src: str, dst: str, noreplace: bool) -> None:
-        if noreplace and self.client.exists(dst):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
-        self.client.rename(src, dst)
+    def rename(self, src: str, dst: str, flags: int) -> None:
+        self.client.rename(src, dst, flags=flags)
 
     @_eio
     def symlink(self, target: str, path: str, uid: int, gid: int) -> Attr:
@@ -178,11 +173,7 @@ class FS3Backend:
 
     @_eio
     def utime(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
-        if atime_ns is None or mtime_ns is None:
-            st = self.client.lstat(path)
-            atime_ns = _ns(st.st_atime) if atime_ns is None else atime_ns
-            mtime_ns = _ns(st.st_mtime) if mtime_ns is None else mtime_ns
-        self.client.utime(path, (atime_ns / 1e9, mtime_ns / 1e9))
+        self.client.utime(path, ns=(atime_ns, mtime_ns))  # None: unchanged (UTIME_OMIT), in one request
 
     @_eio
     def truncate(self, path: str, length: int) -> None:
@@ -207,6 +198,28 @@ class FS3Backend:
             raise
         a.uid, a.gid = uid, gid
         return FS3BackendFile(f), a
+
+    @_eio
+    def mknod(self, path: str, mode: int, rdev: int, uid: int, gid: int) -> Attr:
+        self.client.mknod(path, mode, rdev)
+        self._give(path, uid, gid)
+        return _attr(self.client.lstat(path))
+
+    @_eio
+    def getxattr(self, path: str, name: bytes) -> bytes:
+        return self.client.getxattr(path, name, follow_symlinks=False)
+
+    @_eio
+    def setxattr(self, path: str, name: bytes, value: bytes) -> None:
+        self.client.setxattr(path, name, value, follow_symlinks=False)
+
+    @_eio
+    def listxattr(self, path: str) -> list[bytes]:
+        return [os.fsencode(n) for n in self.client.listxattr(path, follow_symlinks=False)]
+
+    @_eio
+    def removexattr(self, path: str, name: bytes) -> None:
+        self.client.removexattr(path, name, follow_symlinks=False)
 
     @_eio
     def statfs(self) -> FsStats:

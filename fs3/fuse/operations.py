@@ -25,6 +25,7 @@ from fs3.fuse.backend import Attr, Backend, BackendFile
 
 log = logging.getLogger("fs3.fuse")
 T = TypeVar("T")
+_CAPS = b"security.capability"  # file capabilities: never stored (a nosuid mount ignores them)
 
 
 @dataclass
@@ -76,6 +77,21 @@ class _Inodes:
                 continue
             stale = {p for p in paths if p == path or p.startswith(prefix)}
             paths -= stale
+
+    def exchanged(self, a: str, b: str) -> None:
+        """What lived at or below ``a`` now lives at or below ``b``, and the other way round."""
+        pa, pb = a.rstrip("/") + "/", b.rstrip("/") + "/"
+        for paths in self.paths.values():
+            swapped = {
+                b + p[len(a) :]
+                if p == a or p.startswith(pa)
+                else a + p[len(b) :]
+                if p == b or p.startswith(pb)
+                else p
+                for p in paths
+            }
+            paths.clear()
+            paths |= swapped
 
     def renamed(self, src: str, dst: str) -> None:
         """Everything at or below ``src`` now lives at or below ``dst``."""
@@ -159,7 +175,7 @@ class FS3Operations(pyfuse3.Operations):
         e.st_nlink = a.nlink
         e.st_uid = a.uid
         e.st_gid = a.gid
-        e.st_rdev = 0
+        e.st_rdev = a.rdev
         # meta learns a file's length only at flush/fsync: while handles of this mount are writing,
         # what they wrote is the length its readers must see
         e.st_size = max(a.size, self._sizes.get(e.st_ino, 0))
@@ -266,10 +282,13 @@ class FS3Operations(pyfuse3.Operations):
         return os.fsencode(await self._call(self.backend.readlink, self._inodes.path(inode)))
 
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
-        """Snapshot the listing, so readdir offsets stay stable while entries change."""
+        """Snapshot the listing (``.`` and ``..`` first), so readdir offsets stay stable while entries change."""
         path = self._inodes.path(inode)
         entries = await self._call(self.backend.listdir, path)
         entries.sort(key=lambda e: e[0])
+        here = await self._call(self.backend.lstat, path)
+        up = here if path == "/" else await self._call(self.backend.lstat, _parent(path))
+        entries[:0] = [(".", here), ("..", up)]
         fh = self._next_fh
         self._next_fh += 1
         self._dirs[fh] = (path, entries)
@@ -285,7 +304,8 @@ class FS3Operations(pyfuse3.Operations):
             e = self._entry(a)
             if not pyfuse3.readdir_reply(token, os.fsencode(name), e, i + 1):
                 break
-            self._inodes.remember(e.st_ino, _join(parent, os.fsencode(name)))
+            if name not in (".", ".."):  # the kernel counts no lookup for these two
+                self._inodes.remember(e.st_ino, _join(parent, os.fsencode(name)))
 
     async def releasedir(self, fh: int) -> None:
         """Drop the listing snapshot."""
@@ -325,18 +345,20 @@ class FS3Operations(pyfuse3.Operations):
         flags: int,
         ctx: pyfuse3.RequestContext,
     ) -> None:
-        """Atomic rename; RENAME_NOREPLACE supported, RENAME_EXCHANGE is not (EINVAL)."""
+        """Atomic rename with renameat2's RENAME_NOREPLACE and RENAME_EXCHANGE."""
         self._check_writable()
-        if flags & pyfuse3.RENAME_EXCHANGE:
-            raise pyfuse3.FUSEError(errno.EINVAL)
+        exchange = bool(flags & pyfuse3.RENAME_EXCHANGE)
         src = _join(self._inodes.path(parent_inode_old), name_old)
         dst = _join(self._inodes.path(parent_inode_new), name_new)
         if src == dst:
             return
-        if dst.startswith(src.rstrip("/") + "/"):
+        if dst.startswith(src.rstrip("/") + "/") or (exchange and src.startswith(dst.rstrip("/") + "/")):
             raise pyfuse3.FUSEError(errno.EINVAL)
-        await self._call(self.backend.rename, src, dst, bool(flags & pyfuse3.RENAME_NOREPLACE))
-        self._inodes.renamed(src, dst)
+        await self._call(self.backend.rename, src, dst, flags)
+        if exchange:
+            self._inodes.exchanged(src, dst)
+        else:
+            self._inodes.renamed(src, dst)
 
     async def symlink(
         self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
@@ -364,12 +386,49 @@ class FS3Operations(pyfuse3.Operations):
     async def mknod(
         self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        """Only regular files can be made (``mknod``/``mkfifo`` of anything else: EPERM)."""
-        if not stat_mod.S_ISREG(mode):
-            raise pyfuse3.FUSEError(errno.EPERM)
-        fi, e = await self.create(parent_inode, name, mode, os.O_WRONLY, ctx)
-        await self.release(fi.fh)
+        """Regular files, FIFOs, sockets and device nodes (metadata only: the kernel does their I/O,
+        and the mount is ``nodev``, so a device node cannot be opened through it)."""
+        if stat_mod.S_ISREG(mode):
+            fi, e = await self.create(parent_inode, name, mode, os.O_WRONLY | os.O_EXCL, ctx)
+            await self.release(fi.fh)
+            return e
+        self._check_writable()
+        path = _join(self._inodes.path(parent_inode), name)
+        perm = stat_mod.S_IMODE(mode) & ~ctx.umask
+        a = await self._call(self.backend.mknod, path, stat_mod.S_IFMT(mode) | perm, rdev, ctx.uid, ctx.gid)
+        e = self._entry(a)
+        self._inodes.remember(e.st_ino, path)
         return e
+
+    # --- extended attributes (the kernel checks namespaces and permissions before these) ---------
+
+    def _xattr_path(self, inode: int) -> str:
+        return self._inodes.path(inode)
+
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        """One attribute's value (ENODATA if unset)."""
+        if (
+            name == _CAPS
+        ):  # asked before every write: answer here (file capabilities need suid, and we are nosuid)
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        return await self._call(self.backend.getxattr, self._xattr_path(inode), name)
+
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
+        """Set one attribute (pyfuse3 checks XATTR_CREATE/XATTR_REPLACE with getxattr first)."""
+        self._check_writable()
+        if name == _CAPS:
+            raise pyfuse3.FUSEError(errno.EPERM)
+        await self._call(self.backend.setxattr, self._xattr_path(inode), name, value)
+
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        """Names the caller may see: ``trusted.*`` only for root, as Linux lists them."""
+        names = await self._call(self.backend.listxattr, self._xattr_path(inode))
+        return [n for n in names if ctx.uid == 0 or not n.startswith(b"trusted.")]
+
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        """Remove one attribute (ENODATA if unset)."""
+        self._check_writable()
+        await self._call(self.backend.removexattr, self._xattr_path(inode), name)
 
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         """Cluster capacity as ``df`` shows it."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from fs3 import _rpc
 from fs3.meta.service import MetaService
+from fs3.meta.store import DEFAULT_LEASE_S
 from fs3.protos import meta_pb2_grpc
 
 
@@ -18,6 +20,13 @@ def main() -> None:
     ap.add_argument("--mgmtd", required=True, help="mgmtd address host:port")
     ap.add_argument("--node-id", type=int, default=100)
     ap.add_argument("--heartbeat-s", type=float, default=1.0)
+    ap.add_argument(
+        "--lease-s",
+        type=float,
+        default=float(os.environ.get("FS3_META_LEASE_S", DEFAULT_LEASE_S)),
+        help="a client's open files (sessions) expire this long after its last renewal "
+        f"(default $FS3_META_LEASE_S or {DEFAULT_LEASE_S:g})",
+    )
     _rpc.add_metrics_flag(ap)
     args = ap.parse_args()
     _rpc.setup_logging("meta")
@@ -27,6 +36,7 @@ def main() -> None:
         node_id=args.node_id,
         address=f"{args.host}:{args.port}",
         heartbeat_s=args.heartbeat_s,
+        lease_s=args.lease_s,
     )
     server = _rpc.make_server()
     meta_pb2_grpc.add_MetaServicer_to_server(svc, server)

@@ -15,7 +15,8 @@ import grpc
 
 from fs3 import _rpc
 from fs3 import errors as E
-from fs3.meta.store import DIR, NOW, InodeRow, MetaStore, Removed
+from fs3.meta.gc import LeaseCollector
+from fs3.meta.store import DEFAULT_LEASE_S, DIR, NOW, InodeRow, MetaStore, Removed
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import meta_pb2 as pb
 from fs3.protos import meta_pb2_grpc, mgmtd_pb2_grpc
@@ -48,6 +49,7 @@ def inode_msg(row: InodeRow) -> cpb.Inode:
         ),
         symlink_target=row.symlink,
         parent_id=row.parent if row.type == DIR else 0,
+        rdev=row.rdev,
     )
 
 
@@ -55,7 +57,13 @@ class MetaService(meta_pb2_grpc.MetaServicer):
     """Namespace operations; stateless apart from a cached copy of mgmtd's routing info."""
 
     def __init__(
-        self, db_url: str, mgmtd: str, node_id: int = 100, address: str = "", heartbeat_s: float = 1.0
+        self,
+        db_url: str,
+        mgmtd: str,
+        node_id: int = 100,
+        address: str = "",
+        heartbeat_s: float = 1.0,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self._routing: cpb.RoutingInfo | None = None
         self._mgmtd = mgmtd_pb2_grpc.MgmtdStub(_rpc.channel(mgmtd))
@@ -63,12 +71,15 @@ class MetaService(meta_pb2_grpc.MetaServicer):
         self._stop = threading.Event()
         self._routing_ready = threading.Event()
         self._hb = threading.Thread(target=self._heartbeat_loop, args=(heartbeat_s,), daemon=True)
-        self.store = MetaStore(db_url, self._routing_info)
+        self.store = MetaStore(db_url, self._routing_info, lease_s=lease_s)
+        self.gc = LeaseCollector(self.store, self._routing_info, interval_s=max(0.2, lease_s / 4))
         self._hb.start()
+        self.gc.start()
 
     def stop(self) -> None:
-        """Stop heartbeating."""
+        """Stop heartbeating and collecting."""
         self._stop.set()
+        self.gc.stop()
 
     def _heartbeat_loop(self, interval_s: float) -> None:
         while True:
@@ -155,14 +166,48 @@ class MetaService(meta_pb2_grpc.MetaServicer):
             session_id=opened.session_id,
             truncated=opened.truncated,
             old_size=opened.old_size,
+            lease_s=opened.lease_s,
         )
 
-    def Close(self, request: pb.CloseReq, context: grpc.ServicerContext) -> pb.InodeRsp:
-        row = self._call(
+    def Close(self, request: pb.CloseReq, context: grpc.ServicerContext) -> pb.CloseRsp:
+        row, freed = self._call(
             context,
             lambda: self.store.close(request.inode_id, request.session_id, request.length, request.wrote),
         )
+        return pb.CloseRsp(inode=inode_msg(row), freed=freed)
+
+    def RenewLease(self, request: pb.RenewLeaseReq, context: grpc.ServicerContext) -> pb.RenewLeaseRsp:
+        lease_s, n = self._call(context, lambda: self.store.renew_lease(request.client_id))
+        return pb.RenewLeaseRsp(lease_s=lease_s, sessions=n)
+
+    def Mknod(self, request: pb.MknodReq, context: grpc.ServicerContext) -> pb.InodeRsp:
+        mode = request.mode if request.HasField("mode") else None
+        row = self._call(
+            context, lambda: self.store.mknod(request.user, request.path, request.type, mode, request.rdev)
+        )
         return pb.InodeRsp(inode=inode_msg(row))
+
+    def SetXattr(self, request: pb.XattrReq, context: grpc.ServicerContext) -> pb.XattrRsp:
+        r = request
+        self._call(context, lambda: self.store.set_xattr(r.user, r.path, r.follow, r.name, r.value, r.flags))
+        return pb.XattrRsp()
+
+    def GetXattr(self, request: pb.XattrReq, context: grpc.ServicerContext) -> pb.XattrRsp:
+        r = request
+        return pb.XattrRsp(
+            value=self._call(context, lambda: self.store.get_xattr(r.user, r.path, r.follow, r.name))
+        )
+
+    def ListXattr(self, request: pb.XattrReq, context: grpc.ServicerContext) -> pb.XattrRsp:
+        r = request
+        return pb.XattrRsp(
+            names=self._call(context, lambda: self.store.list_xattrs(r.user, r.path, r.follow))
+        )
+
+    def RemoveXattr(self, request: pb.XattrReq, context: grpc.ServicerContext) -> pb.XattrRsp:
+        r = request
+        self._call(context, lambda: self.store.remove_xattr(r.user, r.path, r.follow, r.name))
+        return pb.XattrRsp()
 
     def List(self, request: pb.ListReq, context: grpc.ServicerContext) -> pb.ListRsp:
         listed = self._call(context, lambda: self.store.list(request.user, request.path, request.with_inodes))

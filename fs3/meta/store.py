@@ -3,6 +3,9 @@
 Every operation is one serializable transaction (retried on conflict). Paths are resolved here, with
 owner/mode checks on every traversed directory; uid 0 bypasses permission checks. The gRPC servicer
 (``fs3.meta.service``) only decodes requests, calls these methods and maps errors to statuses.
+
+One module (over 500 lines) because every operation shares the one transaction, path resolution and
+row type; sections: rows, resolution, creation, namespace operations, sessions, special files, xattrs.
 """
 
 from __future__ import annotations
@@ -19,10 +22,16 @@ from fs3._db import Cursor, Database
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import meta_pb2 as pb
 
-FILE, DIR, SYMLINK = 1, 2, 3
+FILE, DIR, SYMLINK, FIFO, SOCK, CHR, BLK = 1, 2, 3, 4, 5, 6, 7
+SPECIAL = (FIFO, SOCK, CHR, BLK)  # metadata-only inodes: the kernel does their I/O
 ROOT_ID = 1
 NAME_MAX = 255
-PATH_MAX = 4096
+PATH_MAX = 4096  # symlink targets; a path argument is bounded per component (as on Linux, any depth)
+PATH_LIMIT = 1 << 20  # bytes: a sanity bound on a resolved path (FUSE sends absolute paths of any depth)
+XATTR_NAME_MAX, XATTR_SIZE_MAX, XATTR_LIST_MAX = 255, 65536, 65536  # as Linux
+XATTR_CREATE, XATTR_REPLACE = 1, 2
+XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.")
+DEFAULT_LEASE_S = 30.0  # a client's sessions expire this long after its last renewal
 SYMLOOP_MAX = 40
 DEFAULT_MAX_FILE_SIZE = 1 << 40  # bytes, when mgmtd's routing info does not say
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2(2) flags
@@ -33,13 +42,19 @@ CREATE TABLE IF NOT EXISTS meta_inodes (
   id BIGINT PRIMARY KEY, type INTEGER NOT NULL, mode INTEGER NOT NULL, uid BIGINT NOT NULL, gid BIGINT NOT NULL,
   nlink INTEGER NOT NULL, size BIGINT NOT NULL, atime_ns BIGINT NOT NULL, mtime_ns BIGINT NOT NULL,
   ctime_ns BIGINT NOT NULL, chunk_size BIGINT NOT NULL, stripe INTEGER NOT NULL, chains TEXT NOT NULL,
-  seed BIGINT NOT NULL, symlink TEXT NOT NULL, parent BIGINT NOT NULL);
+  seed BIGINT NOT NULL, symlink TEXT NOT NULL, parent BIGINT NOT NULL, rdev BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta_dentries (
   parent BIGINT NOT NULL, name TEXT NOT NULL, inode BIGINT NOT NULL, type INTEGER NOT NULL,
   PRIMARY KEY (parent, name));
 CREATE TABLE IF NOT EXISTS meta_sessions (
   id BIGINT PRIMARY KEY, inode BIGINT NOT NULL, client TEXT NOT NULL, created DOUBLE PRECISION NOT NULL);
 CREATE INDEX IF NOT EXISTS meta_sessions_inode ON meta_sessions (inode);
+CREATE INDEX IF NOT EXISTS meta_sessions_client ON meta_sessions (client);
+CREATE TABLE IF NOT EXISTS meta_clients (client TEXT PRIMARY KEY, lease_until_ns BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta_orphans (
+  inode BIGINT PRIMARY KEY, chains TEXT NOT NULL, chunk_size BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta_xattrs (
+  inode BIGINT NOT NULL, name BYTEA NOT NULL, value BYTEA NOT NULL, PRIMARY KEY (inode, name));
 CREATE TABLE IF NOT EXISTS meta_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)
 """
 
@@ -63,6 +78,7 @@ class InodeRow(NamedTuple):
     seed: int  # per-file shuffle seed of the chains
     symlink: str  # symlink target (symlinks only)
     parent: int  # parent directory id (directories only, for the rename loop check)
+    rdev: int  # device nodes: the device number
 
 
 COLS = ", ".join(InodeRow._fields)
@@ -86,12 +102,21 @@ class Removed(NamedTuple):
 
 
 class Opened(NamedTuple):
-    """An opened inode, its session (0: none), and whether O_TRUNC cut it (from ``old_size`` bytes)."""
+    """An opened inode, its session, whether O_TRUNC cut it (from ``old_size`` bytes), the lease in s."""
 
     inode: InodeRow
     session_id: int
     truncated: bool
     old_size: int
+    lease_s: float
+
+
+class Orphan(NamedTuple):
+    """An inode freed by a lease expiry, whose chunks meta still has to remove."""
+
+    inode_id: int
+    chains: list[int]
+    chunk_size: int
 
 
 def split_path(path: str) -> list[str]:
@@ -100,8 +125,8 @@ def split_path(path: str) -> list[str]:
         raise E.InvalidArgument(str(path), "path must be absolute")
     if "\0" in path:
         raise E.InvalidArgument(path.replace("\0", "\\0"), "path contains NUL")
-    if len(path.encode()) > PATH_MAX:
-        raise E.NameTooLong(path[:64] + "...", f"path longer than {PATH_MAX} bytes")
+    if len(path) > PATH_LIMIT or len(path.encode()) > PATH_LIMIT:
+        raise E.NameTooLong(path[:64] + "...", f"path longer than {PATH_LIMIT} bytes")
     parts = [p for p in path.split("/") if p]
     for p in parts:
         if p in (".", ".."):
@@ -133,9 +158,12 @@ def check(row: InodeRow, user: pb.User, want: int, path: str) -> None:
 class MetaStore:
     """The namespace in ``db_url``; ``routing`` returns mgmtd's routing info (chains, chunk size)."""
 
-    def __init__(self, db_url: str, routing: Callable[[], cpb.RoutingInfo]) -> None:
+    def __init__(
+        self, db_url: str, routing: Callable[[], cpb.RoutingInfo], lease_s: float = DEFAULT_LEASE_S
+    ) -> None:
         self.db = Database(db_url)
         self._routing = routing
+        self.lease_s = lease_s
         self.db.executescript(SCHEMA)
         self._check_schema()
         self.db.run(self._init_root)
@@ -155,7 +183,7 @@ class MetaStore:
     def _init_root(cur: Cursor) -> None:
         if cur.one("SELECT id FROM meta_inodes WHERE id = ?", (ROOT_ID,)) is None:
             now = time.time_ns()
-            root = InodeRow(ROOT_ID, DIR, 0o755, 0, 0, 2, 0, now, now, now, 0, 0, "", 0, "", ROOT_ID)
+            root = InodeRow(ROOT_ID, DIR, 0o755, 0, 0, 2, 0, now, now, now, 0, 0, "", 0, "", ROOT_ID, 0)
             cur.execute(_INSERT_INODE, root)
         if cur.one("SELECT value FROM meta_counters WHERE name = 'inode'") is None:
             cur.execute("INSERT INTO meta_counters VALUES ('inode', ?)", (ROOT_ID,))
@@ -236,7 +264,15 @@ class MetaStore:
         return chunk_size, stripe, ",".join(map(str, picked)), seed
 
     def _new_inode(
-        self, cur: Cursor, user: pb.User, parent: InodeRow, name: str, typ: int, mode: int, symlink: str = ""
+        self,
+        cur: Cursor,
+        user: pb.User,
+        parent: InodeRow,
+        name: str,
+        typ: int,
+        mode: int,
+        symlink: str = "",
+        rdev: int = 0,
     ) -> InodeRow:
         iid = self._next(cur, "inode")
         now = time.time_ns()
@@ -247,9 +283,11 @@ class MetaStore:
         else:
             chunk_size, stripe, chains, seed = 0, 0, "", 0
         gid = parent.gid if parent.mode & _stat.S_ISGID else user.gid
+        if typ == DIR and parent.mode & _stat.S_ISGID:
+            mode |= _stat.S_ISGID  # as on Linux: subdirectories of a set-gid directory inherit the bit
         row = InodeRow(
             iid, typ, mode & 0o7777, user.uid, gid, 2 if typ == DIR else 1, len(symlink.encode()), now, now, now,
-            chunk_size, stripe, chains, seed, symlink, parent.id if typ == DIR else 0,
+            chunk_size, stripe, chains, seed, symlink, parent.id if typ == DIR else 0, rdev,
         )  # fmt: skip
         cur.execute(_INSERT_INODE, row)
         cur.execute("INSERT INTO meta_dentries VALUES (?, ?, ?, ?)", (parent.id, name, iid, typ))
@@ -314,7 +352,7 @@ class MetaStore:
                         raise E.AlreadyExists(p, "file exists")
                     continue
                 check(parent, user, os.W_OK | os.X_OK, p)
-                row = self._new_inode(cur, user, parent, name, DIR, 0o755 if mode is None else mode)
+                row = self._new_inode(cur, user, parent, name, DIR, 0o755 if mode is None else mode & 0o1777)
                 if chunk_size or stripe:
                     cur.execute(
                         "UPDATE meta_inodes SET chunk_size = ?, stripe = ? WHERE id = ?",
@@ -346,6 +384,10 @@ class MetaStore:
                     raise E.AlreadyExists(path, "file exists")
                 if row.type == DIR:
                     raise E.IsADirectory(path, "is a directory")
+                if row.type in SPECIAL:
+                    raise E.NotPermitted(
+                        path, "a FIFO, socket or device node has no data in fs3 (open it on a mount)"
+                    )
                 want = (os.W_OK if writing else 0) | (os.R_OK if not (flags & os.O_WRONLY) else 0)
                 check(row, user, want, path)
                 if flags & os.O_TRUNC and writing and row.size > 0:
@@ -357,21 +399,22 @@ class MetaStore:
                     )
                     row = self._row(cur, row.id)
                     assert row is not None
-            session = 0
-            if writing:
-                session = self._next(cur, "session")
-                cur.execute(
-                    "INSERT INTO meta_sessions VALUES (?, ?, ?, ?)", (session, row.id, client_id, time.time())
-                )
-            return Opened(row, session, truncated, old_size)
+            session = self._next(cur, "session")  # readers too: the inode outlives its last name for them
+            cur.execute(
+                "INSERT INTO meta_sessions VALUES (?, ?, ?, ?)", (session, row.id, client_id, time.time())
+            )
+            self._renew(cur, client_id)
+            return Opened(row, session, truncated, old_size, self.lease_s)
 
         return self.db.run(fn)
 
-    def close(self, inode_id: int, session_id: int, length: int, wrote: bool) -> InodeRow:
-        """Report the written length (size = max(size, length)) and end ``session_id`` (0: keep it)."""
+    def close(self, inode_id: int, session_id: int, length: int, wrote: bool) -> tuple[InodeRow, bool]:
+        """Report the written length (size = max(size, length)) and end ``session_id`` (0: keep it).
+
+        Returns the inode and whether this was the last hold on an unlinked one (its chunks must go)."""
         max_size = self.max_file_size()
 
-        def fn(cur: Cursor) -> InodeRow:
+        def fn(cur: Cursor) -> tuple[InodeRow, bool]:
             row = self._row(cur, inode_id)
             if row is None or row.type != FILE:
                 raise E.NotFound(f"inode {inode_id}", "no such file inode")
@@ -392,9 +435,9 @@ class MetaStore:
                 cur.execute("DELETE FROM meta_sessions WHERE id = ? AND inode = ?", (session_id, row.id))
                 left = cur.one("SELECT COUNT(*) FROM meta_sessions WHERE inode = ?", (row.id,))
                 if row.nlink == 0 and left and int(left[0]) == 0:  # unlinked while open: free it now
-                    cur.execute("DELETE FROM meta_inodes WHERE id = ?", (row.id,))
-                    return row
-            return self._row(cur, row.id)  # type: ignore[return-value]
+                    self._delete_inode(cur, row.id)
+                    return row, True
+            return self._row(cur, row.id), False  # type: ignore[return-value]
 
         return self.db.run(fn)
 
@@ -422,7 +465,11 @@ class MetaStore:
         return self.db.run(fn, write=False)
 
     @staticmethod
-    def _drop_link(cur: Cursor, row: InodeRow) -> bool:
+    def _delete_inode(cur: Cursor, inode_id: int) -> None:
+        cur.execute("DELETE FROM meta_inodes WHERE id = ?", (inode_id,))
+        cur.execute("DELETE FROM meta_xattrs WHERE inode = ?", (inode_id,))
+
+    def _drop_link(self, cur: Cursor, row: InodeRow) -> bool:
         """Decrement a non-directory inode's link count; delete it if unreferenced. True if freed."""
         now = time.time_ns()
         if row.nlink > 1:
@@ -432,7 +479,7 @@ class MetaStore:
         if sessions and int(sessions[0]) > 0:
             cur.execute("UPDATE meta_inodes SET nlink = 0, ctime_ns = ? WHERE id = ?", (now, row.id))
             return False
-        cur.execute("DELETE FROM meta_inodes WHERE id = ?", (row.id,))
+        self._delete_inode(cur, row.id)
         return row.type == FILE
 
     def _inside(self, cur: Cursor, d: InodeRow, ancestor_id: int) -> bool:
@@ -498,7 +545,7 @@ class MetaStore:
                 if drow.type == DIR:
                     if cur.one("SELECT name FROM meta_dentries WHERE parent = ? LIMIT 1", (drow.id,)):
                         raise E.DirectoryNotEmpty(dst, "directory not empty")
-                    cur.execute("DELETE FROM meta_inodes WHERE id = ?", (drow.id,))
+                    self._delete_inode(cur, drow.id)
                     cur.execute("UPDATE meta_inodes SET nlink = nlink - 1 WHERE id = ?", (dparent.id,))
                 else:
                     freed = self._drop_link(cur, drow)
@@ -552,7 +599,7 @@ class MetaStore:
                     raise E.NotADirectory(path, "not a directory")
                 if cur.one("SELECT name FROM meta_dentries WHERE parent = ? LIMIT 1", (row.id,)):
                     raise E.DirectoryNotEmpty(path, "directory not empty")
-                cur.execute("DELETE FROM meta_inodes WHERE id = ?", (row.id,))
+                self._delete_inode(cur, row.id)
                 cur.execute("UPDATE meta_inodes SET nlink = nlink - 1 WHERE id = ?", (parent.id,))
             else:
                 if row.type == DIR:
@@ -610,8 +657,10 @@ class MetaStore:
                 _, row, _ = self._resolve(cur, user, path, follow=True)
             if row is None:
                 raise E.NotFound(name, "no such file or directory")
-            if row.type != FILE:
+            if row.type == DIR:
                 raise E.IsADirectory(name, "not a regular file")
+            if row.type != FILE:
+                raise E.InvalidArgument(name, "not a regular file")
             if length > max_size:
                 raise E.FileTooLarge(name, f"length {length} > max file size {max_size}")
             if not inode_id:
@@ -681,3 +730,187 @@ class MetaStore:
             return (int(total[0]) if total else int(n)), int(used)
 
         return self.db.run(fn, write=False)
+
+    # ---- sessions and leases -----------------------------------------------------------------
+    def _renew(self, cur: Cursor, client_id: str) -> None:
+        until = time.time_ns() + int(self.lease_s * 1e9)
+        cur.execute(
+            "INSERT INTO meta_clients VALUES (?, ?) ON CONFLICT (client) DO UPDATE SET lease_until_ns = ?",
+            (client_id, until, until),
+        )
+
+    def renew_lease(self, client_id: str) -> tuple[float, int]:
+        """Extend every session of ``client_id`` by ``lease_s``; (lease_s, sessions it holds)."""
+        if not client_id:
+            raise E.InvalidArgument("client_id", "empty")
+
+        def fn(cur: Cursor) -> tuple[float, int]:
+            self._renew(cur, client_id)
+            n = cur.one("SELECT COUNT(*) FROM meta_sessions WHERE client = ?", (client_id,))
+            return self.lease_s, int(n[0]) if n else 0
+
+        return self.db.run(fn)
+
+    def expire_leases(self, now_ns: int | None = None) -> int:
+        """End the sessions of clients whose lease ran out; inodes nothing holds become orphans.
+
+        Returns how many sessions ended."""
+        now = time.time_ns() if now_ns is None else now_ns
+
+        def fn(cur: Cursor) -> int:
+            dead = [
+                r[0] for r in cur.execute("SELECT client FROM meta_clients WHERE lease_until_ns < ?", (now,))
+            ]
+            ended = 0
+            for client in dead:
+                inodes = {
+                    r[0] for r in cur.execute("SELECT inode FROM meta_sessions WHERE client = ?", (client,))
+                }
+                n = cur.one("SELECT COUNT(*) FROM meta_sessions WHERE client = ?", (client,))
+                ended += int(n[0]) if n else 0
+                cur.execute("DELETE FROM meta_sessions WHERE client = ?", (client,))
+                cur.execute("DELETE FROM meta_clients WHERE client = ?", (client,))
+                for iid in sorted(inodes):
+                    row = self._row(cur, iid)
+                    if row is None or row.nlink > 0:
+                        continue
+                    if cur.one("SELECT id FROM meta_sessions WHERE inode = ? LIMIT 1", (iid,)):
+                        continue
+                    self._delete_inode(cur, iid)
+                    cur.execute(
+                        "INSERT INTO meta_orphans VALUES (?, ?, ?) ON CONFLICT (inode) DO NOTHING",
+                        (iid, row.chains, row.chunk_size),
+                    )
+            return ended
+
+        return self.db.run(fn)
+
+    def orphans(self, limit: int = 100) -> list[Orphan]:
+        """Inodes freed by lease expiry whose chunks are not removed yet."""
+
+        def fn(cur: Cursor) -> list[Orphan]:
+            rows = cur.execute(
+                "SELECT inode, chains, chunk_size FROM meta_orphans ORDER BY inode LIMIT ?", (limit,)
+            )
+            return [Orphan(i, [int(c) for c in ch.split(",") if c], cs) for i, ch, cs in rows]
+
+        return self.db.run(fn, write=False)
+
+    def orphan_removed(self, inode_id: int) -> None:
+        """The chunks of orphan ``inode_id`` are gone."""
+        self.db.run(lambda cur: cur.execute("DELETE FROM meta_orphans WHERE inode = ?", (inode_id,)))
+
+    # ---- special files -----------------------------------------------------------------------
+    def mknod(self, user: pb.User, path: str, typ: int, mode: int | None, rdev: int) -> InodeRow:
+        """Create a FIFO, socket or (root only) device node at ``path``; metadata only."""
+        if typ not in SPECIAL:
+            raise E.InvalidArgument("type", f"{typ}: mknod makes 4 FIFO, 5 socket, 6 char or 7 block device")
+        if typ in (CHR, BLK) and user.uid != 0:
+            raise E.NotPermitted(path, "only root may create device nodes")
+
+        def fn(cur: Cursor) -> InodeRow:
+            parent, name = self._parent_for_create(cur, user, path)
+            perm = 0o644 if mode is None else mode & 0o7777
+            return self._new_inode(cur, user, parent, name, typ, perm, rdev=rdev if typ in (CHR, BLK) else 0)
+
+        return self.db.run(fn)
+
+    # ---- extended attributes -----------------------------------------------------------------
+    @staticmethod
+    def _xattr_name(name: bytes) -> bytes:
+        if not name or len(name) > XATTR_NAME_MAX:
+            raise E.OutOfRange("xattr name", f"{len(name)} bytes: must be 1..{XATTR_NAME_MAX}")
+        if not name.startswith(XATTR_NAMESPACES):
+            raise E.NotSupported(
+                name.decode(errors="replace"), "xattr namespace not supported (user., trusted., security.)"
+            )
+        return name
+
+    def _xattr_access(self, row: InodeRow, user: pb.User, name: bytes, write: bool, path: str) -> None:
+        """Linux's xattr_permission(): raise what it returns for ``user`` on ``name`` of ``row``."""
+        if name.startswith(b"trusted.") or (write and name.startswith(b"security.")):
+            if user.uid != 0:
+                if write:
+                    raise E.NotPermitted(path, "trusted.* and security.* writes need root")
+                raise E.NoData(path, "no such attribute")
+            return
+        if name.startswith(b"security."):
+            return
+        if row.type not in (FILE, DIR):  # user.* lives on regular files and directories only
+            if write:
+                raise E.NotPermitted(path, "user.* attributes only on regular files and directories")
+            raise E.NoData(path, "no such attribute")
+        if write and row.type == DIR and row.mode & _stat.S_ISVTX and user.uid not in (0, row.uid):
+            raise E.NotPermitted(path, "sticky directory")
+        check(row, user, os.W_OK if write else os.R_OK, path)
+
+    def set_xattr(
+        self, user: pb.User, path: str, follow: bool, name: bytes, value: bytes, flags: int
+    ) -> None:
+        """setxattr(2): XATTR_CREATE/XATTR_REPLACE as Linux; E2BIG past 64 KiB."""
+        name = self._xattr_name(name)
+        if len(value) > XATTR_SIZE_MAX:
+            raise E.TooBig(path, f"xattr value of {len(value)} bytes > {XATTR_SIZE_MAX}")
+        if flags & ~(XATTR_CREATE | XATTR_REPLACE):
+            raise E.InvalidArgument("flags", f"{flags:#x}: only XATTR_CREATE (1) and XATTR_REPLACE (2)")
+
+        def fn(cur: Cursor) -> None:
+            row = self._existing(cur, user, path, follow=follow)
+            self._xattr_access(row, user, name, True, path)
+            have = cur.one("SELECT 1 FROM meta_xattrs WHERE inode = ? AND name = ?", (row.id, name))
+            if have and flags & XATTR_CREATE:
+                raise E.AlreadyExists(path, "attribute exists")
+            if not have and flags & XATTR_REPLACE:
+                raise E.NoData(path, "no such attribute")
+            if not have:
+                names = [r[0] for r in cur.execute("SELECT name FROM meta_xattrs WHERE inode = ?", (row.id,))]
+                if sum(len(n) + 1 for n in names) + len(name) + 1 > XATTR_LIST_MAX:
+                    raise E.TooBig(path, f"the attribute names would exceed {XATTR_LIST_MAX} bytes")
+                cur.execute("INSERT INTO meta_xattrs VALUES (?, ?, ?)", (row.id, name, value))
+            else:
+                cur.execute(
+                    "UPDATE meta_xattrs SET value = ? WHERE inode = ? AND name = ?", (value, row.id, name)
+                )
+            cur.execute("UPDATE meta_inodes SET ctime_ns = ? WHERE id = ?", (time.time_ns(), row.id))
+
+        self.db.run(fn)
+
+    def get_xattr(self, user: pb.User, path: str, follow: bool, name: bytes) -> bytes:
+        """getxattr(2); ENODATA if unset (or hidden from ``user``)."""
+        name = self._xattr_name(name)
+
+        def fn(cur: Cursor) -> bytes:
+            row = self._existing(cur, user, path, follow=follow)
+            self._xattr_access(row, user, name, False, path)
+            got = cur.one("SELECT value FROM meta_xattrs WHERE inode = ? AND name = ?", (row.id, name))
+            if got is None:
+                raise E.NoData(path, "no such attribute")
+            return bytes(got[0])
+
+        return self.db.run(fn, write=False)
+
+    def list_xattrs(self, user: pb.User, path: str, follow: bool) -> list[bytes]:
+        """listxattr(2): the names ``user`` may see (trusted.* only for root), sorted."""
+
+        def fn(cur: Cursor) -> list[bytes]:
+            row = self._existing(cur, user, path, follow=follow)
+            names = [
+                bytes(r[0]) for r in cur.execute("SELECT name FROM meta_xattrs WHERE inode = ?", (row.id,))
+            ]
+            return sorted(n for n in names if user.uid == 0 or not n.startswith(b"trusted."))
+
+        return self.db.run(fn, write=False)
+
+    def remove_xattr(self, user: pb.User, path: str, follow: bool, name: bytes) -> None:
+        """removexattr(2); ENODATA if unset."""
+        name = self._xattr_name(name)
+
+        def fn(cur: Cursor) -> None:
+            row = self._existing(cur, user, path, follow=follow)
+            self._xattr_access(row, user, name, True, path)
+            if cur.one("SELECT 1 FROM meta_xattrs WHERE inode = ? AND name = ?", (row.id, name)) is None:
+                raise E.NoData(path, "no such attribute")
+            cur.execute("DELETE FROM meta_xattrs WHERE inode = ? AND name = ?", (row.id, name))
+            cur.execute("UPDATE meta_inodes SET ctime_ns = ? WHERE id = ?", (time.time_ns(), row.id))
+
+        self.db.run(fn)

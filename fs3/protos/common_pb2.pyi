@@ -102,7 +102,7 @@ class Layout(_message.Message):
     def __init__(self, chunk_size: _Optional[int] = ..., stripe: _Optional[int] = ..., chains: _Optional[_Iterable[int]] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class Inode(_message.Message):
-    __slots__ = ("inode_id", "type", "mode", "uid", "gid", "nlink", "size", "atime", "mtime", "ctime", "layout", "symlink_target", "parent_id", "atime_ns", "mtime_ns", "ctime_ns")
+    __slots__ = ("inode_id", "type", "mode", "uid", "gid", "nlink", "size", "atime", "mtime", "ctime", "layout", "symlink_target", "parent_id", "atime_ns", "mtime_ns", "ctime_ns", "rdev")
     INODE_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +119,7 @@ class Inode(_message.Message):
     ATIME_NS_FIELD_NUMBER: _ClassVar[int]
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     CTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    RDEV_FIELD_NUMBER: _ClassVar[int]
     inode_id: int
     type: int
     mode: int
@@ -135,4 +136,5 @@ class Inode(_message.Message):
     atime_ns: int
     mtime_ns: int
     ctime_ns: int
-    def __init__(self, inode_id: _Optional[int] = ..., type: _Optional[int] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., nlink: _Optional[int] = ..., size: _Optional[int] = ..., atime: _Optional[float] = ..., mtime: _Optional[float] = ..., ctime: _Optional[float] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ..., symlink_target: _Optional[str] = ..., parent_id: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ...) -> None: ...
+    rdev: int
+    def __init__(self, inode_id: _Optional[int] = ..., type: _Optional[int] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., nlink: _Optional[int] = ..., size: _Optional[int] = ..., atime: _Optional[float] = ..., mtime: _Optional[float] = ..., ctime: _Optional[float] = ..., layout: _Optional[_Union[Layout, _Mapping]] = ..., symlink_target: _Optional[str] = ..., parent_id: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., rdev: _Optional[int] = ...) -> None: ...

@@ -70,16 +70,18 @@ class OpenReq(_message.Message):
     def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., path: _Optional[str] = ..., flags: _Optional[int] = ..., mode: _Optional[int] = ..., client_id: _Optional[str] = ...) -> None: ...
 
 class OpenRsp(_message.Message):
-    __slots__ = ("inode", "session_id", "truncated", "old_size")
+    __slots__ = ("inode", "session_id", "truncated", "old_size", "lease_s")
     INODE_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     OLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_S_FIELD_NUMBER: _ClassVar[int]
     inode: _common_pb2.Inode
     session_id: int
     truncated: bool
     old_size: int
-    def __init__(self, inode: _Optional[_Union[_common_pb2.Inode, _Mapping]] = ..., session_id: _Optional[int] = ..., truncated: _Optional[bool] = ..., old_size: _Optional[int] = ...) -> None: ...
+    lease_s: float
+    def __init__(self, inode: _Optional[_Union[_common_pb2.Inode, _Mapping]] = ..., session_id: _Optional[int] = ..., truncated: _Optional[bool] = ..., old_size: _Optional[int] = ..., lease_s: _Optional[float] = ...) -> None: ...
 
 class CloseReq(_message.Message):
     __slots__ = ("user", "inode_id", "session_id", "length", "wrote")
@@ -94,6 +96,66 @@ class CloseReq(_message.Message):
     length: int
     wrote: bool
     def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., inode_id: _Optional[int] = ..., session_id: _Optional[int] = ..., length: _Optional[int] = ..., wrote: _Optional[bool] = ...) -> None: ...
+
+class CloseRsp(_message.Message):
+    __slots__ = ("inode", "freed")
+    INODE_FIELD_NUMBER: _ClassVar[int]
+    FREED_FIELD_NUMBER: _ClassVar[int]
+    inode: _common_pb2.Inode
+    freed: bool
+    def __init__(self, inode: _Optional[_Union[_common_pb2.Inode, _Mapping]] = ..., freed: _Optional[bool] = ...) -> None: ...
+
+class RenewLeaseReq(_message.Message):
+    __slots__ = ("client_id",)
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    def __init__(self, client_id: _Optional[str] = ...) -> None: ...
+
+class RenewLeaseRsp(_message.Message):
+    __slots__ = ("lease_s", "sessions")
+    LEASE_S_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    lease_s: float
+    sessions: int
+    def __init__(self, lease_s: _Optional[float] = ..., sessions: _Optional[int] = ...) -> None: ...
+
+class MknodReq(_message.Message):
+    __slots__ = ("user", "path", "type", "mode", "rdev")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    RDEV_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    path: str
+    type: int
+    mode: int
+    rdev: int
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., path: _Optional[str] = ..., type: _Optional[int] = ..., mode: _Optional[int] = ..., rdev: _Optional[int] = ...) -> None: ...
+
+class XattrReq(_message.Message):
+    __slots__ = ("user", "path", "follow", "name", "value", "flags")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    path: str
+    follow: bool
+    name: bytes
+    value: bytes
+    flags: int
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., path: _Optional[str] = ..., follow: _Optional[bool] = ..., name: _Optional[bytes] = ..., value: _Optional[bytes] = ..., flags: _Optional[int] = ...) -> None: ...
+
+class XattrRsp(_message.Message):
+    __slots__ = ("value", "names")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    value: bytes
+    names: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, value: _Optional[bytes] = ..., names: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ListReq(_message.Message):
     __slots__ = ("user", "path", "with_inodes")

@@ -57,7 +57,37 @@ class MetaStub:
         self.Close = channel.unary_unary(
                 '/fs3.Meta/Close',
                 request_serializer=fs3_dot_protos_dot_meta__pb2.CloseReq.SerializeToString,
+                response_deserializer=fs3_dot_protos_dot_meta__pb2.CloseRsp.FromString,
+                _registered_method=True)
+        self.RenewLease = channel.unary_unary(
+                '/fs3.Meta/RenewLease',
+                request_serializer=fs3_dot_protos_dot_meta__pb2.RenewLeaseReq.SerializeToString,
+                response_deserializer=fs3_dot_protos_dot_meta__pb2.RenewLeaseRsp.FromString,
+                _registered_method=True)
+        self.Mknod = channel.unary_unary(
+                '/fs3.Meta/Mknod',
+                request_serializer=fs3_dot_protos_dot_meta__pb2.MknodReq.SerializeToString,
                 response_deserializer=fs3_dot_protos_dot_meta__pb2.InodeRsp.FromString,
+                _registered_method=True)
+        self.SetXattr = channel.unary_unary(
+                '/fs3.Meta/SetXattr',
+                request_serializer=fs3_dot_protos_dot_meta__pb2.XattrReq.SerializeToString,
+                response_deserializer=fs3_dot_protos_dot_meta__pb2.XattrRsp.FromString,
+                _registered_method=True)
+        self.GetXattr = channel.unary_unary(
+                '/fs3.Meta/GetXattr',
+                request_serializer=fs3_dot_protos_dot_meta__pb2.XattrReq.SerializeToString,
+                response_deserializer=fs3_dot_protos_dot_meta__pb2.XattrRsp.FromString,
+                _registered_method=True)
+        self.ListXattr = channel.unary_unary(
+                '/fs3.Meta/ListXattr',
+                request_serializer=fs3_dot_protos_dot_meta__pb2.XattrReq.SerializeToString,
+                response_deserializer=fs3_dot_protos_dot_meta__pb2.XattrRsp.FromString,
+                _registered_method=True)
+        self.RemoveXattr = channel.unary_unary(
+                '/fs3.Meta/RemoveXattr',
+                request_serializer=fs3_dot_protos_dot_meta__pb2.XattrReq.SerializeToString,
+                response_deserializer=fs3_dot_protos_dot_meta__pb2.XattrRsp.FromString,
                 _registered_method=True)
         self.List = channel.unary_unary(
                 '/fs3.Meta/List',
@@ -129,6 +159,42 @@ class MetaServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Close(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewLease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Mknod(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetXattr(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetXattr(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListXattr(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveXattr(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,7 +275,37 @@ def add_MetaServicer_to_server(servicer, server):
             'Close': grpc.unary_unary_rpc_method_handler(
                     servicer.Close,
                     request_deserializer=fs3_dot_protos_dot_meta__pb2.CloseReq.FromString,
+                    response_serializer=fs3_dot_protos_dot_meta__pb2.CloseRsp.SerializeToString,
+            ),
+            'RenewLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewLease,
+                    request_deserializer=fs3_dot_protos_dot_meta__pb2.RenewLeaseReq.FromString,
+                    response_serializer=fs3_dot_protos_dot_meta__pb2.RenewLeaseRsp.SerializeToString,
+            ),
+            'Mknod': grpc.unary_unary_rpc_method_handler(
+                    servicer.Mknod,
+                    request_deserializer=fs3_dot_protos_dot_meta__pb2.MknodReq.FromString,
                     response_serializer=fs3_dot_protos_dot_meta__pb2.InodeRsp.SerializeToString,
+            ),
+            'SetXattr': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetXattr,
+                    request_deserializer=fs3_dot_protos_dot_meta__pb2.XattrReq.FromString,
+                    response_serializer=fs3_dot_protos_dot_meta__pb2.XattrRsp.SerializeToString,
+            ),
+            'GetXattr': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetXattr,
+                    request_deserializer=fs3_dot_protos_dot_meta__pb2.XattrReq.FromString,
+                    response_serializer=fs3_dot_protos_dot_meta__pb2.XattrRsp.SerializeToString,
+            ),
+            'ListXattr': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListXattr,
+                    request_deserializer=fs3_dot_protos_dot_meta__pb2.XattrReq.FromString,
+                    response_serializer=fs3_dot_protos_dot_meta__pb2.XattrRsp.SerializeToString,
+            ),
+            'RemoveXattr': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveXattr,
+                    request_deserializer=fs3_dot_protos_dot_meta__pb2.XattrReq.FromString,
+                    response_serializer=fs3_dot_protos_dot_meta__pb2.XattrRsp.SerializeToString,
             ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
@@ -386,7 +482,169 @@ class Meta:
             target,
             '/fs3.Meta/Close',
             fs3_dot_protos_dot_meta__pb2.CloseReq.SerializeToString,
+            fs3_dot_protos_dot_meta__pb2.CloseRsp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fs3.Meta/RenewLease',
+            fs3_dot_protos_dot_meta__pb2.RenewLeaseReq.SerializeToString,
+            fs3_dot_protos_dot_meta__pb2.RenewLeaseRsp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Mknod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fs3.Meta/Mknod',
+            fs3_dot_protos_dot_meta__pb2.MknodReq.SerializeToString,
             fs3_dot_protos_dot_meta__pb2.InodeRsp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetXattr(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fs3.Meta/SetXattr',
+            fs3_dot_protos_dot_meta__pb2.XattrReq.SerializeToString,
+            fs3_dot_protos_dot_meta__pb2.XattrRsp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetXattr(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fs3.Meta/GetXattr',
+            fs3_dot_protos_dot_meta__pb2.XattrReq.SerializeToString,
+            fs3_dot_protos_dot_meta__pb2.XattrRsp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListXattr(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fs3.Meta/ListXattr',
+            fs3_dot_protos_dot_meta__pb2.XattrReq.SerializeToString,
+            fs3_dot_protos_dot_meta__pb2.XattrRsp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveXattr(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fs3.Meta/RemoveXattr',
+            fs3_dot_protos_dot_meta__pb2.XattrReq.SerializeToString,
+            fs3_dot_protos_dot_meta__pb2.XattrRsp.FromString,
             options,
             channel_credentials,
             insecure,

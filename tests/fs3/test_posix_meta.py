@@ -1,7 +1,8 @@
-"""POSIX details of the meta service through a real meta server: exact modes, ns times, rename flags."""
+"""POSIX details through a real meta server: exact modes, ns times, rename flags, xattrs, special files."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -101,3 +102,100 @@ def test_rename_noreplace_and_exchange(fs):
         with pytest.raises(grpc.RpcError) as ei:
             _rename(meta, f"{top}/d", dst, flags)
         assert ei.value.code() == code, (flags, dst)
+
+
+OTHER = (4321, 4321)
+
+
+def _errno_of(fn) -> int:
+    try:
+        fn()
+    except OSError as exc:
+        return exc.errno
+    return 0
+
+
+def test_xattrs_set_get_list_remove_with_linux_errors(fs, ns_cluster):
+    cl, _, top = fs
+    p = f"{top}/f"
+    cl.write_bytes(p, b"x")
+    cl.setxattr(p, "user.a", b"1")
+    cl.setxattr(p, b"user.b", b"")
+    cl.setxattr(p, "trusted.t", b"T")
+    cl.setxattr(p, "security.s", b"S")
+    assert cl.getxattr(p, "user.a") == b"1" and cl.getxattr(p, "user.b") == b""
+    assert cl.listxattr(p) == ["security.s", "trusted.t", "user.a", "user.b"]
+    assert _errno_of(lambda: cl.setxattr(p, "user.a", b"2", os.XATTR_CREATE)) == errno.EEXIST
+    assert _errno_of(lambda: cl.setxattr(p, "user.new", b"2", os.XATTR_REPLACE)) == errno.ENODATA
+    cl.setxattr(p, "user.a", b"2", os.XATTR_REPLACE)
+    assert cl.getxattr(p, "user.a") == b"2"
+    assert _errno_of(lambda: cl.getxattr(p, "user.none")) == errno.ENODATA
+    assert _errno_of(lambda: cl.getxattr(p, "user." + "n" * 251)) == errno.ERANGE  # 256 bytes
+    assert _errno_of(lambda: cl.setxattr(p, "user.big", b"v" * 65537)) == errno.E2BIG
+    cl.setxattr(p, "user.max", b"v" * 65536)
+    assert len(cl.getxattr(p, "user.max")) == 65536
+    assert _errno_of(lambda: cl.setxattr(p, "foo.bar", b"1")) == errno.EOPNOTSUPP
+    assert _errno_of(lambda: cl.setxattr(p, "system.posix_acl_access", b"1")) == errno.EOPNOTSUPP
+    cl.removexattr(p, "user.b")
+    assert _errno_of(lambda: cl.removexattr(p, "user.b")) == errno.ENODATA
+    # another user: user.* by permission bits, trusted.* hidden, security.* readable but not writable
+    other = ns_cluster.client(uid=OTHER[0], gid=OTHER[1])
+    cl.chmod(p, 0o644)
+    assert other.getxattr(p, "user.a") == b"2"
+    assert other.listxattr(p) == ["security.s", "user.a", "user.max"]
+    assert _errno_of(lambda: other.getxattr(p, "trusted.t")) == errno.ENODATA
+    assert other.getxattr(p, "security.s") == b"S"
+    assert _errno_of(lambda: other.setxattr(p, "user.a", b"3")) == errno.EACCES
+    assert _errno_of(lambda: other.setxattr(p, "trusted.t", b"3")) == errno.EPERM
+    assert _errno_of(lambda: other.setxattr(p, "security.s", b"3")) == errno.EPERM
+    cl.chmod(p, 0o000)
+    assert _errno_of(lambda: other.getxattr(p, "user.a")) == errno.EACCES
+    # user.* only on regular files and directories
+    cl.symlink("f", f"{top}/ln")
+    assert _errno_of(lambda: cl.setxattr(f"{top}/ln", "user.a", b"1", follow_symlinks=False)) == errno.EPERM
+    assert _errno_of(lambda: cl.getxattr(f"{top}/ln", "user.a", follow_symlinks=False)) == errno.ENODATA
+    assert cl.getxattr(f"{top}/ln", "user.a") == b"2"  # followed to f
+    cl.mkdir(f"{top}/d")
+    cl.setxattr(f"{top}/d", "user.dir", b"D")
+    assert cl.listxattr(f"{top}/d") == ["user.dir"]
+    # the attributes go with the inode
+    cl.remove(p)
+    cl.write_bytes(p, b"y")
+    assert cl.listxattr(p) == []
+
+
+def test_mknod_makes_metadata_only_special_files(fs, ns_cluster):
+    cl, _, top = fs
+    other = ns_cluster.client(uid=OTHER[0], gid=OTHER[1])
+    other.mkfifo(f"{top}/fifo", 0o640)
+    other.mknod(f"{top}/sock", stat.S_IFSOCK | 0o600)
+    st = cl.lstat(f"{top}/fifo")
+    assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640 and st.st_uid == OTHER[0]
+    assert stat.S_ISSOCK(cl.lstat(f"{top}/sock").st_mode)
+    dev = os.makedev(1, 3)
+    assert _errno_of(lambda: other.mknod(f"{top}/null", stat.S_IFCHR | 0o666, dev)) == errno.EPERM
+    cl.mknod(f"{top}/null", stat.S_IFCHR | 0o666, dev)
+    cl.mknod(f"{top}/blk", stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    st = cl.lstat(f"{top}/null")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == dev and st.st_size == 0
+    assert stat.S_ISBLK(cl.lstat(f"{top}/blk").st_mode)
+    assert _errno_of(lambda: cl.mknod(f"{top}/null", stat.S_IFIFO)) == errno.EEXIST
+    assert _errno_of(lambda: cl.mknod(f"{top}/d", stat.S_IFDIR)) == errno.EINVAL
+    # no data in fs3: opening one through the native client is refused, unlink works as for files
+    assert _errno_of(lambda: cl.open_flags(f"{top}/fifo", os.O_RDONLY)) == errno.EPERM
+    cl.mknod(f"{top}/plain", 0o600)  # no type bits: a regular empty file, as os.mknod does
+    assert stat.S_ISREG(cl.lstat(f"{top}/plain").st_mode)
+    for n in ("fifo", "sock", "null", "blk", "plain"):
+        cl.remove(f"{top}/{n}")
+    assert cl.listdir(top) == []
+
+
+def test_deep_paths_have_no_total_length_limit(fs):
+    cl, _, top = fs
+    path = top
+    for i in range(40):  # 40 components of 200 bytes: 8 KB, twice Linux's PATH_MAX for one argument
+        path += "/" + f"{i:03d}" + "d" * 197
+        cl.mkdir(path)
+    cl.write_bytes(path + "/f", b"deep")
+    assert len(path) > 8000 and cl.read_bytes(path + "/f") == b"deep"
+    assert _errno_of(lambda: cl.mkdir(path + "/" + "n" * 256)) == errno.ENAMETOOLONG
