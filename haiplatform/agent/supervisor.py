@@ -466,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         sys.stderr.write(f"bad run spec {args[0]}: {exc!r}\n")
         return 2
+    Path(args[0]).unlink(missing_ok=True)  # it holds the job's environment: keep it no longer than needed
     return Supervisor(spec).run()
 
 
