@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ffcommon import db
 from ffcommon.launcher import Launcher
 from ffcommon.ports import free_port
 from fireflyer.config import (
@@ -40,11 +41,14 @@ CONFIG_FILE = "cluster.toml"
 _LOCK_FILE = ".cluster.lock"
 
 
-def _db_url(cfg: ClusterConfig) -> str:
+def _db_url(database: str, sqlite_file: Path) -> str:
+    """The ``--db`` URL of a service whose config says ``database`` (``sqlite``: ``sqlite_file``)."""
+    return db.sqlite_url(sqlite_file) if database == "sqlite" else database
+
+
+def _fs3_db_url(cfg: ClusterConfig) -> str:
     """mgmtd and meta share one store (3FS keeps both in FoundationDB)."""
-    if cfg.meta.database == "sqlite":
-        return f"sqlite:///{cfg.data_dir / 'fs3' / 'fs3.db'}"
-    return cfg.meta.database
+    return _db_url(cfg.meta.database, cfg.data_dir / "fs3" / "fs3.db")
 
 
 def admin_token_file(cfg: ClusterConfig) -> Path:
@@ -70,10 +74,10 @@ def service_argv(
     py = [sys.executable, "-m"]
     mgmtd = cfg.mgmtd.address
     if role == "mgmtd":
-        return [*py, "fs3.mgmtd", "--host", cfg.mgmtd.host, "--port", str(cfg.mgmtd.port), "--db", _db_url(cfg),
+        return [*py, "fs3.mgmtd", "--host", cfg.mgmtd.host, "--port", str(cfg.mgmtd.port), "--db", _fs3_db_url(cfg),
                 "--lease-s", str(cfg.mgmtd.lease_s), *_metrics(cfg.mgmtd)]  # fmt: skip
     if role == "meta":
-        return [*py, "fs3.meta", "--host", cfg.meta.host, "--port", str(cfg.meta.port), "--db", _db_url(cfg),
+        return [*py, "fs3.meta", "--host", cfg.meta.host, "--port", str(cfg.meta.port), "--db", _fs3_db_url(cfg),
                 "--mgmtd", mgmtd, *_metrics(cfg.meta)]  # fmt: skip
     if role == "storage":
         if not 0 <= index < len(cfg.storage.servers):
@@ -89,9 +93,7 @@ def service_argv(
         argv = [*py, "haiplatform.scheduler", "--host", sc.host, "--port", str(sc.port),
                 "--suspend-grace-s", str(sc.suspend_grace_s), "--web-port", str(sc.web_port),
                 "--admin-token-file", str(admin_token_file(cfg)), "--fs3-mgmtd", mgmtd]  # fmt: skip
-        if sc.database == "sqlite":
-            return [*argv, "--db", str(cfg.data_dir / "scheduler" / "sched.db")]
-        return [*argv, "--postgres", sc.database]
+        return [*argv, "--db", _db_url(sc.database, cfg.data_dir / "scheduler" / "sched.db")]
     if role == "agent":
         agent = _agent(cfg, name or cfg.agents[0].name)
         mount = ["--fs3-mount", agent.fs3_mount] if agent.fs3_mount else []

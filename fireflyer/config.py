@@ -181,6 +181,12 @@ def _service_endpoint(raw: dict[str, Any], path: str) -> tuple[str, int, int]:
     return (*_endpoint(raw, path), _port(raw, path, "metrics_port"))
 
 
+def _database(value: str, path: str) -> None:
+    """A service's database setting: ``sqlite`` (a file under data_dir) or a postgresql:// URL."""
+    if value != "sqlite" and not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{path}: must be 'sqlite' or a postgresql:// DSN, got {value!r}")
+
+
 def parse_config(text: str) -> ClusterConfig:
     """Parse and validate a cluster TOML document."""
     doc = parse_toml(text, "not valid TOML", ConfigError)
@@ -197,8 +203,7 @@ def parse_config(text: str) -> ClusterConfig:
 
     me = _table(doc, "meta")
     meta = MetaConfig(*_service_endpoint(me, "meta."), database=_take(me, "meta.", "database", str, "sqlite"))
-    if meta.database != "sqlite" and not meta.database.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(f"meta.database: must be 'sqlite' or a postgresql:// DSN, got {meta.database!r}")
+    _database(meta.database, "meta.database")
     _no_extra(me, "meta.")
 
     st = _table(doc, "storage")
@@ -235,6 +240,7 @@ def parse_config(text: str) -> ClusterConfig:
         suspend_grace_s=_take(sc, "scheduler.", "suspend_grace_s", float, 5.0),
     )
     _positive(scheduler.suspend_grace_s, "scheduler.suspend_grace_s")
+    _database(scheduler.database, "scheduler.database")
     _no_extra(sc, "scheduler.")
 
     raw_agents = doc.pop("agents", [{"name": "node1"}])

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ffcommon import db
 from ffcommon.launcher import Launcher
 from ffcommon.ports import free_port
 from fs3 import _rpc, admin
@@ -57,7 +58,7 @@ class LocalCluster:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.launcher = Launcher(self.work_dir / "logs")
-        self.db_url = c.db_url or f"sqlite:///{self.work_dir / 'fs3.db'}"
+        self.db_url = c.db_url or db.sqlite_url(self.work_dir / "fs3.db")
         self.mgmtd_port = free_port(c.host)
         self.meta_port = free_port(c.host)
         self.storage_ports = [free_port(c.host) for _ in range(c.num_storage)]

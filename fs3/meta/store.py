@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from ffcommon.db import Cursor, Database
 from fs3 import errors as E
-from fs3._db import Cursor, Database
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import meta_pb2 as pb
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import grpc
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from fs3._db import Database
+from ffcommon.db import Database
 from fs3.protos import common_pb2, mgmtd_pb2, mgmtd_pb2_grpc
 from fs3.protos.common_pb2 import TargetState
 

@@ -1,4 +1,8 @@
-"""``python -m haiplatform.scheduler --port 7070 --db sched.db [--postgres DSN]``: run the scheduler."""
+"""``python -m haiplatform.scheduler --port 7070 --db sqlite:///sched.db``: run the scheduler.
+
+``--db`` takes the database URL every service takes (``sqlite:///path``, a bare SQLite file path, or
+``postgresql://...``, see :mod:`ffcommon.db`); ``--postgres DSN`` also takes key=value DSNs.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ffcommon import db
 from haiplatform.scheduler.core import SchedulerConfig, SchedulerCore
 from haiplatform.scheduler.service import serve
 from haiplatform.scheduler.store import Store
@@ -19,8 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m haiplatform.scheduler", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7070, help="0 picks a free port (printed)")
-    p.add_argument("--db", type=Path, default=Path("haisched.db"), help="SQLite database file")
-    p.add_argument("--postgres", default="", help="PostgreSQL DSN; replaces --db")
+    p.add_argument(
+        "--db",
+        default="haisched.db",
+        help="database: sqlite:///path, a SQLite file path, or postgresql://...",
+    )
+    p.add_argument("--postgres", default="", help="PostgreSQL DSN (URL or key=value); replaces --db")
     p.add_argument("--admin-token-file", type=Path, help="default: DB_DIR/admin.token (mode 0600)")
     p.add_argument("--heartbeat-s", type=float, default=1.0)
     p.add_argument("--node-timeout-s", type=float, default=10.0)
@@ -67,14 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         print("error: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
-    store = Store.postgres(args.postgres) if args.postgres else Store.sqlite(str(args.db))
+    try:
+        where = db.parse_url(args.db)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    store = Store.postgres(args.postgres) if args.postgres else Store.open(args.db)
     config = SchedulerConfig(
         heartbeat_s=args.heartbeat_s, node_timeout_s=args.node_timeout_s, cycle_s=args.cycle_s,
         suspend_grace_s=args.suspend_grace_s, term_s=args.term_s, decay_s=args.decay_s,
         backfill=not args.no_backfill, lease_s=args.lease_s,
     )  # fmt: skip
     core = SchedulerCore(store, config)
-    token_file = args.admin_token_file or args.db.resolve().parent / "admin.token"
+    db_file = Path(where.location if where.dialect == db.SQLITE else "haisched.db")
+    token_file = args.admin_token_file or db_file.resolve().parent / "admin.token"
     core.bootstrap_admin(token_file)
     tls = (args.tls_cert.read_bytes(), args.tls_key.read_bytes()) if args.tls_cert else None
     server, port = serve(core, f"{args.host}:{args.port}", tls=tls)
