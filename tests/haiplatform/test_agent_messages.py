@@ -165,3 +165,29 @@ def test_agent_refuses_malformed_start_orders(fields, message):
     base = {"job_id": 1, "run_seq": 1, "command": "true", "workdir": "/", "ranks": [0]}
     got = check_start(agent_pb2.StartRun(**{**base, **fields}))
     assert got.startswith(message) and bool(got) == bool(message), got
+
+
+def test_scheduler_survives_junk_and_oversized_messages(cluster_factory):
+    from haiplatform.protos import agent_pb2, agent_pb2_grpc
+
+    c = cluster_factory([])
+    for junk in (
+        b"\x00" * 64,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 512,
+    ):
+        with socket.create_connection(("127.0.0.1", c.port), timeout=5) as raw:
+            raw.sendall(junk)
+    md = (("authorization", f"Bearer {c.token}"),)
+    with grpc.insecure_channel(c.address) as ch:
+        stub = agent_pb2_grpc.AgentControlStub(ch)
+        huge = agent_pb2.HeartbeatRequest(
+            node="n9", slots=8, agent_started_at=1.0, health_reason="x" * (5 << 20)
+        )
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.Heartbeat(huge, metadata=md, timeout=10)
+        assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        stub.Heartbeat(
+            agent_pb2.HeartbeatRequest(node="n9", slots=8, agent_started_at=1.0), metadata=md, timeout=10
+        )
+    assert [n.name for n in c.admin.nodes()] == ["n9"]
