@@ -12,39 +12,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
+from cli_helpers import Haictl, wait_for
 
 from fireflyer import cluster
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-class Haictl:
-    """Runs ``haictl`` in a fresh interpreter with a private HOME and client config."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(root / "home"),
-                    "HAI_CLIENT_CONFIG": str(root / "client.toml")}  # fmt: skip
-        for var in ("FIREFLYER_DATA_DIR", "FIREFLYER_CONFIG", "HAI_SCHEDULER", "HAI_TOKEN", "FS3_MGMTD"):
-            self.env.pop(var, None)
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "fireflyer.cli.main", *args]
-
-    def __call__(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            self.argv(*args), capture_output=True, text=True, env=self.env, timeout=timeout_s
-        )
-
-    def ok(self, *args: str) -> str:
-        res = self(*args)
-        assert res.returncode == 0, (args, res.stdout, res.stderr)
-        return res.stdout
 
 
 @pytest.fixture(scope="module")
@@ -64,16 +36,6 @@ def _status(h: Haictl) -> dict:
     return json.loads(res.stdout)
 
 
-def _wait(pred, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 def test_status_and_client_verbs_find_the_data_dir_cluster(up) -> None:
     h, data, state = up
     st = _status(h)  # no --data-dir: found through data_dir in the client config
@@ -85,7 +47,7 @@ def test_status_and_client_verbs_find_the_data_dir_cluster(up) -> None:
 def test_jobs_get_fs3_and_hai_variables(up) -> None:
     h, _data, state = up
     job_id = json.loads(h.ok("submit", "--json", "--name", "envjob", "--", "env"))["job_id"]
-    _wait(
+    wait_for(
         lambda: json.loads(h.ok("show", "--json", str(job_id)))["state"] == "completed", 60, "the job to end"
     )
     env = dict(line.split("=", 1) for line in h.ok("logs", str(job_id)).splitlines() if "=" in line)
@@ -123,7 +85,7 @@ def test_serve_restarts_a_killed_server_which_status_shows_and_down_stops(up) ->
     )
 
     os.killpg(old["storage-1"]["pid"], signal.SIGKILL)
-    _wait(lambda: not _status(h)["processes"]["storage-1"]["alive"], 10, "storage-1 to be seen dead")
+    wait_for(lambda: not _status(h)["processes"]["storage-1"]["alive"], 10, "storage-1 to be seen dead")
     res = h("status")
     assert res.returncode == 1 and "DOWN" in res.stdout
 
@@ -133,7 +95,7 @@ def test_serve_restarts_a_killed_server_which_status_shows_and_down_stops(up) ->
     assert new["storage-1"]["alive"] and new["storage-1"]["pid"] != old["storage-1"]["pid"]
     again = h("serve", "storage", "--index", "1", "--detach")  # no --data-dir: the recorded cluster
     assert again.returncode == 1 and "already running" in again.stderr
-    _wait(lambda: json.loads(h.ok("fs", "status", "--json"))["chains"][0]["serving"] == 3, 60,
+    wait_for(lambda: json.loads(h.ok("fs", "status", "--json"))["chains"][0]["serving"] == 3, 60,
           "the restarted storage's targets to serve again")  # fmt: skip
 
     os.killpg(old["agent-node2"]["pid"], signal.SIGKILL)
@@ -145,7 +107,7 @@ def test_serve_restarts_a_killed_server_which_status_shows_and_down_stops(up) ->
     fg = subprocess.Popen(h.argv("serve", "storage", "--index", "2"), env=h.env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        _wait(
+        wait_for(
             lambda: _status(h)["processes"]["storage-2"]["pid"] == fg.pid,
             30,
             "the foreground serve to register",
