@@ -69,3 +69,22 @@ def test_bench_still_lists_every_benchmark() -> None:
     assert proc.returncode == 0, proc.stderr
     for name in ("allreduce", "sched", "fs", "train"):
         assert f"  {name} " in proc.stdout, proc.stdout
+
+
+def test_an_unreachable_scheduler_says_where_its_address_came_from(tmp_path: Path) -> None:
+    env = {"HAI_CLIENT_CONFIG": str(tmp_path / "client.toml"), "HAI_SCHEDULER": "", "HAI_TOKEN": "x"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "fireflyer.cli.main", "jobs"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "the default address" in proc.stderr and str(tmp_path / "client.toml") in proc.stderr, proc.stderr
+
+
+def test_fs_without_a_cluster_names_the_client_config_it_read(tmp_path: Path) -> None:
+    env = {"HAI_CLIENT_CONFIG": str(tmp_path / "client.toml"), "FS3_MGMTD": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "fireflyer.cli.main", "fs", "ls", "/"], capture_output=True, text=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(REPO), **env},
+    )  # fmt: skip
+    assert proc.returncode == 2 and f"{tmp_path / 'client.toml'} does not exist" in proc.stderr, proc.stderr

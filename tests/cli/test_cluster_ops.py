@@ -98,9 +98,11 @@ def test_serve_restarts_a_killed_server_which_status_shows_and_down_stops(up) ->
     wait_for(lambda: json.loads(h.ok("fs", "status", "--json"))["chains"][0]["serving"] == 3, 60,
           "the restarted storage's targets to serve again")  # fmt: skip
 
-    os.killpg(old["agent-node2"]["pid"], signal.SIGKILL)
-    h.ok("serve", "agent", "--name", "node2", "--detach")
-    assert _status(h)["processes"]["agent-node2"]["alive"]
+    for role, proc in (("agent", "agent-node2"), ("scheduler", "scheduler"), ("meta", "meta")):
+        os.killpg(old[proc]["pid"], signal.SIGKILL)
+        h.ok("serve", role, *(["--name", "node2"] if role == "agent" else []), "--detach")
+        assert _status(h)["processes"][proc]["alive"], proc
+    assert "node2" in h.ok("nodes") and h.ok("fs", "ls", "/") is not None  # each serves again
 
     # a foreground serve (not a group leader, as under a non-interactive shell) is registered too
     os.killpg(old["storage-2"]["pid"], signal.SIGKILL)
