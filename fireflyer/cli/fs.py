@@ -380,6 +380,7 @@ def _status_info(c: Any) -> dict[str, Any]:
                 "alive": bool(u and u.alive), "address": u.address if u else "",
                 "chunks": u.chunks if u else None, "disk_total_bytes": u.disk_total_bytes if u else None,
                 "disk_free_bytes": u.disk_free_bytes if u else None,
+                "reserve_bytes": u.reserve_bytes if u else None, "read_only": u.read_only if u else None,
             })  # fmt: skip
             if state == "SYNCING":
                 repairs.append({"kind": "resync", "chain_id": chain.chain_id, "target_id": t.target_id})
@@ -402,8 +403,9 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
     """Health of the cluster: each chain's targets (head first) with state, node, capacity; repairs.
 
     A chain is degraded when fewer of its targets are SERVING than it has replicas; a SYNCING
-    target is being resynced from its predecessor (listed under repairs). Exit status 1 when a
-    chain has no SERVING target (its data cannot be read).
+    target is being resynced from its predecessor (listed under repairs); a target whose free space
+    fell under its reserve is read-only (new chunks get ENOSPC). Exit status 1 when a chain has no
+    SERVING target (its data cannot be read).
 
     \b
     Example:
@@ -433,6 +435,7 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
                 free = "-" if t["disk_free_bytes"] is None else _human(t["disk_free_bytes"])
                 size = "-" if t["disk_total_bytes"] is None else _human(t["disk_total_bytes"])
                 addr = t["address"] + ("" if t["alive"] else " (dead)")
+                addr += " (read-only: free space under its reserve)" if t["read_only"] else ""
                 click.echo(
                     f"  {t['target_id']:>8} {t['node_id']:>6} {t['state']:<9}{chunks:>8}{free:>12}{size:>12}  {addr}"
                 )

@@ -71,6 +71,7 @@ def test_fs_status_shows_chains_targets_and_capacity(up) -> None:
                 and t["disk_total_bytes"] > 0
                 and t["chunks"] is not None
             )
+            assert t["read_only"] is False and t["reserve_bytes"] >= 0
     text = h.ok("fs", "status")
     assert "3/3 serving, ok" in text and "repairs in progress:\n  none" in text
 
