@@ -14,10 +14,12 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from ffcommon.bench import Column, render_table
 from ffcommon.ports import free_port, wait_for_port
 
 
@@ -97,15 +99,30 @@ def sched_bench(n: int, repeats: int) -> None:
     Example:
       haictl bench sched --jobs 2000
     """
-    from haiplatform.sim import _pct, scale_cycle_times
+    from haiplatform.sim import scale_cycle_times
 
-    click.echo(f"load: {os.getloadavg()[0]:.2f} (1-min), {os.cpu_count()} cores")
-    click.echo(f"{'what':<32}{'threads':>8}{'calls/s':>10}")
-    for what, t, rate in submission_rates(n, repeats):
-        click.echo(f"{what:<32}{t:>8}{rate:>10.0f}")
+    rates = submission_rates(n, repeats)
     scale = scale_cycle_times(repeats=max(10, repeats * 5))
+    for line in report_lines(rates, scale, os.getloadavg()[0], os.cpu_count() or 0):
+        click.echo(line)
+
+
+def report_lines(
+    rates: list[tuple[str, int, float]], scale: dict[str, list[float]], load: float, cores: int
+) -> list[str]:
+    """The two tables: calls/s per (what, threads), then cycle times (s) per variant vs ``sort only``."""
+    from haiplatform.sim import _pct
+
+    ms = Column("", 10, fmt=lambda s: f"{1e3 * s:.1f}ms")
+    lines = [f"load: {load:.2f} (1-min), {cores} cores"]
+    lines += render_table(
+        [Column("what", 32, "<"), Column("threads", 8), Column("calls/s", 10, fmt=".0f")], rates
+    )
     base = statistics.median(scale["sort only"])
-    click.echo(f"\n{'cycle: 1250 nodes, 10000 queued':<32}{'median':>10}{'p99':>10}{'ratio':>8}")
-    for name, vals in scale.items():
-        med = statistics.median(vals)
-        click.echo(f"{name:<32}{1e3 * med:>8.1f}ms{1e3 * _pct(vals, 0.99):>8.1f}ms{med / base:>8.2f}")
+    cols = [Column("cycle: 1250 nodes, 10000 queued", 32, "<"), replace(ms, header="median"),
+            replace(ms, header="p99"), Column("ratio", 8, fmt=".2f")]  # fmt: skip
+    rows = [
+        [name, statistics.median(v), _pct(v, 0.99), statistics.median(v) / base] for name, v in scale.items()
+    ]
+    table = render_table(cols, rows)
+    return [*lines, "\n" + table[0], *table[1:]]

@@ -30,6 +30,8 @@ from typing import Any
 import click
 import numpy as np
 
+from ffcommon.bench import Column, render_table
+
 IMPLS = ["hfr-shm", "hfr", "mpi", "gloo"]
 _RESULT_PREFIX = "HFREDUCE_BENCH "
 _REF_BYTES = 64 << 20  # the size at which the summary quotes ratios
@@ -303,22 +305,27 @@ def table(res: dict) -> str:
         "# time = median over iterations of the slowest rank (us); algbw = bytes/time; busbw = algbw*2(n-1)/n (GB/s)",
         f"# load {res['load'][0]:.2f}; sweep took {res['wall_s']:.1f} s",
     ]
-    head1 = f"{'':>10}{'':>11}{'':>9}"
-    head2 = f"{'size':>10}{'count':>11}{'type':>9}"
-    for impl in impls:
-        head1 += f"  {'---- ' + impl + ' ----':^28}"
-        head2 += f"  {'time(us)':>10}{'algbw':>9}{'busbw':>9}"
-    for h, p in ratio_cols:
-        head2 += f"{h + '/' + p:>14}"
-    lines += [head1, head2]
+    lead = [Column("size", 10), Column("count", 11), Column("type", 9)]
+    groups = [Column("", c.width) for c in lead] + [
+        Column(f"---- {i} ----", 28, "^", gap="  ") for i in impls
+    ]
+    cols = list(lead)
+    for _ in impls:
+        cols += [
+            Column("time(us)", 10, fmt=".1f", gap="  "),
+            Column("algbw", 9, fmt=".3f"),
+            Column("busbw", 9, fmt=".3f"),
+        ]
+    cols += [Column(f"{h}/{p}", 14) for h, p in ratio_cols]
+    rows = []
     for row in res["rows"]:
-        s = f"{row['bytes']:>10}{row['count']:>11}{row['dtype']:>9}"
+        cells = [row["bytes"], row["count"], row["dtype"]]
         for impl in impls:
             c = row[impl]
-            s += f"  {c['time_us']:>10.1f}{c['algbw_gbps']:>9.3f}{c['busbw_gbps']:>9.3f}"
-        for h, p in ratio_cols:
-            s += f"{_ratio(row, h, p):>14}"
-        lines.append(s)
+            cells += [c["time_us"], c["algbw_gbps"], c["busbw_gbps"]]
+        rows.append(cells + [_ratio(row, h, p) for h, p in ratio_cols])
+    lines += render_table(groups, [])
+    lines += render_table(cols, rows)
     ref = [r for r in res["rows"] if r["bytes"] <= _REF_BYTES]
     if ref and hfrs:
         r = ref[-1]

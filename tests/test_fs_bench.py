@@ -39,7 +39,7 @@ def test_fs3_bench_tables_via_haictl() -> None:
 
 def test_table_text_has_units_and_rows() -> None:
     """The text form is nccl-tests-like: a `#` title and header with units, one line per row."""
-    from fs3.bench import Table
+    from ffcommon.bench import Table
 
     t = Table("demo", ["op", "size(MiB)", "fs3(GB/s)"], notes=["a note"])
     t.add("read", 8.0, 1.2345)

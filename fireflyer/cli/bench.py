@@ -10,7 +10,7 @@ import click
 _BENCHMARKS: list[tuple[str, str, str]] = [
     ("allreduce", "hfreduce.bench", "click_command"),
     ("sched", "haiplatform.bench", "sched_bench"),
-    ("fs", "fs3.bench", "fs_bench"),
+    ("fs", "fs3.bench.native", "fs_bench"),
     ("train", "fireflyer.haiscale.bench", "click_command"),
 ]
 

@@ -19,6 +19,8 @@ from typing import Any, NoReturn
 
 import click
 
+from ffcommon.bench import parse_size
+
 _PREFIX = "fs3:"
 
 
@@ -554,15 +556,7 @@ def cp(ctx: click.Context, src: str, dst: str, block_size: str, progress: bool |
 
 
 def _parse_size(s: str) -> int:
-    s = s.strip().upper().removesuffix("B").removesuffix("I")
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(s[-1:], 1)
-    try:
-        n = int(float(s[:-1] if s[-1:] in "KMG" else s) * mult)
-    except ValueError:
-        raise click.BadParameter(f"not a size: {s!r}") from None
-    if n <= 0:
-        raise click.BadParameter(f"size must be positive: {s!r}")
-    return n
+    return parse_size(s, click.BadParameter)
 
 
 @fs.command()
@@ -715,8 +709,9 @@ def bench_cmd(
       haictl fs bench --size 256M
       haictl fs bench --local --size 1G --repeats 3
     """
+    from ffcommon.bench import emit
     from fs3.admin import routing
-    from fs3.bench import emit, mount_bench
+    from fs3.bench.mount import mount_bench
 
     mgmtd = None
     if local is not True:

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from ffcommon.bench import Column, render_table
 from fireflyer.cli._text import terminal_safe
 
 _conn_options = [
@@ -102,11 +103,8 @@ def job_dict(info: Any) -> dict[str, Any]:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     rows = [[terminal_safe(c) for c in r] for r in rows]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
-    ]
-    return "\n".join(lines)
+    cols = [Column(h, align="<") for h in header]
+    return "\n".join(render_table(cols, rows, gap="  ", rstrip=True))
 
 
 def _load_job_file(path: Path) -> dict[str, Any]:

@@ -28,6 +28,8 @@ import click
 import torch
 from torch import nn
 
+from ffcommon.bench import Column, render_table
+
 _MODES = ["compute", "haiscale", "haiscale-no-overlap", "haiscale-gloo", "torch-ddp-gloo"]
 
 
@@ -108,11 +110,18 @@ def _table(res: dict, opts: dict) -> str:
         f"({opts['layers']} layers), batch {opts['batch']}, bucket {opts['bucket_cap_mb']} MiB, "
         f"{opts['steps']} steps (first skipped), HaiScale comm: {res['comm']}",
         f"# load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}",
-        f"{'mode':<22}{'median ms':>11}{'min ms':>9}{'vs torch':>10}",
     ]
-    for r in res["rows"]:
-        ratio = med["torch-ddp-gloo"] / r["median_s"]
-        lines.append(f"{r['mode']:<22}{r['median_s'] * 1e3:>11.1f}{r['min_s'] * 1e3:>9.1f}{ratio:>9.2f}x")
+    cols = [
+        Column("mode", 22, "<"),
+        Column("median ms", 11, fmt=".1f"),
+        Column("min ms", 9, fmt=".1f"),
+        Column("vs torch", 10, fmt=lambda x: f"{x:.2f}x"),
+    ]
+    rows = [
+        [r["mode"], r["median_s"] * 1e3, r["min_s"] * 1e3, med["torch-ddp-gloo"] / r["median_s"]]
+        for r in res["rows"]
+    ]
+    lines += render_table(cols, rows)
     comm_s = med["haiscale-no-overlap"] - med["compute"]
     if comm_s > 0:
         hidden = (med["haiscale-no-overlap"] - med["haiscale"]) / comm_s

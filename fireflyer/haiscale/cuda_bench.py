@@ -24,6 +24,8 @@ import time
 import click
 import torch
 
+from ffcommon.bench import Column, render_table
+
 _MiB = 1024 * 1024
 
 
@@ -248,25 +250,29 @@ def _run_ranks(np_: int, opts: dict, use_mpirun: bool) -> dict:
 
 def _fmt_copies(rows: list[dict]) -> str:
     keys = [k for k in rows[0] if k.endswith("_gbps")]
-    head = f"{'size':>12} {'host':>6} " + " ".join(f"{k.removesuffix('_gbps'):>24}" for k in keys)
-    lines = ["# copies, GB/s (median)", head]
-    for r in rows:
-        lines.append(f"{r['size_bytes']:>12} {r['host_kind']:>6} " + " ".join(f"{r[k]:>24.2f}" for k in keys))
-    return "\n".join(lines)
+    cols = [
+        Column("size", 12),
+        Column("host", 6),
+        *(Column(k.removesuffix("_gbps"), 24, fmt=".2f") for k in keys),
+    ]
+    cells = [[r["size_bytes"], r["host_kind"], *(r[k] for k in keys)] for r in rows]
+    return "\n".join(["# copies, GB/s (median)", *render_table(cols, cells, gap=" ")])
 
 
 def _fmt_allreduce(res: dict) -> str:
+    cols = [Column("size", 12), Column("mode", 14), Column("time_ms", 10, fmt=".3f"),
+            Column("algbw", 8, fmt=".2f"), Column("busbw", 8, fmt=".2f")]  # fmt: skip
     lines = [
         f"# allreduce, {res['world_size']} ranks on one GPU (float32, median)",
-        f"{'size':>12} {'mode':>14} {'time_ms':>10} {'algbw':>8} {'busbw':>8}",
+        *render_table(cols, [], gap=" "),
     ]
-    for r in res["rows"]:
+    for r in res["rows"]:  # row by row: a failed size keeps its place, its error after size and mode
         if "error" in r:
-            lines.append(f"{r['size_bytes']:>12} {r['mode']:>14}  failed: {r['error']}")
+            head = render_table(cols[:2], [[r["size_bytes"], r["mode"]]], gap=" ", header=False)[0]
+            lines.append(f"{head}  failed: {r['error']}")
         else:
-            lines.append(
-                f"{r['size_bytes']:>12} {r['mode']:>14} {r['time_ms']:>10.3f} {r['algbw_gbps']:>8.2f} {r['busbw_gbps']:>8.2f}"
-            )
+            cells = [r["size_bytes"], r["mode"], r["time_ms"], r["algbw_gbps"], r["busbw_gbps"]]
+            lines += render_table(cols, [cells], gap=" ", header=False)
     return "\n".join(lines)
 
 
