@@ -143,6 +143,7 @@ class Rank:
     pid: int = 0
     exit_code: int | None = None
     reason: str = ""  # why it could not start
+    fenced: bool = False  # stopped by its supervisor because the run's lease expired
 
     def poll(self) -> int | None:
         return self.exit_code
@@ -328,7 +329,7 @@ class Agent:
                     code = r.exit_code
                     req.ranks.add(
                         job_id=run.job_id, run_seq=run.run_seq, rank=r.rank, running=code is None,
-                        exit_code=code or 0, suspend_ready=run.suspend_ready, reason=r.reason,
+                        exit_code=code or 0, suspend_ready=run.suspend_ready, reason=r.reason, fenced=r.fenced,
                     )  # fmt: skip
         return req
 
@@ -489,6 +490,7 @@ class Agent:
         elif kind == "exit" and rank in run.ranks:
             r = run.ranks[rank]
             r.reason = str(ev.get("reason") or "")[:4000]
+            r.fenced = bool(ev.get("fenced"))
             r.exit_code = int(ev["code"])
             if r.reason:
                 log.warning("job %d rank %d: %s", run.job_id, r.rank, r.reason)

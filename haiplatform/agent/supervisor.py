@@ -53,6 +53,7 @@ class RankProc:
     exit_code: int | None = None
     reason: str = ""
     reported: bool = False
+    fenced: bool = False  # ended after the run was stopped for an expired lease
 
 
 @dataclass
@@ -331,6 +332,7 @@ class Supervisor:
             r = by_pid.get(pid)
             if r is not None and r.exit_code is None:
                 r.exit_code = os.waitstatus_to_exitcode(status)
+                r.fenced = bool(self.kill_at) and self.stop_why == "lease expired"
                 if r.exit_code in (126, 127) and r.argv[:2] == ["/bin/sh", "-c"]:
                     r.reason = shell_start_failure(r.log)
 
@@ -377,7 +379,7 @@ class Supervisor:
         for r in self.spec.ranks:
             if r.exit_code is not None and not r.reported and (alive or final):
                 r.reported = True
-                self.emit(ev="exit", rank=r.rank, code=r.exit_code, reason=r.reason)
+                self.emit(ev="exit", rank=r.rank, code=r.exit_code, reason=r.reason, fenced=r.fenced)
 
     def run(self) -> int:
         """Supervise until every rank exited and no process of the run is left; returns 0."""

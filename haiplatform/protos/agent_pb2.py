@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ehaiplatform/protos/agent.proto\x12\x0bhaiplatform\"\x86\x01\n\nRankStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0f\n\x07run_seq\x18\x02 \x01(\r\x12\x0c\n\x04rank\x18\x03 \x01(\r\x12\x0f\n\x07running\x18\x04 \x01(\x08\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\x15\n\rsuspend_ready\x18\x06 \x01(\x08\x12\x0e\n\x06reason\x18\x07 \x01(\t\"\xd1\x01\n\x10HeartbeatRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\r\x12\x13\n\x0blog_address\x18\x03 \x01(\t\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\x13\n\x0bspare_ports\x18\x05 \x03(\r\x12\x0f\n\x07healthy\x18\x06 \x01(\x08\x12\x15\n\rhealth_reason\x18\x07 \x01(\t\x12&\n\x05ranks\x18\x08 \x03(\x0b\x32\x17.haiplatform.RankStatus\x12\x18\n\x10\x61gent_started_at\x18\t \x01(\x01\"\xe1\x01\n\x08StartRun\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0f\n\x07run_seq\x18\x02 \x01(\r\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x08 \x03(\t\x12\x0f\n\x07workdir\x18\x04 \x01(\t\x12+\n\x03\x65nv\x18\x05 \x03(\x0b\x32\x1e.haiplatform.StartRun.EnvEntry\x12\r\n\x05ranks\x18\x06 \x03(\r\x12\x0c\n\x04user\x18\x07 \x01(\t\x12\x0e\n\x06term_s\x18\t \x01(\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\")\n\x06RunRef\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0f\n\x07run_seq\x18\x02 \x01(\r\"N\n\nSuspendRun\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0f\n\x07run_seq\x18\x02 \x01(\r\x12\x0f\n\x07grace_s\x18\x03 \x01(\x01\x12\x0e\n\x06term_s\x18\x04 \x01(\x01\"J\n\x07KillRun\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0f\n\x07run_seq\x18\x02 \x01(\r\x12\x0e\n\x06term_s\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\",\n\tForgetRun\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0f\n\x07run_seq\x18\x02 \x01(\r\"\xf6\x01\n\x0eHeartbeatReply\x12$\n\x05start\x18\x01 \x03(\x0b\x32\x15.haiplatform.StartRun\x12(\n\x07suspend\x18\x02 \x03(\x0b\x32\x17.haiplatform.SuspendRun\x12\"\n\x04kill\x18\x03 \x03(\x0b\x32\x14.haiplatform.KillRun\x12&\n\x06\x66orget\x18\x04 \x03(\x0b\x32\x16.haiplatform.ForgetRun\x12\x13\n\x0bheartbeat_s\x18\x05 \x01(\x01\x12\x0f\n\x07lease_s\x18\x06 \x01(\x01\x12\"\n\x05renew\x18\x07 \x03(\x0b\x32\x13.haiplatform.RunRef\"Q\n\x0eReadLogRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x11\n\tmax_bytes\x18\x04 \x01(\r\"1\n\x0cReadLogReply\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bnext_offset\x18\x02 \x01(\x03\x32W\n\x0c\x41gentControl\x12G\n\tHeartbeat\x12\x1d.haiplatform.HeartbeatRequest\x1a\x1b.haiplatform.HeartbeatReply2N\n\tAgentLogs\x12\x41\n\x07ReadLog\x12\x1b.haiplatform.ReadLogRequest\x1a\x19.haiplatform.ReadLogReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ehaiplatform/protos/agent.proto\x12\x0bhaiplatform\"\x96\x01\n\nRankStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0f\n\x07run_seq\x18\x02 \x01(\r\x12\x0c\n\x04rank\x18\x03 \x01(\r\x12\x0f\n\x07running\x18\x04 \x01(\x08\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\x15\n\rsuspend_ready\x18\x06 \x01(\x08\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x0e\n\x06\x66\x65nced\x18\x08 \x01(\x08\"\xd1\x01\n\x10HeartbeatRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\r\x12\x13\n\x0blog_address\x18\x03 \x01(\t\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\x13\n\x0bspare_ports\x18\x05 \x03(\r\x12\x0f\n\x07healthy\x18\x06 \x01(\x08\x12\x15\n\rhealth_reason\x18\x07 \x01(\t\x12&\n\x05ranks\x18\x08 \x03(\x0b\x32\x17.haiplatform.RankStatus\x12\x18\n\x10\x61gent_started_at\x18\t \x01(\x01\"\xe1\x01\n\x08StartRun\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0f\n\x07run_seq\x18\x02 \x01(\r\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x08 \x03(\t\x12\x0f\n\x07workdir\x18\x04 \x01(\t\x12+\n\x03\x65nv\x18\x05 \x03(\x0b\x32\x1e.haiplatform.StartRun.EnvEntry\x12\r\n\x05ranks\x18\x06 \x03(\r\x12\x0c\n\x04user\x18\x07 \x01(\t\x12\x0e\n\x06term_s\x18\t \x01(\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\")\n\x06RunRef\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0f\n\x07run_seq\x18\x02 \x01(\r\"N\n\nSuspendRun\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0f\n\x07run_seq\x18\x02 \x01(\r\x12\x0f\n\x07grace_s\x18\x03 \x01(\x01\x12\x0e\n\x06term_s\x18\x04 \x01(\x01\"J\n\x07KillRun\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0f\n\x07run_seq\x18\x02 \x01(\r\x12\x0e\n\x06term_s\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\",\n\tForgetRun\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0f\n\x07run_seq\x18\x02 \x01(\r\"\xf6\x01\n\x0eHeartbeatReply\x12$\n\x05start\x18\x01 \x03(\x0b\x32\x15.haiplatform.StartRun\x12(\n\x07suspend\x18\x02 \x03(\x0b\x32\x17.haiplatform.SuspendRun\x12\"\n\x04kill\x18\x03 \x03(\x0b\x32\x14.haiplatform.KillRun\x12&\n\x06\x66orget\x18\x04 \x03(\x0b\x32\x16.haiplatform.ForgetRun\x12\x13\n\x0bheartbeat_s\x18\x05 \x01(\x01\x12\x0f\n\x07lease_s\x18\x06 \x01(\x01\x12\"\n\x05renew\x18\x07 \x03(\x0b\x32\x13.haiplatform.RunRef\"Q\n\x0eReadLogRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x11\n\tmax_bytes\x18\x04 \x01(\r\"1\n\x0cReadLogReply\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bnext_offset\x18\x02 \x01(\x03\x32W\n\x0c\x41gentControl\x12G\n\tHeartbeat\x12\x1d.haiplatform.HeartbeatRequest\x1a\x1b.haiplatform.HeartbeatReply2N\n\tAgentLogs\x12\x41\n\x07ReadLog\x12\x1b.haiplatform.ReadLogRequest\x1a\x19.haiplatform.ReadLogReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,29 +34,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STARTRUN_ENVENTRY']._loaded_options = None
   _globals['_STARTRUN_ENVENTRY']._serialized_options = b'8\001'
   _globals['_RANKSTATUS']._serialized_start=48
-  _globals['_RANKSTATUS']._serialized_end=182
-  _globals['_HEARTBEATREQUEST']._serialized_start=185
-  _globals['_HEARTBEATREQUEST']._serialized_end=394
-  _globals['_STARTRUN']._serialized_start=397
-  _globals['_STARTRUN']._serialized_end=622
-  _globals['_STARTRUN_ENVENTRY']._serialized_start=580
-  _globals['_STARTRUN_ENVENTRY']._serialized_end=622
-  _globals['_RUNREF']._serialized_start=624
-  _globals['_RUNREF']._serialized_end=665
-  _globals['_SUSPENDRUN']._serialized_start=667
-  _globals['_SUSPENDRUN']._serialized_end=745
-  _globals['_KILLRUN']._serialized_start=747
-  _globals['_KILLRUN']._serialized_end=821
-  _globals['_FORGETRUN']._serialized_start=823
-  _globals['_FORGETRUN']._serialized_end=867
-  _globals['_HEARTBEATREPLY']._serialized_start=870
-  _globals['_HEARTBEATREPLY']._serialized_end=1116
-  _globals['_READLOGREQUEST']._serialized_start=1118
-  _globals['_READLOGREQUEST']._serialized_end=1199
-  _globals['_READLOGREPLY']._serialized_start=1201
-  _globals['_READLOGREPLY']._serialized_end=1250
-  _globals['_AGENTCONTROL']._serialized_start=1252
-  _globals['_AGENTCONTROL']._serialized_end=1339
-  _globals['_AGENTLOGS']._serialized_start=1341
-  _globals['_AGENTLOGS']._serialized_end=1419
+  _globals['_RANKSTATUS']._serialized_end=198
+  _globals['_HEARTBEATREQUEST']._serialized_start=201
+  _globals['_HEARTBEATREQUEST']._serialized_end=410
+  _globals['_STARTRUN']._serialized_start=413
+  _globals['_STARTRUN']._serialized_end=638
+  _globals['_STARTRUN_ENVENTRY']._serialized_start=596
+  _globals['_STARTRUN_ENVENTRY']._serialized_end=638
+  _globals['_RUNREF']._serialized_start=640
+  _globals['_RUNREF']._serialized_end=681
+  _globals['_SUSPENDRUN']._serialized_start=683
+  _globals['_SUSPENDRUN']._serialized_end=761
+  _globals['_KILLRUN']._serialized_start=763
+  _globals['_KILLRUN']._serialized_end=837
+  _globals['_FORGETRUN']._serialized_start=839
+  _globals['_FORGETRUN']._serialized_end=883
+  _globals['_HEARTBEATREPLY']._serialized_start=886
+  _globals['_HEARTBEATREPLY']._serialized_end=1132
+  _globals['_READLOGREQUEST']._serialized_start=1134
+  _globals['_READLOGREQUEST']._serialized_end=1215
+  _globals['_READLOGREPLY']._serialized_start=1217
+  _globals['_READLOGREPLY']._serialized_end=1266
+  _globals['_AGENTCONTROL']._serialized_start=1268
+  _globals['_AGENTCONTROL']._serialized_end=1355
+  _globals['_AGENTLOGS']._serialized_start=1357
+  _globals['_AGENTLOGS']._serialized_end=1435
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RankStatus(_message.Message):
-    __slots__ = ("job_id", "run_seq", "rank", "running", "exit_code", "suspend_ready", "reason")
+    __slots__ = ("job_id", "run_seq", "rank", "running", "exit_code", "suspend_ready", "reason", "fenced")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_SEQ_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class RankStatus(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     SUSPEND_READY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    FENCED_FIELD_NUMBER: _ClassVar[int]
     job_id: int
     run_seq: int
     rank: int
@@ -22,7 +23,8 @@ class RankStatus(_message.Message):
     exit_code: int
     suspend_ready: bool
     reason: str
-    def __init__(self, job_id: _Optional[int] = ..., run_seq: _Optional[int] = ..., rank: _Optional[int] = ..., running: _Optional[bool] = ..., exit_code: _Optional[int] = ..., suspend_ready: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    fenced: bool
+    def __init__(self, job_id: _Optional[int] = ..., run_seq: _Optional[int] = ..., rank: _Optional[int] = ..., running: _Optional[bool] = ..., exit_code: _Optional[int] = ..., suspend_ready: _Optional[bool] = ..., reason: _Optional[str] = ..., fenced: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node", "slots", "log_address", "host", "spare_ports", "healthy", "health_reason", "ranks", "agent_started_at")

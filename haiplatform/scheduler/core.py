@@ -380,7 +380,9 @@ class SchedulerCore:
                         )
                 for rs in ranks:
                     if not rs.running and current:
-                        changed |= self._record_exit(job, node.name, rs.rank, rs.exit_code, now, rs.reason)
+                        changed |= self._record_exit(
+                            job, node.name, rs.rank, rs.exit_code, now, rs.reason, rs.fenced
+                        )
                 current = current and job.state in ("running", "suspending") and job.run_seq == seq
                 running = [r for r in ranks if r.running]
                 if running and (not current or (job_id, seq) in self.suspend_ready):
@@ -458,15 +460,32 @@ class SchedulerCore:
         )
 
     def _record_exit(
-        self, job: JobRecord, node: str, rank: int, code: int, now: float, cause: str = ""
+        self,
+        job: JobRecord,
+        node: str,
+        rank: int,
+        code: int,
+        now: float,
+        cause: str = "",
+        fenced: bool = False,
     ) -> bool:
-        """Record one rank's exit of the current run (``cause``: why it could not start); finish the run
-        when that decides it."""
+        """Record one rank's exit of the current run (``cause``: why it could not start; ``fenced``: its
+        lease expired, a platform fault that requeues the job); finish the run when that decides it."""
         exits = self.exits.setdefault((job.job_id, job.run_seq), {})
         if rank in exits:
             return False
         exits[rank] = code
         world = job.nodes * job.ranks_per_node
+        if fenced:
+            # The other ranks of this run are told to stop on their next heartbeat.
+            until = time.monotonic() + self.config.heartbeat_s + self.config.term_s + FENCE_MARGIN_S
+            self.fenced[job.job_id] = max(self.fenced.get(job.job_id, 0.0), until)
+            why = (
+                f"run {job.run_seq} was fenced on {node}: its lease expired before a heartbeat renewed it; "
+                "requeued to resume from its checkpoint"
+            )
+            self._persist(job, self._transition(job, "suspended" if job.hold else "queued", why, now))
+            return True
         if job.state == "running" and code != 0:
             job.exit_code = code
             job.finished_at = now

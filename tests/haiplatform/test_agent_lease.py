@@ -113,3 +113,29 @@ def test_partitioned_node_is_fenced_before_the_job_runs_elsewhere(cluster_factor
         if c is not None and "agent-n1" in c.launcher.procs:
             c.launcher.stop("agent-n1", grace_s=2)  # its supervisors then end their runs
         net.down()
+
+
+def test_scheduler_outage_longer_than_the_lease_requeues_instead_of_failing(cluster_factory, tmp_path):
+    c = cluster_factory(["n1"], lease_s=2, term_s=1, node_timeout_s=10)  # n1 reconnects in time
+    mark = uuid.uuid4().hex
+    out = tmp_path / "job"
+    out.mkdir()
+    job = c.admin.submit(
+        {
+            "command": [sys.executable, str(STUBBORN), str(out)],
+            "workdir": str(out),
+            "env": {"HAI_TEST_MARK": mark},
+        }
+    )
+    wait_for(lambda: (out / "main-1.pid").exists(), 30, "the first run")
+    c.kill_scheduler()
+    log = c.root / "n1" / "logs" / f"job-{job}" / "rank-0.log"
+    wait_for(lambda: "lease expired" in log.read_text(), 30, "the run to be fenced")
+    wait_for(lambda: not processes_with_env("HAI_TEST_MARK", mark), 15, "the fenced run to be gone")
+    c.start_scheduler()
+    wait_for(lambda: (out / "main-2.pid").exists(), 60, "the job to run again")
+    hist = [(t.to_state, t.reason) for t in c.admin.job(job).history]
+    assert ("queued", next(r for s, r in hist if "fenced on n1" in r)) in hist, hist
+    assert "failed" not in [s for s, _ in hist], hist
+    c.admin.cancel(job)
+    wait_for(lambda: not processes_with_env("HAI_TEST_MARK", mark), 15, "the job's processes to be gone")
