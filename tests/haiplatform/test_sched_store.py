@@ -118,3 +118,19 @@ def test_reader_sees_committed_jobs_on_its_own_connection(store_factory):
         assert reader.count_jobs() == {"queued": 1}
     finally:
         reader.close()
+
+
+def test_argv_survives_reopen_and_an_older_database_gains_the_column(store_factory):
+    s = store_factory()
+    argv = ["python", "-c", "print('a  b')", "$HOME", "é"]
+    jid = s.insert_job(_job(argv=argv, command="python -c ..."), 100.0, "submitted")
+    old = s.insert_job(_job(), 100.0, "submitted")
+    # An older release's table had no argv_json column: drop it, as that database would look.
+    s._conn.execute("ALTER TABLE jobs DROP COLUMN argv_json")
+    s._conn.commit()
+    s2 = store_factory()
+    assert s2.get_job(old).argv == [] and s2.get_job(jid).argv == []  # the column came back empty
+    job = s2.get_job(jid)
+    job.argv = argv
+    s2.update_job(job)
+    assert store_factory().get_job(jid).argv == argv
