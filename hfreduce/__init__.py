@@ -25,13 +25,16 @@ Contract for HaiScale DDP (and any other caller):
   (torch's own ``Work`` is what the ``"hfreduce"`` torch backend returns).
 - Errors (``hfreduce.errors``): :class:`MismatchError` when ranks disagree on count/dtype/op/root
   (raised on every rank, nothing moved, the communicator stays usable); :class:`CollectiveTimeoutError` /
-  :class:`PeerLostError` when a rank died or stalled for ``HFREDUCE_TIMEOUT_S`` (default 30): every
-  survivor raises naming the lost rank and the communicator is failed; :class:`UsageError` for bad
-  input detected locally (dtype, non-contiguous, not initialised).
+  :class:`PeerLostError` when a rank died, or stalled longer than the timeout (``init(timeout_s=)``, else
+  ``HFREDUCE_TIMEOUT_S``, default 30 s): every survivor raises within about that timeout, naming the
+  collective, its sequence number, its size, the lost rank and which ranks had arrived; the communicator
+  is then failed and every later call raises at once; :class:`UsageError` for bad input detected
+  locally (dtype, non-contiguous, not initialised). No failed collective returns as a success.
 - Buffers from :func:`empty`/:func:`zeros`/:func:`empty_like` live in the node's shared segment
   and skip the copy-in (and, on one node, the copy-out).
 
-Settings (env): HFREDUCE_TIMEOUT_S, HFREDUCE_ALGO (tree|ring), HFREDUCE_LOCAL_WORLD_SIZE (ranks per
+Settings (env): HFREDUCE_TIMEOUT_S, HFREDUCE_DEBUG=1 (log every collective's entry and exit, per rank,
+on stderr), HFREDUCE_ALGO (tree|ring), HFREDUCE_LOCAL_WORLD_SIZE (ranks per
 "node", to test several nodes on one machine), HFREDUCE_NODE_ID, HFREDUCE_IFADDR (address leaders
 advertise), HFREDUCE_CHUNK_BYTES (1 MiB), HFREDUCE_PIPELINE_DEPTH (4), HFREDUCE_SHM_HEAP_BYTES
 (1 GiB per rank, sparse), HFREDUCE_STREAMING_BYTES (8 MiB: above it, outputs use streaming stores).
@@ -83,6 +86,11 @@ def get_num_nodes() -> int:
     return group().topo.num_nodes
 
 
+def get_timeout_s() -> float:
+    """Seconds a collective waits for a peer before it fails (``init(timeout_s=)`` or ``HFREDUCE_TIMEOUT_S``)."""
+    return float(group().settings["timeout_s"])
+
+
 def allreduce(buf: Any, op: str = "sum", async_op: bool = False) -> Handle | None:
     """Sum (or average, ``op="avg"``) ``buf`` in place across all ranks; a :class:`Handle` if ``async_op``."""
     return group().submit("allreduce", buf, op, 0, async_op)
@@ -131,16 +139,16 @@ def zeros(shape: int | tuple[int, ...], dtype: Any = np.float32) -> Any:
     return out
 
 
-def empty_like(x: Any) -> Any:
-    """A shared-segment buffer of ``x``'s shape and dtype (torch tensor for torch input)."""
-    return empty(tuple(x.shape), x.dtype)
-
-
 def cuda_extension() -> Any:
     """The CUDA staging extension (``hfreduce._cuda``, used by HaiScale); ImportError where it is not built."""
     from hfreduce import _cuda
 
     return _cuda
+
+
+def empty_like(x: Any) -> Any:
+    """A shared-segment buffer of ``x``'s shape and dtype (torch tensor for torch input)."""
+    return empty(tuple(x.shape), x.dtype)
 
 
 __all__ = [
@@ -164,6 +172,7 @@ __all__ = [
     "get_local_world_size",
     "get_num_nodes",
     "get_rank",
+    "get_timeout_s",
     "get_world_size",
     "init",
     "is_initialized",

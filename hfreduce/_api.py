@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,27 +28,50 @@ _group: _Group | None = None
 
 
 class Handle:
-    """Handle of an asynchronous collective: ``wait()`` blocks (GIL released) and raises its error, if any."""
+    """Handle of an asynchronous collective: ``wait()`` blocks (GIL released) and raises its error, if any.
 
-    __slots__ = ("_state", "_buf", "_what")
+    A composite collective (allgather, ...) is several steps; its handle waits for all of them, raises
+    the first error, and only then writes the outputs (``finish``), so a failed one never looks done.
+    """
 
-    def __init__(self, state: _C.WorkState, buf: object, what: str) -> None:
-        self._state = state
-        self._buf = buf  # keeps the buffer alive until the collective is over
+    __slots__ = ("_states", "_keep", "_what", "_finish")
+
+    def __init__(
+        self,
+        states: list[_C.WorkState],
+        keep: object,
+        what: str,
+        finish: Callable[[], None] | None = None,
+    ) -> None:
+        self._states = states
+        self._keep = keep  # keeps the buffers alive until the collective is over
         self._what = what
+        self._finish = finish
 
     def is_completed(self) -> bool:
         """Whether the collective finished (successfully or not); never blocks."""
-        return self._state.done()
+        return all(s.done() for s in self._states)
+
+    def _wait_states(self, timeout_s: float | None) -> bool:
+        deadline = None if timeout_s is None else time.monotonic() + float(timeout_s)
+        for s in self._states:
+            left = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            if not s.wait(left):
+                return False
+        return True
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until the collective is done; raise its HFReduceError; with ``timeout_s``, raise if still running."""
-        if not self._state.wait(-1.0 if timeout_s is None else float(timeout_s)):
+        if not self._wait_states(timeout_s):
             raise CollectiveTimeoutError(
                 f"{self._what} did not complete within {timeout_s:g} s (it is still running)"
             )
-        self._state.raise_if_failed()
-        self._buf = None
+        for s in self._states:
+            s.raise_if_failed()
+        if self._finish is not None:
+            finish, self._finish = self._finish, None
+            finish()
+        self._keep = None
         return True
 
 
@@ -63,17 +87,32 @@ class _Group:
         self.heap_range = (heap_addr, heap_addr + heap_bytes)
 
     def submit(self, kind: str, buf: object, op: str, root: int, async_op: bool) -> Handle | None:
+        ptr, count, dtype = buffer_info(buf, self.topo.rank)
+        state = self.step(kind, buf, op, root)
+        return self.finish(
+            Handle([state], buf, f"rank {self.topo.rank}: {kind} of {count} {dtype}"), async_op
+        )
+
+    def step(
+        self, kind: str, buf: object, op: str = "sum", root: int = 0, part: tuple[str, str, int] | None = None
+    ) -> Any:
+        """Queue one allreduce/broadcast/reduce of ``buf``; ``part`` = (composite name, element dtype, root)."""
         if op not in _OPS:
             raise UsageError(f"rank {self.topo.rank}: op={op!r} is not supported (use one of {sorted(_OPS)})")
         ptr, count, dtype = buffer_info(buf, self.topo.rank)
         while self.pending and self.pending[0].is_completed():
             self.pending.popleft()
-        state = self.comm.submit(_KIND[kind], _OPS[op], int(root), _DTYPE_CODES[dtype], ptr, count)
-        work = Handle(state, buf, f"rank {self.topo.rank}: {kind} of {count} {dtype}")
+        name, elem, part_root = part if part is not None else ("", "", -1)
+        return self.comm.submit(
+            _KIND[kind], _OPS[op], int(root), _DTYPE_CODES[dtype], ptr, count, name, elem, int(part_root)
+        )
+
+    def finish(self, handle: Handle, async_op: bool) -> Handle | None:
+        """Return ``handle`` (async) or wait for it."""
         if async_op:
-            self.pending.append(work)
-            return work
-        work.wait()
+            self.pending.append(handle)
+            return handle
+        handle.wait()
         return None
 
 
@@ -136,6 +175,10 @@ def init(
         if _group is not None:
             return _group.topo
         timeout = timeout_s if timeout_s is not None else env_float("HFREDUCE_TIMEOUT_S", 30.0, UsageError)
+        if not timeout > 0:
+            raise UsageError(
+                f"hfreduce.init: timeout_s must be a positive number of seconds, not {timeout!r}"
+            )
         settings = {
             "timeout_s": timeout,
             "algo": algo or os.environ.get("HFREDUCE_ALGO", "tree"),
@@ -143,6 +186,7 @@ def init(
             "depth": env_int("HFREDUCE_PIPELINE_DEPTH", 4, UsageError),
             "heap_bytes": heap_bytes or env_int("HFREDUCE_SHM_HEAP_BYTES", 1 << 30, UsageError),
             "streaming_threshold_bytes": env_int("HFREDUCE_STREAMING_BYTES", 8 << 20, UsageError),
+            "debug": os.environ.get("HFREDUCE_DEBUG") == "1",
         }
         if settings["algo"] not in ("tree", "ring"):
             raise UsageError(f"HFREDUCE_ALGO must be 'tree' or 'ring', not {settings['algo']!r}")
@@ -189,8 +233,8 @@ def finalize() -> None:
     if g is not None:
         for w in list(g.pending):
             try:
-                w._state.wait(-1.0)
-            except Exception:  # best effort at exit
+                w._wait_states(None)
+            except Exception:
                 pass
         g.comm.shutdown()
 

@@ -1,6 +1,7 @@
 #include "hfreduce/agreement.h"
 
 #include <cstdio>
+#include <cstring>
 
 #include "hfreduce/inter_node.h"
 #include "hfreduce/reduce_kernels.h"
@@ -32,11 +33,19 @@ std::string describe(const OpDesc& d) {
   std::string s = std::string(kinds[d.kind % 3]) + " of " + std::to_string(d.count) + " " +
                   dtype_name(static_cast<DType>(d.dtype)) + " elements, op=" + ops[d.op % 2];
   if (d.kind != 0) s += ", root=" + std::to_string(d.root);
+  if (d.part_of[0]) {
+    s += " (a step of " + std::string(d.part_of, strnlen(d.part_of, sizeof(d.part_of))) + " of " +
+         std::string(d.elem_dtype, strnlen(d.elem_dtype, sizeof(d.elem_dtype)));
+    if (d.part_root >= 0) s += ", root " + std::to_string(d.part_root);
+    s += ")";
+  }
   return s;
 }
 
 bool same_call(const OpDesc& a, const OpDesc& b) {
-  return a.kind == b.kind && a.dtype == b.dtype && a.op == b.op && a.root == b.root && a.count == b.count;
+  return a.kind == b.kind && a.dtype == b.dtype && a.op == b.op && a.root == b.root && a.count == b.count &&
+         a.part_root == b.part_root && std::memcmp(a.part_of, b.part_of, sizeof(a.part_of)) == 0 &&
+         std::memcmp(a.elem_dtype, b.elem_dtype, sizeof(a.elem_dtype)) == 0;
 }
 
 Verdict agree_local(const NodeShm& sh, uint64_t seq, int world_size, int rank) {

@@ -1,5 +1,6 @@
 // Cross-rank agreement: before any byte of collective #seq moves, every rank of the job learns
-// whether all ranks made the same call (kind, dtype, op, root, count) and with a valid root.
+// whether all ranks made the same call (kind, dtype, op, root, count, and for a step of a composite
+// collective its name, element dtype and root) and with a valid root.
 //
 // Contract: either every rank gets the same Verdict (ok, or the same error message naming the two
 // ranks whose calls differ and what each called) or the wait for it fails with kTimeout/kPeerLost
@@ -26,9 +27,11 @@ struct Verdict {
   std::string msg;  // empty when ok
 };
 
-// "allreduce of 1031 float32 elements, op=sum" (and ", root=R" for rooted collectives).
+// "allreduce of 1031 float32 elements, op=sum" (and ", root=R" for rooted collectives, and
+// " (a step of allgather of int64)" for a step of a composite collective).
 std::string describe(const OpDesc& d);
-// Whether two ranks' calls are the same collective (residency and heap offsets may differ).
+// Whether two ranks' calls are the same collective, composite part included (residency and heap
+// offsets may differ).
 bool same_call(const OpDesc& a, const OpDesc& b);
 
 // Compares the OpDesc every local rank posted for collective `seq` (all of them must have posted).

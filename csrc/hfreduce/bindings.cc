@@ -50,6 +50,7 @@ Config config_from_dict(const py::dict& d) {
   else if (algo == "ring") c.algo = InterAlgo::kRing;
   else raise_py(ErrorKind::kUsage, "HFREDUCE_ALGO must be 'tree' or 'ring', not '" + algo + "'");
   c.streaming_threshold_bytes = d["streaming_threshold_bytes"].cast<size_t>();
+  c.debug = d.contains("debug") && d["debug"].cast<bool>();
   return c;
 }
 
@@ -122,10 +123,12 @@ PYBIND11_MODULE(_C, m) {
         c.connect(eps);
       })
       .def("unlink_shm", &Communicator::unlink_shm)
-      .def("submit", [](Communicator& c, int kind, int op, int root, int dtype, uintptr_t ptr, size_t count) {
+      .def("submit", [](Communicator& c, int kind, int op, int root, int dtype, uintptr_t ptr, size_t count,
+                        const std::string& part_of, const std::string& elem_dtype, int part_root) {
         return c.submit(static_cast<CollKind>(kind), static_cast<ReduceOp>(op), root, static_cast<DType>(dtype),
-                        reinterpret_cast<void*>(ptr), count);
-      })
+                        reinterpret_cast<void*>(ptr), count, part_of, elem_dtype, part_root);
+      }, py::arg("kind"), py::arg("op"), py::arg("root"), py::arg("dtype"), py::arg("ptr"), py::arg("count"),
+         py::arg("part_of") = "", py::arg("elem_dtype") = "", py::arg("part_root") = -1)
       .def("shutdown", [](Communicator& c) {
         py::gil_scoped_release nogil;
         c.shutdown();

@@ -1,6 +1,7 @@
 #include "hfreduce/communicator.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "hfreduce/agreement.h"
@@ -10,6 +11,11 @@ namespace hfreduce {
 namespace {
 
 constexpr size_t kSliceAlignElems = 64;
+// Multi-node: local waits allow this much beyond the timeout, so that a stuck remote node is reported
+// by the transport (naming that node) rather than as a local rank stuck behind it.
+constexpr double kNetworkSlackS = 2.0;
+// How long a broken link waits for the failed node's own abort message before reporting itself.
+constexpr double kCauseGraceS = 0.3;
 
 size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
@@ -47,6 +53,7 @@ Communicator::Communicator(const Config& cfg) : cfg_(cfg) {
   shm_ = std::make_unique<NodeShm>(cfg_.shm_name, cfg_.local_rank == 0, cfg_.local_rank, cfg_.local_size,
                                    cfg_.local_ranks.data(), cfg_.chunk_bytes, cfg_.depth, cfg_.heap_bytes,
                                    cfg_.timeout_s);
+  if (cfg_.num_nodes > 1) shm_->set_wait_slack_s(kNetworkSlackS);
   if (cfg_.num_nodes > 1 && cfg_.local_rank == 0) transport_ = make_tcp_transport(cfg_.node, cfg_.job_id);
   worker_ = std::thread([this] { worker_loop(); });
 }
@@ -86,8 +93,14 @@ void Communicator::connect(const std::vector<Endpoint>& leaders) {
 }
 
 std::shared_ptr<WorkState> Communicator::submit(CollKind kind, ReduceOp op, int root, DType dtype, void* ptr,
-                                                size_t count) {
+                                                size_t count, const std::string& part_of,
+                                                const std::string& elem_dtype, int part_root) {
+  if (part_of.size() >= sizeof(OpDesc::part_of) || elem_dtype.size() >= sizeof(OpDesc::elem_dtype))
+    throw Error(ErrorKind::kUsage, "hfreduce: composite collective or dtype name too long: " + part_of + "/" + elem_dtype);
   Op o;
+  std::memcpy(o.desc.part_of, part_of.data(), part_of.size());
+  std::memcpy(o.desc.elem_dtype, elem_dtype.data(), elem_dtype.size());
+  o.desc.part_root = part_root;
   o.desc.kind = static_cast<int32_t>(kind);
   o.desc.op = static_cast<int32_t>(op);
   o.desc.root = root;
@@ -120,21 +133,51 @@ void Communicator::worker_loop() {
       op = queue_.front();
       queue_.pop_front();
     }
+    const uint64_t s = ++seq_;
+    const std::string call = describe(op.desc) + " (collective #" + std::to_string(s) + ")";
+    const auto t0 = Clock::now();
+    if (cfg_.debug) std::fprintf(stderr, "hfreduce[rank %d]: enter %s\n", cfg_.rank, call.c_str());
+    bool failed = true;
+    ErrorKind kind = ErrorKind::kAborted;
+    std::string msg;
     try {
       shm_->check_abort();
-      run_op(op);
-      op.work->finish(false, ErrorKind::kUsage, "");
+      run_op(op, s);
+      failed = false;
     } catch (const Error& e) {
-      op.work->finish(true, e.kind(), e.what());
+      kind = e.kind();
+      msg = e.what();
+      if (kind != ErrorKind::kMismatch && kind != ErrorKind::kUsage) {
+        // A lost or stuck peer: fail the whole node (the control plane tells the other nodes), so every
+        // later call raises at once instead of computing on a broken pipeline. The node's first cause
+        // is what every rank reports.
+        fail_node(kind, msg);
+        std::string cause = failure();
+        if (!cause.empty()) {
+          msg = cause;
+          kind = static_cast<ErrorKind>(shm_->hdr()->abort_kind);
+        }
+        cause = msg.rfind("hfreduce: ", 0) == 0 ? msg.substr(10) : msg;
+        msg = "hfreduce: rank " + std::to_string(cfg_.rank) + ": " + call + " failed: " + cause;
+      }
     } catch (const std::exception& e) {
-      shm_->abort(ErrorKind::kAborted, std::string("hfreduce: internal error: ") + e.what());
-      op.work->finish(true, ErrorKind::kAborted, e.what());
+      msg = std::string("hfreduce: internal error: ") + e.what();
+      shm_->abort(ErrorKind::kAborted, msg);
+    }
+    if (cfg_.debug) {
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      std::fprintf(stderr, "hfreduce[rank %d]: exit %s after %.3f ms: %s\n", cfg_.rank, call.c_str(), ms,
+                   failed ? msg.c_str() : "ok");
+    }
+    if (failed) {
+      op.work->finish(true, kind, msg);
+    } else {
+      op.work->finish(false, ErrorKind::kUsage, "");
     }
   }
 }
 
-void Communicator::run_op(Op& op) {
-  const uint64_t s = ++seq_;
+void Communicator::run_op(Op& op, uint64_t s) {
   const int me = cfg_.local_rank;
   auto what = [&](const char* stage) { return [=] { return std::string(stage) + " of collective #" + std::to_string(s); }; };
   NodeShm& sh = *shm_;
@@ -230,7 +273,7 @@ void Communicator::data_phase(Op& op, uint64_t s) {
   };
   char* user = static_cast<char*>(op.ptr);
   auto copy_out = [&](uint64_t j) {
-    sh.wait([&] { return final_ready(j); }, what("the result", j), single ? 0.0 : 5.0);
+    sh.wait([&] { return final_ready(j); }, what("the result", j));  // multi-node: the wait slack covers the network
     if (my_copy_out) copy_bytes(user + j * ce * esz, sh.result_slot(j), chunk_count(j) * esz, streaming);
     mine.done.store(progress(s, j), std::memory_order_release);
     sh.wake();
@@ -326,13 +369,23 @@ void Communicator::net_thread(int channel, bool up) {
         sh.wake();
       }
     } catch (const Error& e) {
-      sh.abort(e.kind(), e.what());
+      fail_node(e.kind(), e.what());
       return;
     } catch (const std::exception& e) {
       sh.abort(ErrorKind::kAborted, std::string("hfreduce: internal error in the network stage: ") + e.what());
       return;
     }
   }
+}
+
+void Communicator::fail_node(ErrorKind kind, const std::string& msg) {
+  if (kind == ErrorKind::kPeerLost && cfg_.num_nodes > 1) {
+    // A link broke: usually a node that failed first and whose abort message (naming the rank that was
+    // lost) is on its way over the control link. Give the control plane a moment to deliver it.
+    const Deadline dl = Deadline::after_s(kCauseGraceS);
+    while (!shm_->aborted() && !dl.expired()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  shm_->abort(kind, msg);
 }
 
 void Communicator::shutdown() {

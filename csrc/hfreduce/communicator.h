@@ -45,6 +45,7 @@ struct Config {
   double timeout_s = 30.0;
   InterAlgo algo = InterAlgo::kDoubleTree;
   size_t streaming_threshold_bytes = 8u << 20;
+  bool debug = false;  // HFREDUCE_DEBUG=1: log each collective's entry and exit on stderr
 };
 
 // Completion state of one submitted collective (shared with the Python Work handle).
@@ -80,7 +81,11 @@ class Communicator {
   // every local rank had mapped it).
   void unlink_shm() { shm_->unlink_name(); }
 
-  std::shared_ptr<WorkState> submit(CollKind kind, ReduceOp op, int root, DType dtype, void* ptr, size_t count);
+  // `part_of`/`elem_dtype`/`part_root` name the composite collective this call is a step of ("" / -1: none);
+  // they are compared across ranks like the rest of the call.
+  std::shared_ptr<WorkState> submit(CollKind kind, ReduceOp op, int root, DType dtype, void* ptr, size_t count,
+                                    const std::string& part_of = "", const std::string& elem_dtype = "",
+                                    int part_root = -1);
   // Stops the threads after the queued collectives (or at once if failed) and says goodbye to peers.
   void shutdown();
 
@@ -105,9 +110,11 @@ class Communicator {
   };
 
   void worker_loop();
-  void run_op(Op& op);
+  void run_op(Op& op, uint64_t seq);
   void data_phase(Op& op, uint64_t seq);
   void net_thread(int channel, bool up);
+  // Aborts the node with this failure unless another cause arrives first (see kCauseGraceS).
+  void fail_node(ErrorKind kind, const std::string& msg);
   bool next_net_op(size_t* index, NetOp* out);
 
   Config cfg_;

@@ -154,7 +154,8 @@ void NodeShm::wait(const std::function<int()>& ready, const std::function<std::s
     for (int i = 0; i < 32; ++i) _mm_pause();
     if ((who = ready()) == -1) return;
   }
-  Deadline dl = Deadline::after_s(timeout_s_ + extra_s);
+  const double limit_s = timeout_s_ + slack_s_ + extra_s;
+  Deadline dl = Deadline::after_s(limit_s);
   int last_who = who;
   auto last_liveness = Clock::now();
   while (true) {
@@ -167,7 +168,7 @@ void NodeShm::wait(const std::function<int()>& ready, const std::function<std::s
     if (who == -1 || (who = ready()) == -1) return;
     if (who != last_who) {  // progress: someone else is the laggard now, restart the clock
       last_who = who;
-      dl = Deadline::after_s(timeout_s_ + extra_s);
+      dl = Deadline::after_s(limit_s);
     }
     auto now = Clock::now();
     if (who >= 0 && now - last_liveness > std::chrono::milliseconds(20)) {
@@ -184,9 +185,9 @@ void NodeShm::wait(const std::function<int()>& ready, const std::function<std::s
       check_abort();
       std::string who_s = who >= 0 ? "rank " + std::to_string(global_rank(who)) + " (local rank " + std::to_string(who) + ")"
                                    : "the node leader's network stage";
-      char t[32];
-      std::snprintf(t, sizeof(t), "%g", timeout_s_);
-      std::string msg = "hfreduce: timed out after " + std::string(t) + " s (HFREDUCE_TIMEOUT_S) waiting for " + who_s +
+      char t[64];
+      std::snprintf(t, sizeof(t), "%g s (timeout %g s)", limit_s, timeout_s_);
+      std::string msg = "hfreduce: timed out after " + std::string(t) + " waiting for " + who_s +
                         " during " + what() + "; that rank is lost or stuck";
       abort(ErrorKind::kTimeout, msg);
       throw Error(ErrorKind::kTimeout, msg);
@@ -196,13 +197,22 @@ void NodeShm::wait(const std::function<int()>& ready, const std::function<std::s
 
 void NodeShm::wait_all(std::atomic<uint64_t> RankSlot::*field, uint64_t target,
                        const std::function<std::string()>& what) {
+  // On failure, say which local ranks had reached this step and which had not.
+  auto what_with_ranks = [&]() {
+    std::string had, had_not;
+    for (int r = 0; r < local_size_; ++r) {
+      std::string& list = (hdr_->ranks[r].*field).load(std::memory_order_acquire) >= target ? had : had_not;
+      list += (list.empty() ? "" : ", ") + std::to_string(global_rank(r));
+    }
+    return what() + " (ranks of this node that had arrived: [" + had + "], had not: [" + had_not + "])";
+  };
   wait(
       [&]() -> int {
         for (int r = 0; r < local_size_; ++r)
           if ((hdr_->ranks[r].*field).load(std::memory_order_acquire) < target) return r;
         return -1;
       },
-      what);
+      what_with_ranks);
 }
 
 uint64_t NodeShm::heap_alloc(size_t bytes) {

@@ -34,8 +34,12 @@ struct OpDesc {
   int32_t root = 0;
   uint64_t count = 0;
   int32_t resident = 0;  // buffer lives in this rank's heap
-  int32_t pad = 0;
+  int32_t part_root = -1;  // the composite collective's root (gather/scatter), -1 if none
   uint64_t heap_offset = 0;  // offset of the buffer inside the rank's heap when resident
+  // When this call is one step of a composite collective (allgather, ...): its name and the user's
+  // element dtype, so that ranks disagreeing on those are told so ("" for a plain call).
+  char part_of[16] = {};
+  char elem_dtype[16] = {};
 };
 
 struct alignas(64) RankSlot {
@@ -93,11 +97,14 @@ class NodeShm {
   char* heap(int r) const { return base() + hdr_->heap_off + static_cast<size_t>(r) * hdr_->heap_bytes; }
   size_t heap_bytes() const { return hdr_->heap_bytes; }
   double timeout_s() const { return timeout_s_; }
+  // Extra seconds every wait() allows on node segments of multi-node jobs, where any local wait may be
+  // blocked behind the network: the transport's own timeout (which names the remote node) fires first.
+  void set_wait_slack_s(double s) { slack_s_ = s; }
 
   // Wakes every waiter of the node (after publishing a counter).
   void wake();
   // Blocks until `ready()` returns -1. While it returns r >= 0 (the local rank being waited
-  // for, or kNoRank) the deadline (timeout_s + extra_s) runs; on expiry or death of that rank it aborts the node with a
+  // for, or kNoRank) the deadline (timeout_s + slack + extra_s) runs; on expiry or death of that rank it aborts the node with a
   // message naming the rank and `what()`, and throws.
   static constexpr int kNoRank = -2;
   void wait(const std::function<int()>& ready, const std::function<std::string()>& what, double extra_s = 0);
@@ -123,6 +130,7 @@ class NodeShm {
   size_t chunk_bytes_;
   int depth_;
   double timeout_s_;
+  double slack_s_ = 0;
   std::map<uint64_t, uint64_t> free_;  // offset -> size
   std::map<uint64_t, uint64_t> used_;
 };

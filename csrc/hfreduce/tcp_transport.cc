@@ -216,7 +216,7 @@ void TcpTransport::sendrecv(int send_peer, const void* sbuf, size_t sbytes, int 
     if (dl.expired()) {
       int who = rbytes ? recv_peer : send_peer;
       throw Error(ErrorKind::kTimeout, "hfreduce: timed out " + std::string(rbytes ? "receiving from " : "sending to ") +
-                                           peer_name(who) + " (HFREDUCE_TIMEOUT_S); it is lost or stuck");
+                                           peer_name(who) + " within the collective timeout; it is lost or stuck");
     }
     pollfd pfds[2];
     int n = 0;

@@ -17,47 +17,65 @@ import torch
 
 from fireflyer.haiscale.errors import CommunicationError
 
+_Job = tuple[Sequence[Any], torch.futures.Future, Callable[[], Any], str, bool]
+
 
 class _Completer:
-    """The FIFO of (works, future, result) triples and the daemon thread draining it."""
+    """The FIFO of pending (works, future, result, what, keep_type) jobs and the daemon thread draining it."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Sequence[Any], torch.futures.Future, Callable[[], Any], str]] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def submit(
-        self, works: Sequence[Any], fut: torch.futures.Future, result: Callable[[], Any], what: str
-    ) -> None:
+    def submit(self, job: _Job) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="haiscale-hfreduce-completer", daemon=True
                 )
                 self._thread.start()
-        self._queue.put((works, fut, result, what))
+        self._queue.put(job)
 
     def _run(self) -> None:
         while True:
-            works, fut, result, what = self._queue.get()
-            try:
-                for w in works:
+            works, fut, result, what, keep_type = self._queue.get()
+            first: Exception | None = None
+            for w in works:  # wait for every one, so no buffer is still in use when the future fails
+                try:
                     w.wait()
-                value = result()
-            except Exception as exc:  # every failure goes to the waiter
-                fut.set_exception(CommunicationError(f"{what} failed on hfreduce: {exc}"))
+                except Exception as exc:
+                    first = first or exc
+            if first is None:
+                try:
+                    fut.set_result(result())
+                except Exception as exc:
+                    fut.set_exception(CommunicationError(f"{what} failed: {exc}"))
                 continue
-            fut.set_result(value)
+            fut.set_exception(_error(first, what, keep_type))
+
+
+def _error(exc: Exception, what: str, keep_type: bool) -> Exception:
+    """The exception a future carries: HFReduce's own class (``keep_type``) or a CommunicationError."""
+    from hfreduce.errors import HFReduceError
+
+    if keep_type and isinstance(exc, HFReduceError):
+        err: Exception = type(exc)(f"{what} failed: {exc}")
+    else:
+        err = CommunicationError(f"{what} failed on hfreduce ({type(exc).__name__}): {exc}")
+    err.__cause__ = exc
+    return err
 
 
 _completer = _Completer()
 
 
-def future_of(works: Sequence[Any], result: Callable[[], Any], what: str) -> torch.futures.Future:
-    """A future completed with ``result()`` once every HFReduce work in ``works`` finished (or with the first
-    error, as a ``CommunicationError`` naming ``what``); completed by the background completer thread."""
+def future_of(
+    works: Sequence[Any], result: Callable[[], Any], what: str, keep_type: bool = False
+) -> torch.futures.Future:
+    """A future completed with ``result()`` once every HFReduce handle in ``works`` finished, or with the
+    first error (naming ``what``): a ``CommunicationError``, or with ``keep_type`` the ``hfreduce.errors``
+    class itself. Completed by the background completer thread, in submission order."""
     fut: torch.futures.Future = torch.futures.Future()
-    _completer.submit(works, fut, result, what)
+    _completer.submit((works, fut, result, what, keep_type))
     return fut

@@ -6,12 +6,18 @@ float32/float16/bfloat16 tensors. Every other collective raises ``NotImplemented
 HFReduce's start-up allgather goes through the store torch hands the backend (its TCPStore already
 owns MASTER_PORT). HFReduce has one communicator per process, so only the world group is supported.
 
+Failures: ``init_process_group(timeout=)`` is HFReduce's collective timeout. When a peer dies, stalls
+past it, or passes another size or dtype, ``Work.wait()`` raises the ``hfreduce.errors`` exception
+(``PeerLostError``, ``CollectiveTimeoutError``, ``MismatchError``) on every rank and ``get_future()``
+carries the same error; after a lost or stuck peer every later call raises at once.
+
 Import this module (or ``fireflyer.haiscale``) before ``init_process_group``: the import registers it.
 """
 
 from __future__ import annotations
 
 import datetime
+import threading
 from typing import Any
 
 import torch
@@ -22,7 +28,6 @@ from torch._C._distributed_c10d import (
     BroadcastOptions,
     ReduceOp,
     ReduceOptions,
-    _create_work_from_future,
 )
 
 from fireflyer.haiscale._futures import future_of
@@ -42,6 +47,64 @@ def _op_name(op: Any) -> str:
     raise NotImplementedError(f"hfreduce backend: reduce op {kind} is not supported (use SUM or AVG)")
 
 
+class _FutureWork(dist.Work):
+    """torch's ``Work`` for one call of the backend, over the future the completer thread fulfils.
+
+    ``wait()`` raises the collective's ``hfreduce.errors`` exception (torch's own future-wrapping Work
+    returns True even when its future failed, which silently left local values in the tensors) and
+    ``get_future()`` carries the same exception.
+    """
+
+    def __init__(self, fut: torch.futures.Future, what: str) -> None:
+        super().__init__()
+        self._fut = fut
+        self._what = what
+
+    def wait(self, timeout: datetime.timedelta | None = None) -> bool:
+        """Block until done (at most ``timeout``, if non-zero); raise the collective's error."""
+        limit = timeout.total_seconds() if timeout else 0.0
+        if limit > 0 and not self._fut.done():
+            done = threading.Event()
+            self._fut.add_done_callback(lambda _: done.set())
+            if not done.wait(limit):
+                from hfreduce.errors import CollectiveTimeoutError
+
+                raise CollectiveTimeoutError(
+                    f"{self._what} did not complete within {limit:g} s (Work.wait timeout)"
+                )
+        self._fut.wait()
+        return True
+
+    def is_completed(self) -> bool:
+        """Whether the collective finished, successfully or not."""
+        return self._fut.done()
+
+    def is_success(self) -> bool:
+        """Whether it finished without an error."""
+        return self.exception() is None and self._fut.done()
+
+    def exception(self) -> BaseException | None:
+        """The collective's error once it failed, else None."""
+        if not self._fut.done():
+            return None
+        try:
+            self._fut.value()
+        except Exception as exc:
+            return exc
+        return None
+
+    def result(self) -> list[torch.Tensor]:
+        """The tensors of the call (raises its error if it failed)."""
+        return self._fut.wait()
+
+    def get_future(self) -> torch.futures.Future:
+        """The future completed with the tensors, or with the error."""
+        return self._fut
+
+    def synchronize(self) -> None:
+        """CPU collectives: nothing to order on a stream."""
+
+
 class ProcessGroupHFReduce(dist.ProcessGroup):
     """The world group, reducing through HFReduce; collectives return Works completed by a background thread."""
 
@@ -54,7 +117,7 @@ class ProcessGroupHFReduce(dist.ProcessGroup):
         self._world_size = world_size
         self._timeout = timeout
 
-    def getBackendName(self) -> str:  # torch's name
+    def getBackendName(self) -> str:
         """``"hfreduce"``."""
         return BACKEND_NAME
 
@@ -97,8 +160,8 @@ class ProcessGroupHFReduce(dist.ProcessGroup):
         return self._work(works, [token], "barrier")
 
     def _work(self, works: list[Any], tensors: list[torch.Tensor], what: str) -> Any:
-        fut = future_of(works, lambda: tensors, f"rank {self._rank}: {what}")
-        return _create_work_from_future(fut)
+        fut = future_of(works, lambda: tensors, f"rank {self._rank}: {what}", keep_type=True)
+        return _FutureWork(fut, f"rank {self._rank}: {what}")
 
     # ---- everything else: a clear error naming the collective ---------------------------------
     def _unsupported(self, name: str) -> Any:
@@ -167,8 +230,13 @@ def create_hfreduce_process_group(
                 f"{hfreduce.get_rank()} of {hfreduce.get_world_size()}; it supports only the world group"
             )
     else:
-        timeout_s = max(10.0, timeout.total_seconds()) if timeout is not None else 60.0
-        hfreduce.init(exchange=StoreExchange(store, rank, world_size, timeout_s=min(timeout_s, 300.0)))
+        timeout_s = timeout.total_seconds() if timeout is not None else None
+        start_s = max(10.0, timeout_s) if timeout_s is not None else 60.0
+        # The group's timeout is HFReduce's: a collective whose peer is lost or stuck fails after it.
+        hfreduce.init(
+            timeout_s=timeout_s,
+            exchange=StoreExchange(store, rank, world_size, timeout_s=min(start_s, 300.0)),
+        )
     return ProcessGroupHFReduce(rank, world_size, timeout)
 
 

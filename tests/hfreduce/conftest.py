@@ -98,8 +98,9 @@ class RankLauncher:
         self.count = 0
 
     def start(self, topo: Topo, scenario: str, env: dict[str, str] | None = None,
-              prefix=None) -> Job:  # fmt: skip
-        """``prefix(rank)`` (env launcher) is an argv to run rank ``rank`` under, e.g. ``ip netns exec``."""
+              prefix=None, script: Path = SCRIPT) -> Job:  # fmt: skip
+        """``prefix(rank)`` (env launcher) is an argv to run rank ``rank`` under, e.g. ``ip netns exec``;
+        ``script`` is the rank program (``script SCENARIO``, reporting into $HFR_OUT)."""
         self.count += 1
         out = self.tmp_path / f"job{self.count}-{scenario}-{topo.id}"
         out.mkdir()
@@ -113,7 +114,7 @@ class RankLauncher:
             **(env or {}),
         }
         job = Job(self.kind, topo.np, out)
-        argv = [sys.executable, str(SCRIPT), scenario]
+        argv = [sys.executable, str(script), scenario]
         if self.kind == "mpirun":
             exports = [a for k in sorted(full_env) for a in ("-x", k)]
             job.procs.append(self.launcher.start(f"mpirun{self.count}", mpirun_argv(topo.np, exports) + argv,
@@ -156,3 +157,71 @@ def env_ranks(launcher: Launcher, tmp_path: Path) -> RankLauncher:
 def hfreduce_segments() -> set[str]:
     """Names of hfreduce segments in /dev/shm now."""
     return {p for p in os.listdir("/dev/shm") if p.startswith("hfreduce-")}
+
+
+# ------------------------------------------------------------------------------ fault worlds
+PG_TIMEOUT_S = 3.0  # the timeout the fault tests set through the API (HFREDUCE_TIMEOUT_S says 20)
+FAULT_ERRORS = ("CollectiveTimeoutError", "PeerLostError")
+
+# (world, fault, victim): np 2 on one node; np 4 as two "nodes" of two local ranks, losing a
+# non-leader (its node's leader forwards the abort over TCP) or a node leader (the TCP links time out).
+FAULT_WORLDS = [
+    pytest.param(Topo(2), "sigkill", 1, id="2r-1n-sigkill-1"),
+    pytest.param(Topo(2), "sigstop", 0, id="2r-1n-sigstop-0"),
+    pytest.param(Topo(4, lws=2), "sigkill", 3, id="4r-2n-sigkill-3"),
+    pytest.param(Topo(4, lws=2), "sigstop", 2, id="4r-2n-sigstop-2"),
+]
+
+
+def check_fault_world(ranks: RankLauncher, launcher: Launcher, topo: Topo, fault: str, victim: int,
+                      env: dict[str, str], script: Path = SCRIPT, scenario: str = "faults",
+                      fault_errors: tuple[str, ...] = FAULT_ERRORS) -> tuple[dict[int, dict], Job]:  # fmt: skip
+    """Run one fault world (see rank_script.scenario_faults) and check what every survivor saw.
+
+    Rank np-1 makes the mismatched calls, ``victim`` is killed or stopped mid-allreduce. Returns the
+    survivors' reports (faults-<rank>.json) and the job, for API-specific checks; prints each rank's
+    time to error.
+    """
+    odd = topo.np - 1
+    job = ranks.start(topo, scenario, script=script,
+                      env={**env, "HFR_ODD": str(odd), "HFR_VICTIM": str(victim), "HFR_FAULT": fault})  # fmt: skip
+    survivors = [r for r in range(topo.np) if r != victim]
+    job.wait(90, ranks=survivors)
+    fault_at = float((job.out / "fault-at").read_text())
+    reports = {}
+    for r in survivors:
+        path = job.out / f"faults-{r}.json"
+        assert path.exists(), f"rank {r} wrote no report\n{job.logs()}"
+        out = json.loads(path.read_text())
+        reports[r] = out
+        assert job.procs[r].popen.returncode not in (0, None), (
+            f"rank {r} exited 0 after the fault\n{job.logs()}"
+        )
+        for name in ("size", "dtype"):
+            err = out["mismatch"][name]
+            assert err is not None, f"rank {r}: the {name} mismatch raised nothing\n{job.logs()}"
+            assert "MismatchError" in (err["type"] + err["msg"]), f"rank {r}: {name}: {err}"
+            assert f"rank {odd}" in err["msg"], f"rank {r}: {name}: the error does not name rank {odd}: {err}"
+        assert out["usable"], f"rank {r}: not usable after the mismatches"
+        err = out["fault"]
+        assert err is not None, f"rank {r}: the collective succeeded without rank {victim}\n{job.logs()}"
+        assert any(k in err["type"] + err["msg"] for k in fault_errors), f"rank {r}: {err}"
+        assert f"rank {victim}" in err["msg"], (
+            f"rank {r}: the error does not name rank {victim}: {err['msg']}"
+        )
+        to_error = err["at"] - fault_at
+        # Bounded by the API's timeout, not HFREDUCE_TIMEOUT_S (20 s); the margin absorbs a loaded CI host.
+        assert to_error < 15, f"rank {r}: raised {to_error:.1f} s after the fault"
+        assert out["after"] is not None, f"rank {r}: a call after the failure succeeded"
+        assert out["after_s"] < PG_TIMEOUT_S, (
+            f"rank {r}: a call after the failure waited {out['after_s']:.1f} s"
+        )
+        print(f"FAULT {scenario} {topo.id} {fault} victim={victim} rank={r}: {err['type']} after "
+              f"{to_error:.2f} s; next call {out['after']['type']} after {out['after_s'] * 1e3:.1f} ms")  # fmt: skip
+    if fault == "sigstop":
+        assert job.procs[victim].alive()
+        launcher.kill(job.procs[victim].name)
+    else:
+        job.procs[victim].popen.wait(timeout=10)
+        assert job.procs[victim].popen.returncode == -9
+    return reports, job

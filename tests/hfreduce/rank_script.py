@@ -37,8 +37,8 @@ def env_rank() -> int:
     return 0
 
 
-def write_result(rank: int, obj: dict) -> None:
-    path = os.path.join(OUT, f"rank-{rank}.json")
+def write_result(rank: int, obj: dict, name: str = "rank") -> None:
+    path = os.path.join(OUT, f"{name}-{rank}.json")
     with open(path + ".tmp", "w") as f:
         json.dump(obj, f)
     os.replace(path + ".tmp", path)
@@ -317,7 +317,7 @@ def scenario_errors(rank: int, world: int) -> dict:
         try:
             call()
             out["mismatch"][name] = None
-        except Exception as exc:  # the test looks at what was raised
+        except Exception as exc:
             out["mismatch"][name] = err_info(exc)
         usable(name)
 
@@ -380,6 +380,53 @@ def scenario_crash(rank: int, world: int) -> dict:
     return out
 
 
+def timed_call(call) -> tuple[dict | None, float, BaseException | None]:
+    """(error info or None, seconds the call took, the exception) of ``call()``."""
+    t0 = time.monotonic()
+    try:
+        call()
+        return None, time.monotonic() - t0, None
+    except Exception as exc:
+        return err_info(exc) | {"at": time.time()}, time.monotonic() - t0, exc
+
+
+def fault_victim(out: str, fault: str, start) -> None:
+    """Start a collective (``start()``), then die (sigkill) or freeze (sigstop) in the middle of it."""
+    start()
+    time.sleep(0.01)  # long enough to be inside it, far shorter than its 64 MiB take
+    with open(os.path.join(out, "fault-at"), "w") as f:
+        f.write(repr(time.time()))
+    os.kill(os.getpid(), signal.SIGKILL if fault == "sigkill" else signal.SIGSTOP)
+    time.sleep(600)  # SIGSTOP: the test kills it
+
+
+def scenario_faults(rank: int, world: int) -> dict:
+    """A size and a dtype mismatch (MismatchError everywhere, still usable), then HFR_VICTIM is killed
+    (HFR_FAULT=sigkill) or stopped (sigstop) mid-allreduce: survivors raise, later calls raise at once,
+    and the error is left unhandled so the rank exits non-zero. Reports go to faults-<rank>.json."""
+    odd, victim, fault = int(os.environ["HFR_ODD"]), int(os.environ["HFR_VICTIM"]), os.environ["HFR_FAULT"]
+    out: dict = {"mismatch": {}}
+    cases = {
+        "size": lambda: hfreduce.allreduce(np.ones(1031 + (rank == odd), np.float32)),
+        "dtype": lambda: hfreduce.allreduce(np.ones(1031, np.float16 if rank == odd else np.float32)),
+    }
+    for name, call in cases.items():
+        out["mismatch"][name] = timed_call(call)[0]
+    a = np.full(1031, rank + 1, np.float32)
+    hfreduce.allreduce(a)
+    out["usable"] = bool(np.all(a == world * (world + 1) / 2))
+    write_result(rank, out, "faults")
+    big = np.zeros(1 << 24, np.float32)  # 64 MiB, private, in 4 KiB chunks: the ranks move in lockstep
+    if rank == victim:
+        fault_victim(OUT, fault, lambda: hfreduce.allreduce(big, async_op=True))
+    out["fault"], out["fault_s"], exc = timed_call(lambda: hfreduce.allreduce(big))
+    out["after"], out["after_s"], _ = timed_call(lambda: hfreduce.allreduce(np.ones(8, np.float32)))
+    write_result(rank, out, "faults")
+    if exc is not None:
+        raise exc  # as a training script would: unhandled, so the job fails
+    return out
+
+
 def shm_mappings() -> list[str]:
     """The /dev/shm hfreduce segments this process maps, as /proc/self/maps shows them."""
     segs = set()
@@ -407,6 +454,7 @@ SCENARIOS = {
     "correct": scenario_correct,
     "errors": scenario_errors,
     "crash": scenario_crash,
+    "faults": scenario_faults,
     "shm": scenario_shm,
 }
 
@@ -429,7 +477,8 @@ def main() -> None:
             return real(cfg)
 
         _C.Communicator = slow_communicator
-    topo = hfreduce.init()
+    init_timeout = os.environ.get("HFR_INIT_TIMEOUT_S")
+    topo = hfreduce.init(timeout_s=float(init_timeout) if init_timeout else None)
     rank, world = topo.rank, topo.world_size
     res = {
         "rank": rank,
@@ -442,7 +491,7 @@ def main() -> None:
     }
     try:
         res.update(scenario(rank, world))
-    except Exception as exc:  # reported, and the exit code says it too
+    except Exception as exc:
         res["exception"] = err_info(exc) | {"traceback": traceback.format_exc()}
         write_result(rank, res)
         raise
