@@ -74,20 +74,29 @@ class SchedulerClient:
             raise errors.from_rpc_error(exc) from None
 
     def submit(self, spec: scheduler_pb2.JobSpec | Mapping[str, Any]) -> int:
-        """Queue a job; returns its id."""
+        """Queue a job; returns its id (an array's: its first task's, the array's id)."""
+        return self.submit_all(spec)[0]
+
+    def submit_all(self, spec: scheduler_pb2.JobSpec | Mapping[str, Any]) -> list[int]:
+        """Queue a job or an array; returns the id of every task."""
         if not isinstance(spec, scheduler_pb2.JobSpec):
             spec = jobspec.from_fields(spec)
-        return self._call("Submit", spec).job_id
+        reply = self._call("Submit", spec)
+        return list(reply.job_ids) or [reply.job_id]
 
     def jobs(
-        self, states: list[str] | None = None, user: str = "", limit: int = 0
+        self,
+        states: list[str] | None = None,
+        user: str = "",
+        limit: int = 0,
+        since: float = 0.0,
+        until: float = 0.0,
     ) -> list[scheduler_pb2.JobInfo]:
-        """Jobs newest first."""
-        return list(
-            self._call(
-                "ListJobs", scheduler_pb2.ListJobsRequest(states=states or [], user=user, limit=limit)
-            ).jobs
+        """Jobs newest first; ``since``/``until`` bound the submission time (unix s, 0 = unbounded)."""
+        request = scheduler_pb2.ListJobsRequest(
+            states=states or [], user=user, limit=limit, since=since, until=until
         )
+        return list(self._call("ListJobs", request).jobs)
 
     def job(self, job_id: int) -> scheduler_pb2.JobInfo:
         """One job with its transition history."""
@@ -104,6 +113,18 @@ class SchedulerClient:
     def resume(self, job_id: int) -> scheduler_pb2.JobInfo:
         """Requeue a suspended job."""
         return self._call("Resume", scheduler_pb2.JobRef(job_id=job_id))
+
+    def hold(self, job_id: int) -> scheduler_pb2.JobInfo:
+        """Keep a queued job from starting until released."""
+        return self._call("Hold", scheduler_pb2.JobRef(job_id=job_id))
+
+    def release(self, job_id: int) -> scheduler_pb2.JobInfo:
+        """Let a held job start."""
+        return self._call("Release", scheduler_pb2.JobRef(job_id=job_id))
+
+    def requeue(self, job_id: int) -> scheduler_pb2.JobInfo:
+        """Stop a running job (no checkpoint wait) or reopen an ended one, and queue it again."""
+        return self._call("Requeue", scheduler_pb2.JobRef(job_id=job_id))
 
     def tail_log(
         self, job_id: int, rank: int = 0, offset: int = -65536, max_bytes: int = 65536

@@ -1,4 +1,5 @@
-"""``haictl`` job commands: submit, jobs, show, logs, cancel, suspend, resume, nodes, drain, undrain, quota, user.
+"""``haictl`` job commands: submit, jobs, show, history, logs, cancel, suspend, resume, hold, release,
+requeue, nodes, drain, undrain, quota, user.
 
 Each talks to the HAI-Platform scheduler named by ``--scheduler`` / ``HAI_SCHEDULER`` /
 ``~/.config/fireflyer/client.toml`` with the token from ``--token`` / ``HAI_TOKEN`` / that file.
@@ -93,6 +94,10 @@ def job_dict(info: Any) -> dict[str, Any]:
         "env": dict(info.spec.env), "time_limit_s": info.spec.time_limit_s, "submitted_at": info.submitted_at,
         "started_at": info.started_at, "finished_at": info.finished_at, "assigned_nodes": list(info.assigned_nodes),
         "run_seq": info.run_seq, "exit_code": info.exit_code, "suspend_count": info.suspend_count,
+        "pending_reason": info.pending_reason, "held": info.spec.hold, "begin_at": info.spec.begin_at,
+        "depends_on": [f"{d.kind}:{d.job_id}" for d in info.spec.depends_on],
+        "array_id": info.array_id, "array_index": info.array_index,
+        "elapsed_s": round(info.elapsed_s, 3), "node_hours": round(info.node_hours, 6),
     }  # fmt: skip
     if info.history:
         d["history"] = [
@@ -141,7 +146,17 @@ def _load_job_file(path: Path) -> dict[str, Any]:
 @click.option("--time-limit-s", type=float, help="wall-clock limit per run; lets the job backfill")
 @click.option("-e", "--env", "env", multiple=True, help="NAME=VALUE, repeatable")
 @click.option("--shell", "shell", help="run this string with /bin/sh -c instead of an argv after --")
-@click.option("--json", "as_json", is_flag=True, help='print {"job_id": N}')
+@click.option("--after", "dep_after", multiple=True, help="start after job ID has started (ID[,ID...])")
+@click.option("--afterok", "dep_afterok", multiple=True, help="start after job ID completed with exit 0")
+@click.option(
+    "--afternotok", "dep_afternotok", multiple=True, help="start after job ID failed or was cancelled"
+)
+@click.option("--afterany", "dep_afterany", multiple=True, help="start after job ID ended, however")
+@click.option("--dependency", "dependency", help="Slurm syntax: afterok:12:13,afterany:14")
+@click.option("--array", help="one task per index: 0-99, 1,3,5-7; %N runs at most N at once (0-99%8)")
+@click.option("--begin", help="not before: now+90, +10m, +2h, 2026-12-03T18:00, or unix seconds")
+@click.option("--hold", "hold", is_flag=True, default=None, help="submit held (start it with haictl release)")
+@click.option("--json", "as_json", is_flag=True, help='print {"job_id": N, "job_ids": [...]}')
 @_client_command
 def submit(
     client: Any,
@@ -150,6 +165,8 @@ def submit(
     job_file: Path | None,
     as_json: bool,
     env: tuple[str, ...],
+    dependency: str | None,
+    begin: str | None,
     **flags: Any,
 ) -> None:
     """Submit a job from flags or a job file (flags override the file).
@@ -162,6 +179,8 @@ def submit(
     Examples:
       haictl submit --nodes 2 --priority HIGH -- python train.py --lr 0.1
       haictl submit --shell 'python prep.py && python train.py > out.txt'
+      haictl submit --array 0-99%8 -- python sweep.py      # HAI_ARRAY_INDEX per task
+      haictl submit --afterok 41 --begin +10m -- python eval.py
       haictl submit -f job.yaml
     \b
     job.yaml:
@@ -182,6 +201,16 @@ def submit(
         fields["command"] = list(command)
     elif shell is not None:
         fields["command"] = shell
+    deps: list[tuple[str, int]] = []
+    for kind in jobspec.DEPENDENCY_KINDS:
+        for ids in flags.pop(f"dep_{kind}"):
+            deps += jobspec.parse_dependencies(f"{kind}:{ids.replace(',', ':')}")
+    if dependency:
+        deps += jobspec.parse_dependencies(dependency)
+    if deps:
+        fields["depends_on"] = deps
+    if begin is not None:
+        fields["begin_at"] = jobspec.parse_begin(begin)
     for key, val in flags.items():
         if val is not None:
             fields[key] = val
@@ -193,8 +222,13 @@ def submit(
     if isinstance(fields.get("priority"), str):
         fields["priority"] = fields["priority"].upper()
     spec = jobspec.from_fields(fields)
-    job_id = client.submit(spec)
-    click.echo(json.dumps({"job_id": job_id}) if as_json else f"submitted job {job_id}")
+    ids = client.submit_all(spec)
+    if as_json:
+        click.echo(json.dumps({"job_id": ids[0], "job_ids": ids}))
+    elif len(ids) > 1:
+        click.echo(f"submitted array {ids[0]}: {len(ids)} tasks, jobs {ids[0]}..{ids[-1]}")
+    else:
+        click.echo(f"submitted job {ids[0]}")
 
 
 @click.command()
@@ -215,13 +249,25 @@ def jobs(client: Any, states: tuple[str, ...], user: str, limit: int, as_json: b
         click.echo(json.dumps([job_dict(i) for i in infos], indent=1))
         return
     rows = [
-        [str(i.job_id), i.spec.name[:24], i.user, i.state, _priority_name(i.priority), str(i.spec.nodes),
-         ",".join(i.assigned_nodes) if i.state in ("running", "suspending") else "-", _ts(i.submitted_at), i.reason[:50]]
+        [_job_label(i), i.spec.name[:24], i.user, i.state, _priority_name(i.priority), str(i.spec.nodes),
+         _where(i), _ts(i.submitted_at), i.reason[:50]]
         for i in infos
     ]  # fmt: skip
     click.echo(
         _table(rows, ["ID", "NAME", "USER", "STATE", "PRIORITY", "NODES", "ON", "SUBMITTED", "REASON"])
     )
+
+
+def _job_label(info: Any) -> str:
+    """``42``, or ``42 (7_3)`` for task 3 of array 7 (Slurm writes 7_3)."""
+    return f"{info.job_id} ({info.array_id}_{info.array_index})" if info.array_id else str(info.job_id)
+
+
+def _where(info: Any) -> str:
+    """Where a job runs, or, like squeue's NODELIST(REASON), why a queued one waits."""
+    if info.state in ("running", "suspending"):
+        return ",".join(info.assigned_nodes)
+    return f"({info.pending_reason})" if info.pending_reason else "-"
 
 
 @click.command()
@@ -239,9 +285,16 @@ def show(client: Any, job_id: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(d, indent=1))
         return
-    for key in ("job_id", "name", "user", "group", "state", "reason", "priority", "base_priority", "nodes",
-                "ranks_per_node", "command", "workdir", "assigned_nodes", "run_seq", "suspend_count", "exit_code"):  # fmt: skip
+    for key in ("job_id", "name", "user", "group", "state", "reason", "pending_reason", "priority", "base_priority",
+                "nodes", "ranks_per_node", "command", "workdir", "assigned_nodes", "run_seq", "suspend_count",
+                "exit_code", "elapsed_s", "node_hours"):  # fmt: skip
         click.echo(f"{key:15} {terminal_safe(d[key])}")
+    if d["depends_on"]:
+        click.echo(f"{'depends_on':15} {','.join(d['depends_on'])}")
+    if d["array_id"]:
+        click.echo(f"{'array':15} {d['array_id']}_{d['array_index']}")
+    if d["begin_at"]:
+        click.echo(f"{'begin_at':15} {_ts(d['begin_at'])}")
     click.echo(f"{'submitted_at':15} {_ts(d['submitted_at'])}")
     click.echo("history:")
     for t in d.get("history", []):
@@ -286,6 +339,94 @@ suspend = _job_action(
     "suspend", "Suspend jobs (they checkpoint, then wait for resume).\n\n\b\nExample:\n  haictl suspend 42"
 )
 resume = _job_action("resume", "Put suspended jobs back in the queue.\n\n\b\nExample:\n  haictl resume 42")
+hold = _job_action(
+    "hold", "Keep queued jobs from starting (scontrol hold).\n\n\b\nExample:\n  haictl hold 42 43"
+)
+release = _job_action(
+    "release", "Let held jobs start (scontrol release).\n\n\b\nExample:\n  haictl release 42"
+)
+requeue = _job_action(
+    "requeue",
+    "Queue jobs again (scontrol requeue): a running job is stopped without waiting for a checkpoint and\n"
+    "runs its command again with HAI_RESUMED=1; an ended job is reopened.\n\n\b\nExample:\n  haictl requeue 42",
+)
+
+_HISTORY_COLUMNS = [
+    "job_id", "name", "user", "group", "state", "exit_code", "nodes", "submitted_at", "started_at", "finished_at",
+    "elapsed_s", "node_hours", "run_seq", "array_id", "array_index",
+]  # fmt: skip
+
+
+@click.command()
+@click.option("--user", default="", help="only this user's jobs")
+@click.option("--state", "states", multiple=True, help="only jobs in this state, repeatable")
+@click.option("--since", help="submitted at or after: -1d, -2h, 2026-12-01, 2026-12-01T09:00, unix seconds")
+@click.option("--until", help="submitted before (same forms as --since)")
+@click.option("--limit", type=int, default=1000, show_default=True)
+@click.option("--by-user", is_flag=True, help="one row per user: jobs, node-hours, failures")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--csv", "as_csv", is_flag=True)
+@_client_command
+def history(
+    client: Any,
+    user: str,
+    states: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    limit: int,
+    by_user: bool,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """Accounting (sacct): jobs with their elapsed time, node-hours and exit codes.
+
+    \b
+    Examples:
+      haictl history --since -1d --state failed
+      haictl history --by-user --since 2026-12-01 --csv
+    """
+    from haiplatform.scheduler import jobspec
+
+    def when(text: str | None) -> float:
+        if not text:
+            return 0.0
+        return time.time() - _span(text[1:]) if text.startswith("-") else jobspec.parse_begin(text)
+
+    infos = client.jobs(list(states), user, limit, since=when(since), until=when(until))
+    rows = [{k: job_dict(i)[k] for k in _HISTORY_COLUMNS} for i in infos]
+    header = _HISTORY_COLUMNS
+    if by_user:
+        per: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            u = per.setdefault(r["user"], {"user": r["user"], "jobs": 0, "completed": 0, "failed": 0,
+                                           "cancelled": 0, "elapsed_s": 0.0, "node_hours": 0.0})  # fmt: skip
+            u["jobs"] += 1
+            if r["state"] in ("completed", "failed", "cancelled"):
+                u[r["state"]] += 1
+            u["elapsed_s"] = round(u["elapsed_s"] + r["elapsed_s"], 3)
+            u["node_hours"] = round(u["node_hours"] + r["node_hours"], 6)
+        rows = sorted(per.values(), key=lambda u: -u["node_hours"])
+        header = ["user", "jobs", "completed", "failed", "cancelled", "elapsed_s", "node_hours"]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    elif as_csv:
+        import csv
+
+        w = csv.DictWriter(sys.stdout, fieldnames=header, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        shown = [[_ts(r[k]) if k.endswith("_at") else str(r[k])[:24] for k in header] for r in rows]
+        click.echo(_table(shown, [h.upper() for h in header]))
+
+
+def _span(text: str) -> float:
+    """Seconds in ``1d``/``2h``/``30m``/``90`` (for ``--since -1d``)."""
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(text[-1:], 0)
+    try:
+        return float(text[:-1] if unit else text) * (unit or 1)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} must be N[smhd]") from None
 
 
 @click.command()

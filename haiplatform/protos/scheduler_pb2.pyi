@@ -21,7 +21,7 @@ ABOVE_NORMAL: Priority
 HIGH: Priority
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "command", "workdir", "env", "nodes", "ranks_per_node", "priority", "group", "time_limit_s", "argv")
+    __slots__ = ("name", "command", "workdir", "env", "nodes", "ranks_per_node", "priority", "group", "time_limit_s", "argv", "depends_on", "begin_at", "hold", "array")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,10 @@ class JobSpec(_message.Message):
     GROUP_FIELD_NUMBER: _ClassVar[int]
     TIME_LIMIT_S_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
+    BEGIN_AT_FIELD_NUMBER: _ClassVar[int]
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
     name: str
     command: str
     workdir: str
@@ -49,7 +53,19 @@ class JobSpec(_message.Message):
     group: str
     time_limit_s: float
     argv: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., command: _Optional[str] = ..., workdir: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., nodes: _Optional[int] = ..., ranks_per_node: _Optional[int] = ..., priority: _Optional[_Union[Priority, str]] = ..., group: _Optional[str] = ..., time_limit_s: _Optional[float] = ..., argv: _Optional[_Iterable[str]] = ...) -> None: ...
+    depends_on: _containers.RepeatedCompositeFieldContainer[Dependency]
+    begin_at: float
+    hold: bool
+    array: str
+    def __init__(self, name: _Optional[str] = ..., command: _Optional[str] = ..., workdir: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., nodes: _Optional[int] = ..., ranks_per_node: _Optional[int] = ..., priority: _Optional[_Union[Priority, str]] = ..., group: _Optional[str] = ..., time_limit_s: _Optional[float] = ..., argv: _Optional[_Iterable[str]] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., begin_at: _Optional[float] = ..., hold: _Optional[bool] = ..., array: _Optional[str] = ...) -> None: ...
+
+class Dependency(_message.Message):
+    __slots__ = ("kind", "job_id")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    job_id: int
+    def __init__(self, kind: _Optional[str] = ..., job_id: _Optional[int] = ...) -> None: ...
 
 class JobRef(_message.Message):
     __slots__ = ("job_id",)
@@ -70,7 +86,7 @@ class Transition(_message.Message):
     def __init__(self, at: _Optional[float] = ..., from_state: _Optional[str] = ..., to_state: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class JobInfo(_message.Message):
-    __slots__ = ("job_id", "spec", "user", "state", "reason", "priority", "submitted_at", "started_at", "finished_at", "assigned_nodes", "run_seq", "exit_code", "suspend_count", "history")
+    __slots__ = ("job_id", "spec", "user", "state", "reason", "priority", "submitted_at", "started_at", "finished_at", "assigned_nodes", "run_seq", "exit_code", "suspend_count", "history", "pending_reason", "array_id", "array_index", "elapsed_s", "node_hours")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +101,11 @@ class JobInfo(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     SUSPEND_COUNT_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    PENDING_REASON_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_ID_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
+    NODE_HOURS_FIELD_NUMBER: _ClassVar[int]
     job_id: int
     spec: JobSpec
     user: str
@@ -99,23 +120,34 @@ class JobInfo(_message.Message):
     exit_code: int
     suspend_count: int
     history: _containers.RepeatedCompositeFieldContainer[Transition]
-    def __init__(self, job_id: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., user: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., assigned_nodes: _Optional[_Iterable[str]] = ..., run_seq: _Optional[int] = ..., exit_code: _Optional[int] = ..., suspend_count: _Optional[int] = ..., history: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ...) -> None: ...
+    pending_reason: str
+    array_id: int
+    array_index: int
+    elapsed_s: float
+    node_hours: float
+    def __init__(self, job_id: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., user: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., assigned_nodes: _Optional[_Iterable[str]] = ..., run_seq: _Optional[int] = ..., exit_code: _Optional[int] = ..., suspend_count: _Optional[int] = ..., history: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ..., pending_reason: _Optional[str] = ..., array_id: _Optional[int] = ..., array_index: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., node_hours: _Optional[float] = ...) -> None: ...
 
 class SubmitReply(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "job_ids")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
     job_id: int
-    def __init__(self, job_id: _Optional[int] = ...) -> None: ...
+    job_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, job_id: _Optional[int] = ..., job_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("states", "user", "limit")
+    __slots__ = ("states", "user", "limit", "since", "until")
     STATES_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
     states: _containers.RepeatedScalarFieldContainer[str]
     user: str
     limit: int
-    def __init__(self, states: _Optional[_Iterable[str]] = ..., user: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    since: float
+    until: float
+    def __init__(self, states: _Optional[_Iterable[str]] = ..., user: _Optional[str] = ..., limit: _Optional[int] = ..., since: _Optional[float] = ..., until: _Optional[float] = ...) -> None: ...
 
 class ListJobsReply(_message.Message):
     __slots__ = ("jobs",)

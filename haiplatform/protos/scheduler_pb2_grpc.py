@@ -64,6 +64,21 @@ class SchedulerStub:
                 request_serializer=haiplatform_dot_protos_dot_scheduler__pb2.JobRef.SerializeToString,
                 response_deserializer=haiplatform_dot_protos_dot_scheduler__pb2.JobInfo.FromString,
                 _registered_method=True)
+        self.Hold = channel.unary_unary(
+                '/haiplatform.Scheduler/Hold',
+                request_serializer=haiplatform_dot_protos_dot_scheduler__pb2.JobRef.SerializeToString,
+                response_deserializer=haiplatform_dot_protos_dot_scheduler__pb2.JobInfo.FromString,
+                _registered_method=True)
+        self.Release = channel.unary_unary(
+                '/haiplatform.Scheduler/Release',
+                request_serializer=haiplatform_dot_protos_dot_scheduler__pb2.JobRef.SerializeToString,
+                response_deserializer=haiplatform_dot_protos_dot_scheduler__pb2.JobInfo.FromString,
+                _registered_method=True)
+        self.Requeue = channel.unary_unary(
+                '/haiplatform.Scheduler/Requeue',
+                request_serializer=haiplatform_dot_protos_dot_scheduler__pb2.JobRef.SerializeToString,
+                response_deserializer=haiplatform_dot_protos_dot_scheduler__pb2.JobInfo.FromString,
+                _registered_method=True)
         self.TailLog = channel.unary_unary(
                 '/haiplatform.Scheduler/TailLog',
                 request_serializer=haiplatform_dot_protos_dot_scheduler__pb2.TailLogRequest.SerializeToString,
@@ -142,6 +157,27 @@ class SchedulerServicer:
 
     def Resume(self, request, context):
         """back to the queue
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Hold(self, request, context):
+        """a queued job stays queued but is not started
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Release(self, request, context):
+        """undo Hold
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Requeue(self, request, context):
+        """stop the run (no checkpoint wait) or reopen an ended job; queue it again
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -229,6 +265,21 @@ def add_SchedulerServicer_to_server(servicer, server):
             ),
             'Resume': grpc.unary_unary_rpc_method_handler(
                     servicer.Resume,
+                    request_deserializer=haiplatform_dot_protos_dot_scheduler__pb2.JobRef.FromString,
+                    response_serializer=haiplatform_dot_protos_dot_scheduler__pb2.JobInfo.SerializeToString,
+            ),
+            'Hold': grpc.unary_unary_rpc_method_handler(
+                    servicer.Hold,
+                    request_deserializer=haiplatform_dot_protos_dot_scheduler__pb2.JobRef.FromString,
+                    response_serializer=haiplatform_dot_protos_dot_scheduler__pb2.JobInfo.SerializeToString,
+            ),
+            'Release': grpc.unary_unary_rpc_method_handler(
+                    servicer.Release,
+                    request_deserializer=haiplatform_dot_protos_dot_scheduler__pb2.JobRef.FromString,
+                    response_serializer=haiplatform_dot_protos_dot_scheduler__pb2.JobInfo.SerializeToString,
+            ),
+            'Requeue': grpc.unary_unary_rpc_method_handler(
+                    servicer.Requeue,
                     request_deserializer=haiplatform_dot_protos_dot_scheduler__pb2.JobRef.FromString,
                     response_serializer=haiplatform_dot_protos_dot_scheduler__pb2.JobInfo.SerializeToString,
             ),
@@ -433,6 +484,87 @@ class Scheduler:
             request,
             target,
             '/haiplatform.Scheduler/Resume',
+            haiplatform_dot_protos_dot_scheduler__pb2.JobRef.SerializeToString,
+            haiplatform_dot_protos_dot_scheduler__pb2.JobInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Hold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/haiplatform.Scheduler/Hold',
+            haiplatform_dot_protos_dot_scheduler__pb2.JobRef.SerializeToString,
+            haiplatform_dot_protos_dot_scheduler__pb2.JobInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Release(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/haiplatform.Scheduler/Release',
+            haiplatform_dot_protos_dot_scheduler__pb2.JobRef.SerializeToString,
+            haiplatform_dot_protos_dot_scheduler__pb2.JobInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Requeue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/haiplatform.Scheduler/Requeue',
             haiplatform_dot_protos_dot_scheduler__pb2.JobRef.SerializeToString,
             haiplatform_dot_protos_dot_scheduler__pb2.JobInfo.FromString,
             options,

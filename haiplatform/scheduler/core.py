@@ -8,6 +8,7 @@ what was recorded), so nothing is lost when a reply or a scheduler restart drops
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
@@ -17,8 +18,8 @@ from pathlib import Path
 
 from haiplatform import errors
 from haiplatform.protos import agent_pb2, scheduler_pb2
-from haiplatform.scheduler import jobspec, policy
-from haiplatform.scheduler.store import TERMINAL_STATES, JobRecord, Store, Transition, User
+from haiplatform.scheduler import dependencies, jobspec, policy
+from haiplatform.scheduler.store import TERMINAL_STATES, JobRecord, Store, Transition, User, decayed
 
 log = logging.getLogger("haiplatform.scheduler")
 
@@ -40,6 +41,7 @@ class SchedulerConfig:
     # over from a silent node restarts only after lease_s + term_s + FENCE_MARGIN_S (no two live runs).
     lease_s: float = 30.0
     backfill: bool = True
+    fairshare_half_life_s: float = 7 * 86400.0  # decay of the usage fair share orders by; 0 = no fair share
 
 
 @dataclass
@@ -105,7 +107,14 @@ class SchedulerCore:
         # Per run (job, run_seq): rank -> exit code, as reported by agents.
         self.exits: dict[tuple[int, int], dict[int, int]] = {}
         self.suspend_ready: set[tuple[int, int]] = set()
+        self.requeue_runs: dict[
+            tuple[int, int], str
+        ] = {}  # run -> who requeued it (stopped, not checkpointed)
         self.cycle_times_s: list[float] = []
+        self.usage = store.usage()  # user -> (decayed node-seconds, as of) for fair share
+        self._ended: dict[int, dependencies.JobStatus] = {}  # ended jobs that others depend on
+        self._deps_met: set[int] = set()  # queued jobs whose dependencies all held once
+        self._waiting: dict[int, str] = {}  # the last cycle's pending reasons from the policy
         self._thread = threading.Thread(target=self._loop, name="sched-loop", daemon=True)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -176,14 +185,101 @@ class SchedulerCore:
 
     # -- jobs -------------------------------------------------------------------------------
     def submit(self, caller: User, spec: scheduler_pb2.JobSpec) -> int:
-        """Validate and queue a job; returns its id."""
+        """Validate and queue a job; returns its id (an array's: its first task's)."""
+        return self.submit_jobs(caller, spec)[0]
+
+    def submit_jobs(self, caller: User, spec: scheduler_pb2.JobSpec) -> list[int]:
+        """Validate and queue a job, or every task of an array; returns their ids."""
         now = time.time()
         job = jobspec.to_record(spec, caller, now)
         with self.lock:
-            self.store.insert_job(job, now, "submitted")
-            self.jobs[job.job_id] = job
+            self._admit(job)
+            if spec.array:
+                indices, limit = jobspec.parse_array(spec.array)
+                tasks = [dataclasses.replace(job, array_index=i, array_limit=limit) for i in indices]
+                ids = self.store.insert_array(tasks, now, f"submitted (array of {len(tasks)})")
+                self.jobs.update((t.job_id, t) for t in tasks)
+            else:
+                ids = [self.store.insert_job(job, now, "submitted")]
+                self.jobs[job.job_id] = job
         self.kick.set()
-        return job.job_id
+        return ids
+
+    def _admit(self, job: JobRecord) -> None:
+        """Reject a job this cluster could never run (more nodes, slots or quota than exist); expand and
+        check its dependencies. Caller holds the lock. With no node registered yet nothing is known: accept."""
+        registered = len(self.nodes)
+        if registered and job.nodes > registered:
+            raise errors.InvalidSpec(
+                f"nodes: {job.nodes} is more than the {registered} nodes of this cluster"
+            )
+        if registered:
+            most = max(n.slots for n in self.nodes.values())
+            if job.ranks_per_node > most:
+                raise errors.InvalidSpec(
+                    f"ranks_per_node: {job.ranks_per_node} is more than the {most} slots of the largest node"
+                )
+            fit = sum(1 for n in self.nodes.values() if n.slots >= job.ranks_per_node)
+            if job.nodes > fit:
+                raise errors.InvalidSpec(
+                    f"nodes: only {fit} nodes have the {job.ranks_per_node} slots that ranks_per_node asks for"
+                )
+        for scope, name in (("user", job.user), ("group", job.group)):
+            for prio in (0, job.priority):
+                limit = self.quotas.get((scope, name, prio))
+                if limit is not None and job.nodes > limit:
+                    at = f" at priority {policy.Priority(prio).name}" if prio else ""
+                    raise errors.InvalidSpec(
+                        f"nodes: {job.nodes} is more than the {limit}-node quota of {scope} {name}{at}, "
+                        "so the job could never run"
+                    )
+        expanded: list[tuple[str, int]] = []
+        for kind, dep_id in job.depends:
+            dep = self.jobs.get(dep_id) or self.store.get_job(dep_id)
+            if dep is None:
+                raise errors.InvalidSpec(f"depends_on: {kind}:{dep_id}: no such job")
+            if dep.array_id == dep_id:  # an array's id stands for all of its tasks
+                expanded.extend((kind, t.job_id) for t in self.store.array_tasks(dep_id))
+            else:
+                expanded.append((kind, dep_id))
+        job.depends = list(dict.fromkeys(expanded))
+        state, detail = dependencies.dependency_state(job.depends, self._job_status)
+        if state == dependencies.NEVER:
+            raise errors.InvalidSpec(f"depends_on: {detail} can never be satisfied")
+
+    def _job_status(self, job_id: int) -> dependencies.JobStatus | None:
+        """(state, has started) of any job, for dependencies; ended jobs are cached."""
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return job.state, job.run_seq > 0
+        status = self._ended.get(job_id)
+        if status is None:
+            rec = self.store.get_job(job_id)
+            if rec is None:
+                return None
+            status = self._ended[job_id] = (rec.state, rec.run_seq > 0)
+        return status
+
+    def pending_reason(self, job: JobRecord, now: float | None = None) -> str:
+        """Why a queued job is not running (Slurm's names); "" for a job that is not queued."""
+        if job.state != "queued":
+            return ""
+        if job.hold:
+            return "Held"
+        if job.begin_at > (now or time.time()) or job.job_id in self.fenced:
+            return "BeginTime"  # (fenced: as Slurm delays a requeued job, until its old run's lease is over)
+        if job.depends and job.job_id not in self._deps_met:
+            return "Dependency"
+        return self._waiting.get(job.job_id, "Priority")
+
+    def _annotate(self, jobs: list[JobRecord]) -> list[JobRecord]:
+        now = time.time()
+        for job in jobs:
+            live = self.jobs.get(job.job_id)
+            job.pending_reason = self.pending_reason(live or job, now)
+            if job.state in ("running", "suspending") and job.started_at:
+                job.used_s += now - job.started_at  # the run so far
+        return jobs
 
     def _job_for(self, caller: User, job_id: int, action: str) -> JobRecord:
         job = self.jobs.get(job_id) or self.store.get_job(job_id)
@@ -195,6 +291,15 @@ class SchedulerCore:
 
     def _transition(self, job: JobRecord, state: str, reason: str, now: float | None = None) -> Transition:
         t = Transition(job.job_id, now or time.time(), job.state, state, reason)
+        holding = ("running", "suspending")
+        if job.state in holding and state not in holding and job.started_at:
+            run_s = max(0.0, t.at - job.started_at)  # a run ends: account for it
+            job.used_s += run_s
+            if self.config.fairshare_half_life_s > 0:
+                total = self.store.add_usage(
+                    job.user, run_s * job.nodes, t.at, self.config.fairshare_half_life_s
+                )
+                self.usage[job.user] = (total, t.at)
         job.state, job.reason = state, reason
         return t
 
@@ -202,6 +307,8 @@ class SchedulerCore:
         self.store.update_job(job, transitions)
         if job.state in TERMINAL_STATES:
             self.jobs.pop(job.job_id, None)
+            self._deps_met.discard(job.job_id)
+            self._ended[job.job_id] = (job.state, job.run_seq > 0)
             for key in [k for k in self.exits if k[0] == job.job_id]:
                 self.exits.pop(key, None)
 
@@ -255,18 +362,74 @@ class SchedulerCore:
         self.kick.set()
         return job
 
+    def hold(self, caller: User, job_id: int) -> JobRecord:
+        """Keep a queued job from starting until released (Slurm's ``scontrol hold``)."""
+        with self.lock:
+            job = self._job_for(caller, job_id, "hold")
+            if job.state != "queued":
+                raise errors.InvalidState(
+                    f"job {job_id} is {job.state}: only queued jobs can be held (suspend a running one)"
+                )
+            if not job.hold:
+                job.hold = True
+                self._persist(job, self._transition(job, "queued", f"held by {caller.name}"))
+        return job
+
+    def release(self, caller: User, job_id: int) -> JobRecord:
+        """Let a held queued job start again."""
+        with self.lock:
+            job = self._job_for(caller, job_id, "release")
+            if job.state != "queued" or not job.hold:
+                hint = ": resume it" if job.state == "suspended" else ""
+                raise errors.InvalidState(f"job {job_id} is {job.state}, not held{hint}")
+            job.hold = False
+            self._persist(job, self._transition(job, "queued", f"released by {caller.name}"))
+        self.kick.set()
+        return job
+
+    def requeue(self, caller: User, job_id: int) -> JobRecord:
+        """Queue a job again: a running one is stopped without waiting for a checkpoint (its command
+        runs again, with HAI_RESUMED=1), a suspended one is queued, an ended one reopened."""
+        with self.lock:
+            job = self._job_for(caller, job_id, "requeue")
+            now = time.time()
+            why = f"requeued by {caller.name}"
+            if job.state == "running":
+                run = (job.job_id, job.run_seq)
+                self.suspend_ready.add(run)  # stop the ranks now, no suspend grace
+                self.requeue_runs[run] = why
+                self._persist(job, self._transition(job, "suspending", f"{why}: stopping its ranks", now))
+            elif job.state == "suspending":
+                self.requeue_runs[(job.job_id, job.run_seq)] = why
+                job.hold = False
+                self._persist(job)
+            elif job.state == "suspended":
+                job.hold = False
+                self._persist(job, self._transition(job, "queued", why, now))
+            elif job.state in TERMINAL_STATES:
+                job.hold, job.finished_at, job.exit_code = False, 0.0, 0
+                self._ended.pop(job.job_id, None)
+                self.jobs[job.job_id] = job
+                self._persist(job, self._transition(job, "queued", why, now))
+            else:
+                raise errors.InvalidState(f"job {job_id} is already queued")
+        self.kick.set()
+        return job
+
     def get_job(self, caller: User, job_id: int) -> tuple[JobRecord, list[Transition]]:
         """A job and its history (anyone may read job metadata; logs are owner-only)."""
         with self.lock:
             job = self.store.get_job(job_id)
             if job is None:
                 raise errors.NotFound(f"job {job_id}: no such job")
-            return job, self.store.transitions(job_id)
+            return self._annotate([job])[0], self.store.transitions(job_id)
 
-    def list_jobs(self, states: list[str], user: str, limit: int) -> list[JobRecord]:
-        """Jobs newest first."""
+    def list_jobs(
+        self, states: list[str], user: str, limit: int, since: float = 0.0, until: float = 0.0
+    ) -> list[JobRecord]:
+        """Jobs newest first, with their pending reasons; ``since``/``until`` bound the submission time."""
         with self.lock:
-            return self.store.list_jobs(states, user, limit or 1000)
+            return self._annotate(self.store.list_jobs(states, user, limit or 1000, since=since, until=until))
 
     def log_location(self, caller: User, job_id: int, rank: int) -> tuple[NodeState, bool]:
         """The node holding ``rank``'s log for the job's latest run, and whether the job is done."""
@@ -447,6 +610,8 @@ class SchedulerCore:
             HAI_JOB_NAME=job.name,
             HAI_RESUMED="1" if job.run_seq > 1 else "0",
         )
+        if job.array_id:
+            env.update(HAI_ARRAY_JOB_ID=str(job.array_id), HAI_ARRAY_INDEX=str(job.array_index))
         return agent_pb2.StartRun(
             job_id=job.job_id,
             run_seq=job.run_seq,
@@ -509,8 +674,13 @@ class SchedulerCore:
         return True
 
     def _finish_suspend(self, job: JobRecord, now: float) -> None:
-        job.suspend_count += 1
         codes = self.exits.get((job.job_id, job.run_seq), {})
+        requeued_by = self.requeue_runs.pop((job.job_id, job.run_seq), None)
+        if requeued_by is not None:
+            self.suspend_ready.discard((job.job_id, job.run_seq))
+            self._persist(job, self._transition(job, "queued", f"{requeued_by}: ranks stopped", now))
+            return
+        job.suspend_count += 1
         if (job.job_id, job.run_seq) in self.suspend_ready:
             how = "checkpointed and called go_suspend()"
         else:
@@ -564,6 +734,9 @@ class SchedulerCore:
             mono = time.monotonic()
             for job_id in [j for j, until in self.fenced.items() if until <= mono]:
                 del self.fenced[job_id]
+            never: list[tuple[JobRecord, str]] = []
+            usage: dict[str, float] = {}
+            half_life = self.config.fairshare_half_life_s
             for job in self.jobs.values():
                 if job.state in ("running", "suspending"):
                     if job.state == "running" and any(
@@ -576,28 +749,47 @@ class SchedulerCore:
                     running.append(
                         policy.RunningJob(
                             job.job_id, job.user, job.group, job.priority, tuple(job.assigned), job.started_at,
-                            job.first_started_at, job.state == "suspending", job.time_limit_s,
+                            job.first_started_at, job.state == "suspending", job.time_limit_s, job.array_id,
                         )
                     )  # fmt: skip
+                    if half_life > 0:  # the run so far counts toward fair share
+                        usage[job.user] = usage.get(job.user, 0.0) + job.nodes * max(
+                            0.0, now - job.started_at
+                        )
                 elif job.state == "queued" and job.job_id not in self.fenced:
+                    if job.hold or job.begin_at > now:
+                        continue
+                    if job.depends and job.job_id not in self._deps_met:
+                        state, detail = dependencies.dependency_state(job.depends, self._job_status)
+                        if state == dependencies.WAIT:
+                            continue
+                        if state == dependencies.NEVER:
+                            never.append((job, detail))
+                            continue
+                        self._deps_met.add(job.job_id)
                     queue.append(
                         policy.QueuedJob(
-                            job.job_id,
-                            job.user,
-                            job.group,
-                            job.priority,
-                            job.nodes,
-                            job.submitted_at,
-                            job.time_limit_s,
+                            job.job_id, job.user, job.group, job.priority, job.nodes, job.submitted_at,
+                            job.time_limit_s, job.array_id, job.array_limit,
                         )
-                    )
+                    )  # fmt: skip
+            for job, detail in never:
+                job.finished_at = now
+                self._persist(
+                    job,
+                    self._transition(job, "cancelled", f"dependency {detail} can never be satisfied", now),
+                )
+            if half_life > 0:
+                for user, (node_s, at) in self.usage.items():
+                    usage[user] = usage.get(user, 0.0) + decayed(node_s, now - at, half_life)
             cfg = policy.PolicyConfig(
-                decay_s=self.config.decay_s, quotas=self.quotas, backfill=self.config.backfill
+                decay_s=self.config.decay_s, quotas=self.quotas, backfill=self.config.backfill, usage=usage
             )
             t0 = time.perf_counter()
             decisions = policy.schedule(node_views, running, queue, now, cfg)
             self.cycle_times_s.append(time.perf_counter() - t0)
             del self.cycle_times_s[:-1000]
+            self._waiting = decisions.waiting
             for job_id in decisions.decay:
                 job = self.jobs[job_id]
                 job.priority = int(policy.Priority.NORMAL)

@@ -13,7 +13,15 @@ Rules (HAI-Platform, fireflyer-facts section 3):
 - per-user and per-group node quotas, optionally per priority;
 - EASY backfill: once the head of the queue is blocked, a later job may start on free nodes only
   if it does not delay the head (it has a time limit that ends before the head's reserved start,
-  or it uses only nodes the head will not need then).
+  or it uses only nodes the head will not need then);
+- with backfill on, a job needing more nodes than are schedulable at all (the rest are down,
+  drained or unhealthy) cannot start whatever ends: it waits (``Resources``) without becoming the
+  head, so it blocks nobody;
+- an array runs at most ``array_limit`` of its tasks at once;
+- fair share (``PolicyConfig.usage``): within one priority, the jobs of one quota group keep their
+  group's places in the FIFO order, but fill them in order of their users' decayed usage (least first).
+
+Jobs that do not start get a pending reason in :attr:`Decisions.waiting` (Slurm's names).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
+from operator import attrgetter
 
 
 class Priority(IntEnum):
@@ -53,6 +62,7 @@ class RunningJob:
     first_started_at: float  # start of the first run, unix s (decay clock)
     suspending: bool = False
     time_limit_s: float = 0.0  # 0 = unknown end (no backfill reservation through it)
+    array_id: int = 0  # the array it is a task of; 0 = none
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +76,18 @@ class QueuedJob:
     nodes: int
     submitted_at: float  # unix s; FIFO key within a priority
     time_limit_s: float = 0.0
+    array_id: int = 0  # the array it is a task of; 0 = none
+    array_limit: int = 0  # at most this many of the array's tasks running; 0 = no limit
 
 
 @dataclass(slots=True)
 class PolicyConfig:
-    """Tunables; ``quotas`` maps (scope "user"/"group", name, priority or 0 for all) to max nodes."""
+    """Tunables; ``quotas`` maps (scope "user"/"group", name, priority or 0 for all) to max nodes;
+    ``usage`` maps a user to decayed node-seconds (fair share; empty = plain FIFO)."""
 
     decay_s: float = 1800.0
     quotas: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    usage: dict[str, float] = field(default_factory=dict)
     backfill: bool = True
     preempt: bool = True
 
@@ -85,6 +99,9 @@ class Decisions:
     start: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)  # (job, nodes in rank order)
     preempt: list[tuple[int, int]] = field(default_factory=list)  # (victim job, for queued job)
     decay: list[int] = field(default_factory=list)  # running jobs demoted ABOVE_NORMAL -> NORMAL
+    # Queued jobs that did not start, by reason: Resources (no nodes for it now), QuotaGroup, ArrayTaskLimit;
+    # any other queued job that did not start waits behind higher-priority or older jobs (Priority).
+    waiting: dict[int, str] = field(default_factory=dict)
 
 
 def effective_priority(job: RunningJob, now: float, decay_s: float) -> int:
@@ -94,9 +111,31 @@ def effective_priority(job: RunningJob, now: float, decay_s: float) -> int:
     return job.priority
 
 
-def queue_order(queue: list[QueuedJob]) -> list[QueuedJob]:
-    """Priority high to low, then first come first served (then job id, for determinism)."""
-    return sorted(queue, key=lambda q: (-q.priority, q.submitted_at, q.job_id))
+_FIFO_KEY = attrgetter("submitted_at", "job_id")
+_PRIORITY_KEY = attrgetter("priority")
+
+
+def queue_order(queue: list[QueuedJob], usage: dict[str, float] | None = None) -> list[QueuedJob]:
+    """Priority high to low, then first come first served (then job id, for determinism); with
+    ``usage``, each (priority, group)'s places go to its users' jobs least decayed usage first."""
+    order = sorted(queue, key=_FIFO_KEY)
+    order.sort(key=_PRIORITY_KEY, reverse=True)  # stable: FIFO within a priority
+    if not usage:
+        return order
+    places: dict[tuple[int, str], list[int]] = {}
+    for i, q in enumerate(order):
+        places.setdefault((q.priority, q.group), []).append(i)
+    out = list(order)
+    for idx in places.values():
+        if len(idx) < 2:
+            continue
+        members = [order[i] for i in idx]
+        if len({m.user for m in members}) < 2:
+            continue  # one user: FIFO already
+        members.sort(key=lambda q: usage.get(q.user, 0.0))  # stable: FIFO within equal usage
+        for i, m in zip(idx, members, strict=True):
+            out[i] = m
+    return out
 
 
 def schedule(
@@ -133,6 +172,11 @@ def schedule(
             ):
                 usage[key] = usage.get(key, 0) + n
     free = [n.name for n in nodes if n.schedulable and n.name not in busy]
+    array_running: dict[int, int] = {}
+    for r in running:
+        if r.array_id:
+            array_running[r.array_id] = array_running.get(r.array_id, 0) + 1
+    waiting = out.waiting
     victims.sort(key=lambda v: (v[0], v[1]))
     taken_victims: set[int] = set()
 
@@ -160,8 +204,12 @@ def schedule(
     head_blocked = False
     shadow = math.inf  # when the head is expected to start
     extra = 0  # nodes free now that the head will not need at `shadow`
-    for q in queue_order(queue):
+    for q in queue_order(queue, config.usage):
         if quotas and over_quota(q):
+            waiting[q.job_id] = "QuotaGroup"
+            continue
+        if q.array_limit and array_running.get(q.array_id, 0) >= q.array_limit:
+            waiting[q.job_id] = "ArrayTaskLimit"
             continue
         if not head_blocked:
             if len(free) >= q.nodes:
@@ -169,7 +217,12 @@ def schedule(
                 del free[: q.nodes]
                 if quotas:
                     charge(q)
+                if q.array_id:
+                    array_running[q.array_id] = array_running.get(q.array_id, 0) + 1
                 continue
+            waiting[q.job_id] = "Resources"
+            if config.backfill and q.nodes > len(schedulable):
+                continue  # cannot start until nodes come back: no reservation, blocks nobody
             # Blocked: wait for suspending jobs' nodes, or suspend lower-priority victims.
             head_blocked = True
             have = len(free) + len(pending)
@@ -213,6 +266,8 @@ def schedule(
                 extra -= q.nodes
             if quotas:
                 charge(q)
+            if q.array_id:
+                array_running[q.array_id] = array_running.get(q.array_id, 0) + 1
     return out
 
 

@@ -28,12 +28,15 @@ def job_info(job: JobRecord, history: list[Transition] | None = None) -> schedul
         spec=scheduler_pb2.JobSpec(
             name=job.name, command="" if job.argv else job.command, argv=job.argv, workdir=job.workdir,
             env=job.env, nodes=job.nodes, ranks_per_node=job.ranks_per_node, priority=job.base_priority,
-            group=job.group, time_limit_s=job.time_limit_s,
+            group=job.group, time_limit_s=job.time_limit_s, begin_at=job.begin_at,
+            hold=job.hold and job.state == "queued",
+            depends_on=[scheduler_pb2.Dependency(kind=k, job_id=i) for k, i in job.depends],
         ),
         user=job.user, state=job.state, reason=job.reason, priority=job.priority,
         submitted_at=job.submitted_at, started_at=job.started_at, finished_at=job.finished_at,
         assigned_nodes=job.assigned, run_seq=job.run_seq, exit_code=job.exit_code,
-        suspend_count=job.suspend_count,
+        suspend_count=job.suspend_count, pending_reason=job.pending_reason, array_id=job.array_id,
+        array_index=job.array_index, elapsed_s=job.used_s, node_hours=job.used_s * job.nodes / 3600,
     )  # fmt: skip
     for t in history or ():
         info.history.add(at=t.at, from_state=t.from_state, to_state=t.to_state, reason=t.reason)
@@ -77,12 +80,15 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
 
     @_rpc
     def Submit(self, request, context):  # noqa: ANN001, ANN201
-        return scheduler_pb2.SubmitReply(job_id=self.core.submit(self._user(context), request))
+        ids = self.core.submit_jobs(self._user(context), request)
+        return scheduler_pb2.SubmitReply(job_id=ids[0], job_ids=ids)
 
     @_rpc
     def ListJobs(self, request, context):  # noqa: ANN001, ANN201
         self._user(context)
-        jobs = self.core.list_jobs(list(request.states), request.user, request.limit)
+        jobs = self.core.list_jobs(
+            list(request.states), request.user, request.limit, since=request.since, until=request.until
+        )
         return scheduler_pb2.ListJobsReply(jobs=[job_info(j) for j in jobs])
 
     @_rpc
@@ -101,6 +107,18 @@ class SchedulerService(scheduler_pb2_grpc.SchedulerServicer):
     @_rpc
     def Resume(self, request, context):  # noqa: ANN001, ANN201
         return job_info(self.core.resume(self._user(context), request.job_id))
+
+    @_rpc
+    def Hold(self, request, context):  # noqa: ANN001, ANN201
+        return job_info(self.core.hold(self._user(context), request.job_id))
+
+    @_rpc
+    def Release(self, request, context):  # noqa: ANN001, ANN201
+        return job_info(self.core.release(self._user(context), request.job_id))
+
+    @_rpc
+    def Requeue(self, request, context):  # noqa: ANN001, ANN201
+        return job_info(self.core.requeue(self._user(context), request.job_id))
 
     @_rpc
     def TailLog(self, request, context):  # noqa: ANN001, ANN201

@@ -45,7 +45,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     exit_code INTEGER NOT NULL,
     suspend_count INTEGER NOT NULL,
     hold INTEGER NOT NULL,
-    argv_json TEXT NOT NULL DEFAULT '[]'
+    argv_json TEXT NOT NULL DEFAULT '[]',
+    depends_json TEXT NOT NULL DEFAULT '[]',
+    begin_at {real} NOT NULL DEFAULT 0,
+    array_id BIGINT NOT NULL DEFAULT 0,
+    array_index INTEGER NOT NULL DEFAULT -1,
+    array_limit INTEGER NOT NULL DEFAULT 0,
+    used_s {real} NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE TABLE IF NOT EXISTS transitions (
@@ -69,6 +75,11 @@ CREATE TABLE IF NOT EXISTS users (
     is_admin INTEGER NOT NULL,
     token_sha256 TEXT NOT NULL UNIQUE
 );
+CREATE TABLE IF NOT EXISTS usage (
+    user_name TEXT PRIMARY KEY,
+    node_s {real} NOT NULL,
+    at {real} NOT NULL
+);
 CREATE TABLE IF NOT EXISTS quotas (
     scope TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -81,10 +92,16 @@ CREATE TABLE IF NOT EXISTS quotas (
 _JOB_COLUMNS = (
     "name user_name group_name command workdir env_json nodes ranks_per_node priority base_priority "
     "time_limit_s state reason submitted_at started_at first_started_at finished_at run_seq "
-    "assigned_json master_addr master_port exit_code suspend_count hold argv_json"
+    "assigned_json master_addr master_port exit_code suspend_count hold argv_json depends_json begin_at "
+    "array_id array_index array_limit used_s"
 ).split()
 # Columns added after the first release: a database created before them gets them on open.
-_ADDED_COLUMNS = {"argv_json": "TEXT NOT NULL DEFAULT '[]'"}
+_ADDED_COLUMNS = {
+    "argv_json": "TEXT NOT NULL DEFAULT '[]'", "depends_json": "TEXT NOT NULL DEFAULT '[]'",
+    "begin_at": "{real} NOT NULL DEFAULT 0", "array_id": "BIGINT NOT NULL DEFAULT 0",
+    "array_index": "INTEGER NOT NULL DEFAULT -1", "array_limit": "INTEGER NOT NULL DEFAULT 0",
+    "used_s": "{real} NOT NULL DEFAULT 0",
+}  # fmt: skip
 
 
 def hash_token(token: str) -> str:
@@ -92,10 +109,19 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _job_filter(states: Sequence[str], user: str, name: str) -> tuple[str, list[Any]]:
-    """`` WHERE ...`` (or "") and its parameters; ``name`` matches a substring, ASCII case-insensitively."""
+def _job_filter(
+    states: Sequence[str], user: str, name: str, since: float = 0.0, until: float = 0.0
+) -> tuple[str, list[Any]]:
+    """`` WHERE ...`` (or "") and its parameters; ``name`` matches a substring, ASCII case-insensitively;
+    ``since``/``until`` bound the submission time (0: unbounded)."""
     where: list[str] = []
     params: list[Any] = []
+    if since:
+        where.append("submitted_at >= ?")
+        params.append(float(since))
+    if until:
+        where.append("submitted_at < ?")
+        params.append(float(until))
     if states:
         where.append(f"state IN ({', '.join('?' * len(states))})")
         params.extend(states)
@@ -107,6 +133,11 @@ def _job_filter(states: Sequence[str], user: str, name: str) -> tuple[str, list[
         where.append("LOWER(name) LIKE ? ESCAPE '\\'")
         params.append(f"%{escaped}%")
     return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+def decayed(value: float, age_s: float, half_life_s: float) -> float:
+    """``value`` after ``age_s`` of exponential decay with half-life ``half_life_s``."""
+    return value * 0.5 ** (max(0.0, age_s) / half_life_s) if half_life_s > 0 else value
 
 
 @dataclass(slots=True)
@@ -136,11 +167,18 @@ class JobRecord:
     master_port: int = 0
     exit_code: int = 0
     suspend_count: int = 0
-    hold: bool = False  # suspended by a user: stays suspended until resumed
+    hold: bool = False  # held by a user: a queued job is not started, a suspended one not requeued
     job_id: int = 0
     # Exec'd exactly as given (no shell) when non-empty; ``command`` then holds its shell-quoted
     # display form (shlex.join), which is never run.
     argv: list[str] = field(default_factory=list)
+    depends: list[tuple[str, int]] = field(default_factory=list)  # (kind, job id), Slurm's --dependency
+    begin_at: float = 0.0  # not started before this unix time
+    array_id: int = 0  # first task's job id; 0 = not an array task
+    array_index: int = -1
+    array_limit: int = 0  # at most this many tasks of the array running at once; 0 = no limit
+    used_s: float = 0.0  # seconds holding nodes over every ended run
+    pending_reason: str = ""  # not stored: filled in by the scheduler when it lists jobs
 
     def _values(self) -> list[Any]:
         return [
@@ -149,6 +187,8 @@ class JobRecord:
             self.state, self.reason, self.submitted_at, self.started_at, self.first_started_at,
             self.finished_at, self.run_seq, json.dumps(self.assigned), self.master_addr,
             self.master_port, self.exit_code, self.suspend_count, int(self.hold), json.dumps(self.argv),
+            json.dumps(self.depends), self.begin_at, self.array_id, self.array_index, self.array_limit,
+            self.used_s,
         ]  # fmt: skip
 
     @classmethod
@@ -166,6 +206,9 @@ class JobRecord:
             master_addr=d["master_addr"], master_port=d["master_port"], exit_code=d["exit_code"],
             suspend_count=d["suspend_count"], hold=bool(d["hold"]), job_id=int(job_id),
             argv=json.loads(d["argv_json"]),
+            depends=[(str(k), int(i)) for k, i in json.loads(d["depends_json"])], begin_at=d["begin_at"],
+            array_id=int(d["array_id"]), array_index=int(d["array_index"]), array_limit=int(d["array_limit"]),
+            used_s=d["used_s"],
         )  # fmt: skip
 
 
@@ -276,6 +319,28 @@ class Store:
             raise
         return job.job_id
 
+    def insert_array(self, tasks: Sequence[JobRecord], at: float, reason: str) -> list[int]:
+        """Store an array's tasks in one transaction; each task's ``array_id`` becomes the first's id."""
+        cols = ", ".join(_JOB_COLUMNS)
+        marks = ", ".join("?" * len(_JOB_COLUMNS))
+        try:
+            for i, job in enumerate(tasks):
+                cur = self._execute(f"INSERT INTO jobs ({cols}) VALUES ({marks}) RETURNING id", job._values())
+                job.job_id = int(cur.fetchone()[0])
+                if i == 0:
+                    for t in tasks:
+                        t.array_id = job.job_id
+                    self._execute("UPDATE jobs SET array_id = ? WHERE id = ?", (job.job_id, job.job_id))
+                self._execute(
+                    "INSERT INTO transitions (job_id, at, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?)",
+                    (job.job_id, at, "", job.state, reason),
+                )
+            self._commit()
+        except Exception:
+            self._conn.rollback()
+            raise
+        return [t.job_id for t in tasks]
+
     def update_job(self, job: JobRecord, transitions: Iterable[Transition] = ()) -> None:
         """Write the job's row and any transitions in one transaction."""
         try:
@@ -299,12 +364,27 @@ class Store:
         return JobRecord._from_row(row) if row else None
 
     def list_jobs(
-        self, states: Sequence[str] = (), user: str = "", limit: int = 1000, name: str = "", offset: int = 0
+        self,
+        states: Sequence[str] = (),
+        user: str = "",
+        limit: int = 1000,
+        name: str = "",
+        offset: int = 0,
+        since: float = 0.0,
+        until: float = 0.0,
     ) -> list[JobRecord]:
-        """Jobs newest first, filtered by state, user and name substring; ``offset`` skips that many."""
-        where, params = _job_filter(states, user, name)
+        """Jobs newest first, filtered by state, user, name substring and submission time; ``offset`` skips."""
+        where, params = _job_filter(states, user, name, since, until)
         sql = f"SELECT id, {', '.join(_JOB_COLUMNS)} FROM jobs{where} ORDER BY id DESC LIMIT ? OFFSET ?"
         rows = self._execute(sql, [*params, int(limit), int(offset)]).fetchall()
+        return [JobRecord._from_row(r) for r in rows]
+
+    def array_tasks(self, array_id: int) -> list[JobRecord]:
+        """Every task of an array, by index."""
+        rows = self._execute(
+            f"SELECT id, {', '.join(_JOB_COLUMNS)} FROM jobs WHERE array_id = ? ORDER BY array_index",
+            (array_id,),
+        ).fetchall()
         return [JobRecord._from_row(r) for r in rows]
 
     def count_jobs(self, user: str = "", name: str = "") -> dict[str, int]:
@@ -370,6 +450,23 @@ class Store:
         if max_nodes >= 0:
             self._execute("INSERT INTO quotas VALUES (?, ?, ?, ?)", (scope, name, priority, max_nodes))
         self._commit()
+
+    def add_usage(self, user: str, node_s: float, at: float, half_life_s: float) -> float:
+        """Decay ``user``'s stored usage to ``at`` and add ``node_s``; returns the new value."""
+        row = self._execute("SELECT node_s, at FROM usage WHERE user_name = ?", (user,)).fetchone()
+        old = decayed(row[0], at - row[1], half_life_s) if row else 0.0
+        self._execute(
+            "INSERT INTO usage VALUES (?, ?, ?) ON CONFLICT (user_name) DO UPDATE SET "
+            "node_s = excluded.node_s, at = excluded.at",
+            (user, old + node_s, at),
+        )
+        self._commit()
+        return old + node_s
+
+    def usage(self) -> dict[str, tuple[float, float]]:
+        """Every user's stored usage: {user: (node-seconds, as of unix time)}."""
+        rows = self._execute("SELECT user_name, node_s, at FROM usage").fetchall()
+        return {r[0]: (float(r[1]), float(r[2])) for r in rows}
 
     def quotas(self) -> dict[tuple[str, str, int], int]:
         """Every quota as {(scope, name, priority or 0): max_nodes}."""

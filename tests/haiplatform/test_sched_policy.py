@@ -156,3 +156,53 @@ def test_policy_is_pure():
     d1 = schedule(ns, running, queue, NOW, PolicyConfig())
     d2 = schedule(ns, running, queue, NOW, PolicyConfig())
     assert d1 == d2 and (running, queue, ns) == before
+
+
+@pytest.mark.parametrize("backfill", [True, False])
+def test_job_needing_more_than_the_schedulable_nodes_blocks_nobody_with_backfill(backfill):
+    # n01 is down: job 1 (4 nodes) cannot start whatever ends; with backfill, job 2 runs meanwhile.
+    d = schedule(
+        nodes(4, down=("n01",)),
+        [],
+        [q(1, "a", HIGH, 4), q(2, "b", LOW, 1)],
+        NOW,
+        PolicyConfig(backfill=backfill),
+    )
+    assert [j for j, _ in d.start] == ([2] if backfill else [])
+    assert d.waiting[1] == "Resources"
+
+
+def test_pending_reasons_name_resources_quota_and_array_limit():
+    running = [run(9, "a", NORMAL, ["n00"], limit=100)]
+    running[0] = RunningJob(9, "a", "a", int(NORMAL), ("n00",), NOW - 10, NOW - 10, False, 100.0, array_id=7)
+    queue = [
+        QueuedJob(1, "a", "a", int(NORMAL), 1, 1.0, 0.0, 7, 1),  # array 7 already runs its 1 allowed task
+        q(2, "q", NORMAL, 1, submitted=2),  # over its user quota
+        q(3, "b", NORMAL, 3, submitted=3),  # head: needs 3, 2 free
+        q(4, "c", NORMAL, 2, submitted=4),  # behind the head, would delay it
+    ]
+    d = schedule(nodes(3), running, queue, NOW, PolicyConfig(quotas={("user", "q", 0): 0}))
+    assert d.start == []
+    assert d.waiting == {1: "ArrayTaskLimit", 2: "QuotaGroup", 3: "Resources"}  # 4: Priority (the default)
+
+
+def test_array_limit_counts_tasks_started_in_the_same_cycle():
+    queue = [QueuedJob(k, "a", "a", int(NORMAL), 1, float(k), 0.0, 1, 2) for k in range(1, 6)]
+    d = schedule(nodes(5), [], queue, NOW, PolicyConfig())
+    assert [j for j, _ in d.start] == [1, 2]
+
+
+def test_fair_share_orders_users_of_a_group_by_decayed_usage():
+    # Same group and priority: heavy user's older job yields its place to the light user's job;
+    # another group's job keeps its FIFO place; a higher priority still goes first.
+    queue = [
+        q(1, "heavy", NORMAL, 1, submitted=1, group="g"),
+        q(2, "other", NORMAL, 1, submitted=2, group="h"),
+        q(3, "light", NORMAL, 1, submitted=3, group="g"),
+        q(4, "heavy", HIGH, 1, submitted=4, group="g"),
+    ]
+    usage = {"heavy": 1e6, "light": 10.0}
+    d = schedule(nodes(3), [], queue, NOW, PolicyConfig(usage=usage))
+    assert [j for j, _ in d.start] == [4, 3, 2]
+    d = schedule(nodes(3), [], queue, NOW, PolicyConfig())  # no usage: plain FIFO
+    assert [j for j, _ in d.start] == [4, 1, 2]
