@@ -1,4 +1,5 @@
-"""``haictl bench sched``: job submission rate through the real gRPC API and the policy's cycle time.
+"""``haictl bench sched``: job submission rate through the real gRPC API and the policy's cycle time
+(10,000 and 100,000 queued, with fair share), and the cost of dependency and array handling per cycle.
 
 Peers measured in the same run: a no-op authenticated gRPC call (WhoAmI) on the same server, and
 the store's insert rate without gRPC (the two costs a submission is made of); for the cycle, just
@@ -89,6 +90,39 @@ def submission_rates(
     return rows
 
 
+def control_times(repeats: int = 10, queued: int = 10_000, seed: int = 3) -> dict[str, list[float]]:
+    """Seconds per cycle of the scheduler's job-control work at ``queued`` jobs: the dependency pass
+    (every queued job with two dependencies on other jobs, still waiting, through the same
+    ``dependency_state`` the scheduler calls), and the policy over one ``queued``-task array limited
+    to 8 running, on 1250 nodes of which 8 are free."""
+    import random
+
+    from haiplatform.scheduler.dependencies import dependency_state
+    from haiplatform.scheduler.policy import NodeView, PolicyConfig, QueuedJob, RunningJob, schedule
+
+    rng = random.Random(seed)
+    status = {j: ("running" if j % 3 else "queued", j % 3 != 0) for j in range(1, queued + 1)}
+    deps = [
+        [("afterok", rng.randrange(1, queued + 1)), ("after", rng.randrange(1, queued + 1))]
+        for _ in range(queued)
+    ]
+    lookup = status.get
+    nodes = [NodeView(f"n{i:04d}") for i in range(1250)]
+    running = [RunningJob(10**6 + i, "u", "g", 20, (f"n{i:04d}",), 0.0, 0.0) for i in range(1242)]
+    array = [QueuedJob(k + 1, "u", "g", 20, 1, float(k), 0.0, 1, 8) for k in range(queued)]
+    out: dict[str, list[float]] = {"dependency pass": [], "array %8 cycle": []}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for d in deps:
+            dependency_state(d, lookup)
+        out["dependency pass"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        decisions = schedule(nodes, running, array, 1000.0, PolicyConfig())
+        out["array %8 cycle"].append(time.perf_counter() - t0)
+        assert len(decisions.start) == 8
+    return out
+
+
 @click.command("sched")
 @click.option("--jobs", "n", type=int, default=1000, show_default=True, help="submissions per measurement")
 @click.option("--repeats", type=int, default=3, show_default=True)
@@ -102,15 +136,27 @@ def sched_bench(n: int, repeats: int) -> None:
     from haiplatform.sim import scale_cycle_times
 
     rates = submission_rates(n, repeats)
-    scale = scale_cycle_times(repeats=max(10, repeats * 5))
-    for line in report_lines(rates, scale, os.getloadavg()[0], os.cpu_count() or 0):
+    reps = max(10, repeats * 5)
+    scales = {
+        f"cycle: 1250 nodes, {queued} queued" + (", fair share" if fair else ""): scale_cycle_times(
+            queued=queued, repeats=reps if queued <= 10_000 else max(5, repeats), fair_share=fair
+        )
+        for queued, fair in ((10_000, False), (10_000, True), (100_000, False))
+    }
+    control = control_times(repeats=reps)
+    for line in report_lines(rates, scales, os.getloadavg()[0], os.cpu_count() or 0, control):
         click.echo(line)
 
 
 def report_lines(
-    rates: list[tuple[str, int, float]], scale: dict[str, list[float]], load: float, cores: int
+    rates: list[tuple[str, int, float]],
+    scales: dict[str, dict[str, list[float]]],
+    load: float,
+    cores: int,
+    control: dict[str, list[float]] | None = None,
 ) -> list[str]:
-    """The two tables: calls/s per (what, threads), then cycle times (s) per variant vs ``sort only``."""
+    """The tables: calls/s per (what, threads); then, per cycle scenario (title -> variant -> times in
+    s), cycle times vs ``sort only``; then the job-control costs per cycle."""
     from haiplatform.sim import _pct
 
     ms = Column("", 10, fmt=lambda s: f"{1e3 * s:.1f}ms")
@@ -118,11 +164,23 @@ def report_lines(
     lines += render_table(
         [Column("what", 32, "<"), Column("threads", 8), Column("calls/s", 10, fmt=".0f")], rates
     )
-    base = statistics.median(scale["sort only"])
-    cols = [Column("cycle: 1250 nodes, 10000 queued", 32, "<"), replace(ms, header="median"),
-            replace(ms, header="p99"), Column("ratio", 8, fmt=".2f")]  # fmt: skip
-    rows = [
-        [name, statistics.median(v), _pct(v, 0.99), statistics.median(v) / base] for name, v in scale.items()
-    ]
-    table = render_table(cols, rows)
-    return [*lines, "\n" + table[0], *table[1:]]
+    for title, scale in scales.items():
+        base = statistics.median(scale["sort only"])
+        cols = [Column(title, 44, "<"), replace(ms, header="median"),
+                replace(ms, header="p99"), Column("ratio", 8, fmt=".2f")]  # fmt: skip
+        rows = [
+            [name, statistics.median(v), _pct(v, 0.99), statistics.median(v) / base]
+            for name, v in scale.items()
+        ]
+        table = render_table(cols, rows)
+        lines += ["\n" + table[0], *table[1:]]
+    if control:
+        cols = [
+            Column("job control: 10000 queued", 44, "<"),
+            replace(ms, header="median"),
+            replace(ms, header="p99"),
+        ]
+        rows = [[name, statistics.median(v), _pct(v, 0.99)] for name, v in control.items()]
+        table = render_table(cols, rows)
+        lines += ["\n" + table[0], *table[1:]]
+    return lines

@@ -266,10 +266,11 @@ def simulate(cfg: SimConfig, trace: list[TraceJob] | None = None) -> SimResult:
 
 
 def scale_cycle_times(
-    nodes: int = 1250, queued: int = 10_000, repeats: int = 30, seed: int = 2
+    nodes: int = 1250, queued: int = 10_000, repeats: int = 30, seed: int = 2, fair_share: bool = False
 ) -> dict[str, list[float]]:
     """Time one policy cycle on a full cluster with ``queued`` waiting jobs (HIGH ones force a preemption
-    search), and, as the floor in the same run, just sorting that queue."""
+    search), and, as the floor in the same run, just sorting that queue; ``fair_share`` gives the 60
+    users decayed usage (one group, so every place is re-ordered by it)."""
     rng = random.Random(seed)
     node_views = [NodeView(f"n{i:04d}") for i in range(nodes)]
     running, i, job_id = [], 0, 0
@@ -288,6 +289,8 @@ def scale_cycle_times(
         for k in range(queued)
     ]  # fmt: skip
     cfg = PolicyConfig(quotas={("user", "u1", 0): 64, ("group", "g", int(Priority.HIGH)): 100_000})
+    if fair_share:
+        cfg.usage = {f"u{k}": rng.random() * 1e6 for k in range(60)}
     out: dict[str, list[float]] = {"policy": [], "sort only": []}
     for _ in range(repeats):
         t0 = time.perf_counter()
