@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         "over restarts after lease + term-s (0: no leases, no fencing)",
     )
     p.add_argument("--no-backfill", action="store_true")
+    p.add_argument(
+        "--fairshare-half-life-s", type=float, default=7 * 86400.0,
+        help="half-life of the usage that orders a quota group's users (fair share); 0 turns it off",
+    )  # fmt: skip
     p.add_argument("--tls-cert", type=Path)
     p.add_argument("--tls-key", type=Path)
     p.add_argument(
@@ -73,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.lease_s < float("inf"):
         print("error: --lease-s must be a non-negative number of seconds", file=sys.stderr)
         return 2
+    if not 0 <= args.fairshare_half_life_s < float("inf"):
+        print("error: --fairshare-half-life-s must be a non-negative number of seconds", file=sys.stderr)
+        return 2
     if bool(args.tls_cert) != bool(args.tls_key):
         print("error: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
@@ -85,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     config = SchedulerConfig(
         heartbeat_s=args.heartbeat_s, node_timeout_s=args.node_timeout_s, cycle_s=args.cycle_s,
         suspend_grace_s=args.suspend_grace_s, term_s=args.term_s, decay_s=args.decay_s,
-        backfill=not args.no_backfill, lease_s=args.lease_s,
+        backfill=not args.no_backfill, lease_s=args.lease_s, fairshare_half_life_s=args.fairshare_half_life_s,
     )  # fmt: skip
     core = SchedulerCore(store, config)
     db_file = Path(where.location if where.dialect == db.SQLITE else "haisched.db")

@@ -4,6 +4,10 @@ All state changes happen under one lock and are written to the store before the 
 Commands to agents are *level-triggered*: every heartbeat reply is computed from the current job
 table and the ranks the agent reports (start what should run, suspend/kill what should not, forget
 what was recorded), so nothing is lost when a reply or a scheduler restart drops a message.
+
+Longer than our ~500-line rule on purpose: the job table, the heartbeat reconciliation and the
+cycle share one lock and one set of invariants. The pure parts live beside it: the policy
+(``policy``), the field and admission rules (``jobspec``), the dependency rule (``dependencies``).
 """
 
 from __future__ import annotations
@@ -207,32 +211,8 @@ class SchedulerCore:
 
     def _admit(self, job: JobRecord) -> None:
         """Reject a job this cluster could never run (more nodes, slots or quota than exist); expand and
-        check its dependencies. Caller holds the lock. With no node registered yet nothing is known: accept."""
-        registered = len(self.nodes)
-        if registered and job.nodes > registered:
-            raise errors.InvalidSpec(
-                f"nodes: {job.nodes} is more than the {registered} nodes of this cluster"
-            )
-        if registered:
-            most = max(n.slots for n in self.nodes.values())
-            if job.ranks_per_node > most:
-                raise errors.InvalidSpec(
-                    f"ranks_per_node: {job.ranks_per_node} is more than the {most} slots of the largest node"
-                )
-            fit = sum(1 for n in self.nodes.values() if n.slots >= job.ranks_per_node)
-            if job.nodes > fit:
-                raise errors.InvalidSpec(
-                    f"nodes: only {fit} nodes have the {job.ranks_per_node} slots that ranks_per_node asks for"
-                )
-        for scope, name in (("user", job.user), ("group", job.group)):
-            for prio in (0, job.priority):
-                limit = self.quotas.get((scope, name, prio))
-                if limit is not None and job.nodes > limit:
-                    at = f" at priority {policy.Priority(prio).name}" if prio else ""
-                    raise errors.InvalidSpec(
-                        f"nodes: {job.nodes} is more than the {limit}-node quota of {scope} {name}{at}, "
-                        "so the job could never run"
-                    )
+        check its dependencies. Caller holds the lock."""
+        jobspec.check_against_cluster(job, [n.slots for n in self.nodes.values()], self.quotas)
         expanded: list[tuple[str, int]] = []
         for kind, dep_id in job.depends:
             dep = self.jobs.get(dep_id) or self.store.get_job(dep_id)

@@ -3,8 +3,9 @@
 ``from_fields`` turns a job file / flags mapping into a ``JobSpec`` (what ``haictl submit`` and
 ``SchedulerClient.submit`` call); ``check`` applies the field rules to a ``JobSpec`` (both the client,
 through ``from_fields``, and the scheduler, on every Submit, call it, so the two cannot disagree);
-``to_record`` is the scheduler's step from a checked spec to a queued job. Every error is an
-``InvalidSpec`` whose message starts with the field's name.
+``to_record`` is the scheduler's step from a checked spec to a queued job, and
+``check_against_cluster`` its check that the live cluster could ever run it. Every error is an
+``InvalidSpec`` whose message starts with the field's name and says the limit.
 """
 
 from __future__ import annotations
@@ -284,3 +285,35 @@ def to_record(spec: scheduler_pb2.JobSpec, caller: User, now: float | None = Non
         reason="held at submission" if spec.hold else "waiting for nodes", submitted_at=now or time.time(),
         depends=[(d.kind, d.job_id) for d in spec.depends_on], begin_at=spec.begin_at, hold=spec.hold,
     )  # fmt: skip
+
+
+def check_against_cluster(
+    job: JobRecord, node_slots: list[int], quotas: Mapping[tuple[str, str, int], int]
+) -> None:
+    """Reject a job the live cluster could never run: more nodes than registered, more ranks per node
+    than any node's slots, more nodes than a quota of its user or group allows. With no node
+    registered yet nothing is known about the cluster, so only the quotas are checked."""
+    if node_slots:
+        if job.nodes > len(node_slots):
+            raise errors.InvalidSpec(
+                f"nodes: {job.nodes} is more than the {len(node_slots)} nodes of this cluster"
+            )
+        most = max(node_slots)
+        if job.ranks_per_node > most:
+            raise errors.InvalidSpec(
+                f"ranks_per_node: {job.ranks_per_node} is more than the {most} slots of the largest node"
+            )
+        fit = sum(1 for slots in node_slots if slots >= job.ranks_per_node)
+        if job.nodes > fit:
+            raise errors.InvalidSpec(
+                f"nodes: only {fit} nodes have the {job.ranks_per_node} slots that ranks_per_node asks for"
+            )
+    for scope, name in (("user", job.user), ("group", job.group)):
+        for prio in (0, job.priority):
+            limit = quotas.get((scope, name, prio))
+            if limit is not None and job.nodes > limit:
+                at = f" at priority {Priority(prio).name}" if prio else ""
+                raise errors.InvalidSpec(
+                    f"nodes: {job.nodes} is more than the {limit}-node quota of {scope} {name}{at}, "
+                    "so the job could never run"
+                )

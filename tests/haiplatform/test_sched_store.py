@@ -134,3 +134,28 @@ def test_argv_survives_reopen_and_an_older_database_gains_the_column(store_facto
     job.argv = argv
     s2.update_job(job)
     assert store_factory().get_job(jid).argv == argv
+
+
+def test_database_from_before_job_control_columns_is_upgraded_on_open(store_factory):
+    from haiplatform.scheduler import store as store_module
+
+    s = store_factory()
+    added = list(store_module._ADDED_COLUMNS)
+    for column in added:  # make it look like a database created before these columns existed
+        s._execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+    s._commit()
+    old_columns = [c for c in store_module._JOB_COLUMNS if c not in added]
+    values = dict(zip(store_module._JOB_COLUMNS, _job()._values(), strict=True))
+    s._execute(
+        f"INSERT INTO jobs ({', '.join(old_columns)}) VALUES ({', '.join('?' * len(old_columns))})",
+        [values[c] for c in old_columns],
+    )
+    s._commit()
+    s2 = store_factory()
+    (job,) = s2.list_jobs()
+    assert (job.depends, job.begin_at, job.array_id, job.array_index, job.used_s) == ([], 0.0, 0, -1, 0.0)
+    job.depends, job.array_index = [("afterok", 3)], 2
+    s2.update_job(job)
+    assert s2.get_job(job.job_id).depends == [("afterok", 3)]
+    s2.add_usage("alice", 100.0, 1000.0, 50.0)
+    assert s2.add_usage("alice", 0.0, 1050.0, 50.0) == pytest.approx(50.0)  # one half-life later
