@@ -63,31 +63,28 @@ def _agent(cfg: ClusterConfig, name: str) -> ClusterAgent:
     return ClusterAgent(name=name, host=cfg.agents[0].host if cfg.agents else "127.0.0.1")
 
 
-def _metrics(ep: ServiceEndpoint) -> list[str]:
-    return ["--metrics-port", str(ep.metrics_port)] if ep.metrics_port else []
-
-
 def service_argv(
     cfg: ClusterConfig, role: str, index: int = 0, name: str = "", mountpoint: str = ""
 ) -> list[str]:
     """The command line that runs ``role`` of ``cfg`` (``index``: storage server; ``name``: agent)."""
     py = [sys.executable, "-m"]
     mgmtd = cfg.mgmtd.address
+    if role in ("mgmtd", "meta", "storage"):
+        from fs3 import admin as fs3_admin  # on use: haictl's other commands need no gRPC
     if role == "mgmtd":
-        return [*py, "fs3.mgmtd", "--host", cfg.mgmtd.host, "--port", str(cfg.mgmtd.port), "--db", _fs3_db_url(cfg),
-                "--lease-s", str(cfg.mgmtd.lease_s), *_metrics(cfg.mgmtd)]  # fmt: skip
+        return fs3_admin.mgmtd_argv(cfg.mgmtd.host, cfg.mgmtd.port, _fs3_db_url(cfg), cfg.mgmtd.lease_s,
+                                    cfg.mgmtd.metrics_port or None)  # fmt: skip
     if role == "meta":
-        return [*py, "fs3.meta", "--host", cfg.meta.host, "--port", str(cfg.meta.port), "--db", _fs3_db_url(cfg),
-                "--mgmtd", mgmtd, *_metrics(cfg.meta)]  # fmt: skip
+        return fs3_admin.meta_argv(cfg.meta.host, cfg.meta.port, _fs3_db_url(cfg), mgmtd,
+                                   metrics_port=cfg.meta.metrics_port or None)  # fmt: skip
     if role == "storage":
         if not 0 <= index < len(cfg.storage.servers):
             raise FireflyerError(
                 f"storage index {index}: the config has servers 0..{len(cfg.storage.servers) - 1}"
             )
         srv = cfg.storage.servers[index]
-        return [*py, "fs3.storage", "--host", srv.host, "--port", str(srv.port), "--node-id", str(10001 + index),
-                "--data-dir", str(cfg.data_dir / f"storage-{index}"), "--mgmtd", mgmtd, *_metrics(srv),
-                "--data-port", str(srv.data_port)]  # fmt: skip
+        return fs3_admin.storage_argv(index, srv.host, srv.port, cfg.data_dir / f"storage-{index}", mgmtd,
+                                      srv.data_port, metrics_port=srv.metrics_port or None)  # fmt: skip
     if role == "scheduler":
         sc = cfg.scheduler
         argv = [*py, "haiplatform.scheduler", "--host", sc.host, "--port", str(sc.port),

@@ -1,11 +1,13 @@
 """Administration of a running fs3 cluster, whoever started it (``haictl up`` / ``serve``, ``LocalCluster``).
 
-The chain table a cluster is created with, its routing info from mgmtd, the one-time upload of the
-chain table (3FS's init-cluster) and the wait until every target serves.
+The servers' command lines, the chain table a cluster is created with, its routing info from
+mgmtd, the one-time upload of the chain table (3FS's init-cluster) and the wait until every target
+serves.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 import grpc
@@ -23,6 +25,53 @@ FIRST_STORAGE_NODE_ID = 10001  # storage server i (0-based) is node 10001 + i
 def storage_node_id(i: int) -> int:
     """Node id of storage server ``i`` (0-based)."""
     return FIRST_STORAGE_NODE_ID + i
+
+
+# ---- the servers' command lines (LocalCluster, haictl up / serve) --------------------------------
+def _opt(flag: str, value: object) -> list[str]:
+    return [] if value is None else [flag, str(value)]
+
+
+def mgmtd_argv(
+    host: str, port: int, db_url: str, lease_s: float, metrics_port: int | None = None
+) -> list[str]:
+    """``python -m fs3.mgmtd ...``: serve on ``host:port`` with its database at ``db_url``."""
+    return [sys.executable, "-m", "fs3.mgmtd", "--host", host, "--port", str(port), "--db", db_url,
+            "--lease-s", str(lease_s), *_opt("--metrics-port", metrics_port)]  # fmt: skip
+
+
+def meta_argv(
+    host: str,
+    port: int,
+    db_url: str,
+    mgmtd: str,
+    heartbeat_s: float | None = None,
+    metrics_port: int | None = None,
+) -> list[str]:
+    """``python -m fs3.meta ...``: serve on ``host:port``, registered with the mgmtd at ``mgmtd``."""
+    return [sys.executable, "-m", "fs3.meta", "--host", host, "--port", str(port), "--db", db_url,
+            "--mgmtd", mgmtd, *_opt("--heartbeat-s", heartbeat_s), *_opt("--metrics-port", metrics_port)]  # fmt: skip
+
+
+def storage_argv(
+    index: int,
+    host: str,
+    port: int,
+    data_dir: object,
+    mgmtd: str,
+    data_port: int,
+    heartbeat_s: float | None = None,
+    metrics_port: int | None = None,
+    fsync: bool = True,
+    reserve_bytes: int | None = None,
+) -> list[str]:
+    """``python -m fs3.storage ...`` of storage server ``index`` (node ``storage_node_id(index)``);
+    ``data_port`` -1 serves no data port, 0 a free one."""
+    return [sys.executable, "-m", "fs3.storage", "--host", host, "--port", str(port),
+            "--node-id", str(storage_node_id(index)), "--data-dir", str(data_dir), "--mgmtd", mgmtd,
+            *_opt("--heartbeat-s", heartbeat_s), *_opt("--metrics-port", metrics_port),
+            *([] if fsync else ["--no-fsync"]), "--data-port", str(data_port),
+            *_opt("--reserve-bytes", reserve_bytes)]  # fmt: skip
 
 
 def chain_table_request(

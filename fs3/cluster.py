@@ -6,7 +6,6 @@ Used by the tests, the benchmark and (later) ``haictl up``. Every process is sta
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -98,11 +97,9 @@ class LocalCluster:
     def start(self) -> LocalCluster:
         """Start mgmtd, upload the chain table, start storage servers and meta; wait until all serve."""
         c = self.config
-        py = [sys.executable, "-m"]
         self.launcher.start(
             "mgmtd",
-            [*py, "fs3.mgmtd", "--host", c.host, "--port", str(self.mgmtd_port), "--db", self.db_url,
-             "--lease-s", str(c.lease_s), "--metrics-port", str(self.metrics_ports["mgmtd"])],
+            admin.mgmtd_argv(c.host, self.mgmtd_port, self.db_url, c.lease_s, self.metrics_ports["mgmtd"]),
             port=(c.host, self.mgmtd_port), env=c.extra_env,
         )  # fmt: skip
         if not self.routing().chains:  # a restart keeps the persisted chain table
@@ -128,15 +125,12 @@ class LocalCluster:
     def start_storage(self, i: int, wait: bool = True) -> None:
         """(Re)start storage server ``i`` on its port and data directory."""
         c = self.config
-        argv = [sys.executable, "-m", "fs3.storage", "--host", c.host, "--port", str(self.storage_ports[i]),
-                "--node-id", str(self.storage_node_id(i)), "--data-dir", str(self.storage_dir(i)),
-                "--mgmtd", self.mgmtd_address, "--heartbeat-s", str(c.heartbeat_s),
-                "--metrics-port", str(self.metrics_ports[f"storage-{i}"])]  # fmt: skip
-        if not c.fsync:
-            argv.append("--no-fsync")
-        argv += ["--data-port", str(self.data_ports[i] if c.data_ports else -1)]
-        if c.storage_reserve_bytes >= 0:
-            argv += ["--reserve-bytes", str(c.storage_reserve_bytes)]
+        argv = admin.storage_argv(
+            i, c.host, self.storage_ports[i], self.storage_dir(i), self.mgmtd_address,
+            data_port=self.data_ports[i] if c.data_ports else -1, heartbeat_s=c.heartbeat_s,
+            metrics_port=self.metrics_ports[f"storage-{i}"], fsync=c.fsync,
+            reserve_bytes=c.storage_reserve_bytes if c.storage_reserve_bytes >= 0 else None,
+        )  # fmt: skip
         self.launcher.start(
             f"storage-{i}", argv, port=(c.host, self.storage_ports[i]) if wait else None, env=c.extra_env
         )
@@ -146,9 +140,8 @@ class LocalCluster:
         c = self.config
         self.launcher.start(
             "meta",
-            [sys.executable, "-m", "fs3.meta", "--host", c.host, "--port", str(self.meta_port), "--db", self.db_url,
-             "--mgmtd", self.mgmtd_address, "--heartbeat-s", str(c.heartbeat_s),
-             "--metrics-port", str(self.metrics_ports["meta"])],
+            admin.meta_argv(c.host, self.meta_port, self.db_url, self.mgmtd_address, c.heartbeat_s,
+                            self.metrics_ports["meta"]),
             port=(c.host, self.meta_port), env=c.extra_env,
         )  # fmt: skip
 
