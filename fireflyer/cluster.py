@@ -66,14 +66,21 @@ def _agent(cfg: ClusterConfig, name: str) -> ClusterAgent:
 def service_argv(
     cfg: ClusterConfig, role: str, index: int = 0, name: str = "", mountpoint: str = ""
 ) -> list[str]:
-    """The command line that runs ``role`` of ``cfg`` (``index``: storage server; ``name``: agent)."""
+    """The command line that runs ``role`` of ``cfg`` (``index``: storage server or mgmtd instance, 0 the
+    first, 1.. its standbys; ``name``: agent)."""
     py = [sys.executable, "-m"]
-    mgmtd = cfg.mgmtd.address
+    mgmtd = cfg.mgmtd.addresses  # every instance: services follow whichever leads
     if role in ("mgmtd", "meta", "storage"):
         from fs3 import admin as fs3_admin  # on use: haictl's other commands need no gRPC
     if role == "mgmtd":
-        return fs3_admin.mgmtd_argv(cfg.mgmtd.host, cfg.mgmtd.port, _fs3_db_url(cfg), cfg.mgmtd.lease_s,
-                                    cfg.mgmtd.metrics_port or None)  # fmt: skip
+        instances = cfg.mgmtd.instances
+        if not 0 <= index < len(instances):
+            raise FireflyerError(
+                f"mgmtd index {index}: the config has instances 0..{len(instances) - 1} (1.. are mgmtd.standbys)"
+            )
+        ep = instances[index]
+        return fs3_admin.mgmtd_argv(ep.host, ep.port, _fs3_db_url(cfg), cfg.mgmtd.lease_s,
+                                    ep.metrics_port or None)  # fmt: skip
     if role == "meta":
         return fs3_admin.meta_argv(cfg.meta.host, cfg.meta.port, _fs3_db_url(cfg), mgmtd,
                                    metrics_port=cfg.meta.metrics_port or None)  # fmt: skip
@@ -141,9 +148,13 @@ def resolve_ports(cfg: ClusterConfig) -> ClusterConfig:
     if not sched.web_port:
         sched = replace(sched, web_port=free(sched.host, "scheduler.web_port"))
     servers = [fix(s, f"storage.servers[{i}]") for i, s in enumerate(cfg.storage.servers)]
+    mgmtd = fix(cfg.mgmtd, "mgmtd")
+    mgmtd = replace(
+        mgmtd, standbys=[fix(s, f"mgmtd.standbys[{i}]") for i, s in enumerate(cfg.mgmtd.standbys)]
+    )
     return replace(
         cfg,
-        mgmtd=fix(cfg.mgmtd, "mgmtd"),
+        mgmtd=mgmtd,
         meta=fix(cfg.meta, "meta"),
         storage=replace(cfg.storage, servers=servers),
         scheduler=sched,
@@ -160,9 +171,11 @@ def dump_config(cfg: ClusterConfig) -> str:
         data = f", data_port = {e.data_port}" if isinstance(e, StorageServerConfig) else ""
         return f"{{ host = {q(e.host)}, port = {e.port}, metrics_port = {e.metrics_port}{data} }}"
 
+    standbys = "standbys = [" + ", ".join(ep(s) for s in cfg.mgmtd.standbys) + "]"
+
     lines = [
         "[cluster]", f"name = {q(cfg.name)}", f"data_dir = {q(str(cfg.data_dir))}", "",
-        "[mgmtd]", f"host = {q(cfg.mgmtd.host)}", f"port = {cfg.mgmtd.port}", f"metrics_port = {cfg.mgmtd.metrics_port}", f"lease_s = {cfg.mgmtd.lease_s}", "",
+        "[mgmtd]", f"host = {q(cfg.mgmtd.host)}", f"port = {cfg.mgmtd.port}", f"metrics_port = {cfg.mgmtd.metrics_port}", f"lease_s = {cfg.mgmtd.lease_s}", standbys, "",
         "[meta]", f"host = {q(cfg.meta.host)}", f"port = {cfg.meta.port}", f"metrics_port = {cfg.meta.metrics_port}", f"database = {q(cfg.meta.database)}", "",
         "[storage]", f"replicas = {cfg.storage.replicas}", f"chunk_size_bytes = {cfg.storage.chunk_size_bytes}",
         "servers = [" + ", ".join(ep(s) for s in cfg.storage.servers) + "]", "",
@@ -185,7 +198,7 @@ def write_client_config(cfg: ClusterConfig, path: Path | None = None) -> Path:
         f"# written by haictl up for cluster {cfg.name!r}\n"
         f"scheduler = {json.dumps(cfg.scheduler.address)}\n"
         f"token_file = {json.dumps(str(admin_token_file(cfg)))}\n"
-        f"mgmtd = {json.dumps(cfg.mgmtd.address)}\n"
+        f"mgmtd = {json.dumps(cfg.mgmtd.addresses)}\n"
         f"data_dir = {json.dumps(str(cfg.data_dir))}\n"
     )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -238,14 +251,15 @@ def up(
     try:
         from fs3.admin import ensure_chain_table, wait_cluster_serving
 
-        progress(f"mgmtd      {cfg.mgmtd.address}")
-        launcher.start(
-            "mgmtd",
-            on(cfg.mgmtd.host, service_argv(cfg, "mgmtd")),
-            port=(cfg.mgmtd.host, cfg.mgmtd.port),
-            timeout_s=timeout_s,
-        )
-        ensure_chain_table(cfg.mgmtd.address, chain_table_for(cfg))
+        for i, ep in enumerate(cfg.mgmtd.instances):  # the first started leads; the others stand by
+            progress(f"mgmtd      {ep.address}" + (" (standby)" if i else ""))
+            launcher.start(
+                process_name(cfg, "mgmtd", index=i),
+                on(ep.host, service_argv(cfg, "mgmtd", index=i)),
+                port=(ep.host, ep.port),
+                timeout_s=timeout_s,
+            )
+        ensure_chain_table(cfg.mgmtd.addresses, chain_table_for(cfg))
         for i, srv in enumerate(cfg.storage.servers):
             progress(f"storage-{i}  {srv.address}")
             launcher.start(f"storage-{i}", on(srv.host, service_argv(cfg, "storage", index=i)))
@@ -259,7 +273,7 @@ def up(
             timeout_s=timeout_s,
         )
         try:
-            wait_cluster_serving(cfg.mgmtd.address, timeout_s)
+            wait_cluster_serving(cfg.mgmtd.addresses, timeout_s)
         except TimeoutError:
             _raise_if_dead(launcher)  # a server that died explains the timeout better than the timeout
             raise
@@ -278,13 +292,16 @@ def up(
     state = {
         "name": cfg.name,
         "config": str(config_path),
-        "mgmtd": cfg.mgmtd.address,
+        "mgmtd": cfg.mgmtd.addresses,
         "meta": cfg.meta.address,
         "scheduler": cfg.scheduler.address,
         "web": f"http://{cfg.scheduler.host}:{cfg.scheduler.web_port}/",
         "metrics": {
             "scheduler": f"http://{cfg.scheduler.host}:{cfg.scheduler.web_port}/metrics",
-            "mgmtd": _metrics_url(cfg.mgmtd),
+            **{
+                process_name(cfg, "mgmtd", index=i): _metrics_url(ep)
+                for i, ep in enumerate(cfg.mgmtd.instances)
+            },
             "meta": _metrics_url(cfg.meta),
             **{f"storage-{i}": _metrics_url(srv) for i, srv in enumerate(cfg.storage.servers)},
         },
@@ -420,6 +437,8 @@ def process_name(cfg: ClusterConfig, role: str, index: int = 0, name: str = "") 
     """The name ``up`` gives ``role``'s process (``storage-1``, ``agent-node2``) in the state file."""
     if role == "storage":
         return f"storage-{index}"
+    if role == "mgmtd":
+        return "mgmtd" if index == 0 else f"mgmtd-{index}"
     if role == "agent":
         return f"agent-{_agent(cfg, name or cfg.agents[0].name).name}"
     if role == "fuse":
@@ -428,7 +447,10 @@ def process_name(cfg: ClusterConfig, role: str, index: int = 0, name: str = "") 
 
 
 def _listen_address(cfg: ClusterConfig, role: str, index: int) -> tuple[str, int] | None:
-    if role in ("mgmtd", "meta", "scheduler"):
+    if role == "mgmtd":
+        ep = cfg.mgmtd.instances[index]
+        return ep.host, ep.port
+    if role in ("meta", "scheduler"):
         ep = getattr(cfg, role)
         return ep.host, ep.port
     if role == "storage":

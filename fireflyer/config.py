@@ -28,6 +28,9 @@ host = "127.0.0.1"
 port = 0                          # 0: pick a free port when the cluster starts
 metrics_port = 0                  # Prometheus /metrics of this service (0: a free port)
 lease_s = 3.0
+standbys = [                      # more mgmtd instances on the same database: one leads, a standby
+  { host = "127.0.0.1", port = 0 }, # takes over within seconds of its death ([] = none)
+]
 
 [meta]
 host = "127.0.0.1"
@@ -85,7 +88,20 @@ class ServiceEndpoint(Endpoint):
 
 @dataclass
 class MgmtdConfig(ServiceEndpoint):
+    """The leading mgmtd's endpoint, its node lease, and the standby instances that share its database."""
+
     lease_s: float = 3.0
+    standbys: list[ServiceEndpoint] = field(default_factory=list)
+
+    @property
+    def instances(self) -> list[ServiceEndpoint]:
+        """Every mgmtd instance: index 0 is this endpoint, 1.. the standbys (``haictl serve mgmtd --index``)."""
+        return [ServiceEndpoint(self.host, self.port, self.metrics_port), *self.standbys]
+
+    @property
+    def addresses(self) -> str:
+        """``HOST:PORT,HOST:PORT...`` of every instance: what services and clients are given."""
+        return ",".join(ep.address for ep in self.instances)
 
 
 @dataclass
@@ -197,7 +213,21 @@ def parse_config(text: str) -> ClusterConfig:
     _no_extra(cl, "cluster.")
 
     mg = _table(doc, "mgmtd")
-    mgmtd = MgmtdConfig(*_service_endpoint(mg, "mgmtd."), lease_s=_take(mg, "mgmtd.", "lease_s", float, 3.0))
+    raw_standbys = mg.pop("standbys", [])
+    if not isinstance(raw_standbys, list):
+        raise ConfigError("mgmtd.standbys: must be an array of {host, port} tables")
+    standbys = []
+    for i, raw in enumerate(raw_standbys):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"mgmtd.standbys[{i}]: must be a table")
+        raw = dict(raw)
+        standbys.append(ServiceEndpoint(*_service_endpoint(raw, f"mgmtd.standbys[{i}].")))
+        _no_extra(raw, f"mgmtd.standbys[{i}].")
+    mgmtd = MgmtdConfig(
+        *_service_endpoint(mg, "mgmtd."),
+        lease_s=_take(mg, "mgmtd.", "lease_s", float, 3.0),
+        standbys=standbys,
+    )
     _positive(mgmtd.lease_s, "mgmtd.lease_s")
     _no_extra(mg, "mgmtd.")
 
@@ -205,6 +235,12 @@ def parse_config(text: str) -> ClusterConfig:
     meta = MetaConfig(*_service_endpoint(me, "meta."), database=_take(me, "meta.", "database", str, "sqlite"))
     _database(meta.database, "meta.database")
     _no_extra(me, "meta.")
+    for i, sb in enumerate(mgmtd.standbys):
+        if meta.database == "sqlite" and sb.host != mgmtd.host:
+            raise ConfigError(
+                f"mgmtd.standbys[{i}].host: {sb.host} is not mgmtd.host ({mgmtd.host}); instances on other "
+                "hosts share the leader lease through the database: set meta.database to a postgresql:// DSN"
+            )
 
     st = _table(doc, "storage")
     replicas = _take(st, "storage.", "replicas", int, 3)

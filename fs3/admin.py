@@ -12,11 +12,10 @@ import time
 
 import grpc
 
-from fs3 import _rpc
 from fs3 import errors as E
+from fs3.mgmtd.client import MgmtdClient
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import mgmtd_pb2 as gpb
-from fs3.protos import mgmtd_pb2_grpc
 
 S = cpb.TargetState
 FIRST_STORAGE_NODE_ID = 10001  # storage server i (0-based) is node 10001 + i
@@ -33,11 +32,18 @@ def _opt(flag: str, value: object) -> list[str]:
 
 
 def mgmtd_argv(
-    host: str, port: int, db_url: str, lease_s: float, metrics_port: int | None = None
+    host: str,
+    port: int,
+    db_url: str,
+    lease_s: float,
+    metrics_port: int | None = None,
+    leader_lease_s: float | None = None,
 ) -> list[str]:
-    """``python -m fs3.mgmtd ...``: serve on ``host:port`` with its database at ``db_url``."""
+    """``python -m fs3.mgmtd ...``: serve on ``host:port`` with its database at ``db_url`` (shared by
+    every instance of the group: the one holding the leader lease answers)."""
     return [sys.executable, "-m", "fs3.mgmtd", "--host", host, "--port", str(port), "--db", db_url,
-            "--lease-s", str(lease_s), *_opt("--metrics-port", metrics_port)]  # fmt: skip
+            "--lease-s", str(lease_s), *_opt("--metrics-port", metrics_port),
+            *_opt("--leader-lease-s", leader_lease_s)]  # fmt: skip
 
 
 def meta_argv(
@@ -98,20 +104,26 @@ def chain_table_request(
 
 
 def routing(mgmtd_address: str, timeout_s: float = 10.0) -> cpb.RoutingInfo:
-    """The current routing info (chains, targets, nodes) from the mgmtd at ``mgmtd_address``."""
-    with _rpc.channel(mgmtd_address) as ch:
-        try:
-            return mgmtd_pb2_grpc.MgmtdStub(ch).GetRouting(gpb.GetRoutingReq(), timeout=timeout_s).routing
-        except grpc.RpcError as exc:
-            raise E.from_rpc_error(exc, "mgmtd") from None
+    """The current routing info (chains, targets, nodes) from the leading mgmtd of ``mgmtd_address``
+    (``HOST:PORT[,HOST:PORT...]``: every instance; standbys point to the leader)."""
+    client = MgmtdClient(mgmtd_address)
+    try:
+        return client.GetRouting(gpb.GetRoutingReq(), timeout=timeout_s).routing
+    except grpc.RpcError as exc:
+        raise E.from_rpc_error(exc, "mgmtd") from None
+    finally:
+        client.close()
 
 
 def ensure_chain_table(mgmtd_address: str, req: gpb.SetChainTableReq) -> bool:
     """Upload ``req`` unless mgmtd already has a chain table (3FS's init-cluster); True if uploaded."""
     if routing(mgmtd_address).chains:
         return False
-    with _rpc.channel(mgmtd_address) as ch:
-        mgmtd_pb2_grpc.MgmtdStub(ch).SetChainTable(req, timeout=30)
+    client = MgmtdClient(mgmtd_address)
+    try:
+        client.SetChainTable(req, timeout=30)
+    finally:
+        client.close()
     return True
 
 

@@ -14,10 +14,9 @@ from pathlib import Path
 from ffcommon import db
 from ffcommon.launcher import Launcher
 from ffcommon.ports import free_port
-from fs3 import _rpc, admin
+from fs3 import admin
 from fs3.client import FS3Client
 from fs3.protos import common_pb2 as cpb
-from fs3.protos import mgmtd_pb2_grpc
 
 S = cpb.TargetState
 
@@ -32,6 +31,8 @@ class ClusterConfig:
     chunk_size: int = 1 << 20  # bytes
     stripe: int = 0  # chains per file; 0 = all chains
     lease_s: float = 3.0  # mgmtd declares a node dead after this long without heartbeat
+    mgmtd_standbys: int = 0  # extra mgmtd instances on the same database (launcher names mgmtd-1, ...)
+    leader_lease_s: float = 3.0  # a standby mgmtd takes over after the leader is silent this long
     heartbeat_s: float = 0.5  # storage/meta heartbeat interval
     max_file_size: int = 1 << 40  # bytes
     fsync: bool = True  # fsync chunk files before acknowledging
@@ -59,13 +60,16 @@ class LocalCluster:
         self.launcher = Launcher(self.work_dir / "logs")
         self.db_url = c.db_url or db.sqlite_url(self.work_dir / "fs3.db")
         self.mgmtd_port = free_port(c.host)
+        # every mgmtd instance: index 0 ("mgmtd") starts first and so leads; 1.. ("mgmtd-N") stand by
+        self.mgmtd_ports = [self.mgmtd_port, *(free_port(c.host) for _ in range(c.mgmtd_standbys))]
         self.meta_port = free_port(c.host)
         self.storage_ports = [free_port(c.host) for _ in range(c.num_storage)]
         # fixed like every other port: an ephemeral bind at start-up could take a port chosen above for
         # a service not yet (re)started, e.g. meta's after a whole-cluster restart
         self.data_ports = [free_port(c.host) for _ in range(c.num_storage)]
         # Prometheus /metrics of each process, by launcher name (mgmtd, meta, storage-0, ...)
-        names = ["mgmtd", "meta", *(f"storage-{i}" for i in range(c.num_storage))]
+        names = [*map(self.mgmtd_name, range(len(self.mgmtd_ports))), "meta"]
+        names += [f"storage-{i}" for i in range(c.num_storage)]
         self.metrics_ports = {n: free_port(c.host) for n in names}
         self.num_chains = c.num_chains or 2 * c.num_storage
         self._clients: list[FS3Client] = []
@@ -73,7 +77,13 @@ class LocalCluster:
     # ---- addresses ---------------------------------------------------------------------------
     @property
     def mgmtd_address(self) -> str:
-        return f"{self.config.host}:{self.mgmtd_port}"
+        """Every mgmtd instance, ``HOST:PORT[,HOST:PORT...]`` (what services and clients are given)."""
+        return ",".join(f"{self.config.host}:{p}" for p in self.mgmtd_ports)
+
+    @staticmethod
+    def mgmtd_name(i: int) -> str:
+        """Launcher name of mgmtd instance ``i``: ``mgmtd``, then ``mgmtd-1``, ``mgmtd-2``..."""
+        return "mgmtd" if i == 0 else f"mgmtd-{i}"
 
     @property
     def meta_address(self) -> str:
@@ -97,11 +107,8 @@ class LocalCluster:
     def start(self) -> LocalCluster:
         """Start mgmtd, upload the chain table, start storage servers and meta; wait until all serve."""
         c = self.config
-        self.launcher.start(
-            "mgmtd",
-            admin.mgmtd_argv(c.host, self.mgmtd_port, self.db_url, c.lease_s, self.metrics_ports["mgmtd"]),
-            port=(c.host, self.mgmtd_port), env=c.extra_env,
-        )  # fmt: skip
+        for i in range(len(self.mgmtd_ports)):
+            self.start_mgmtd(i)
         if not self.routing().chains:  # a restart keeps the persisted chain table
             self._upload_chain_table()
         for i in range(c.num_storage):
@@ -114,13 +121,23 @@ class LocalCluster:
         self.wait_serving()
         return self
 
+    def start_mgmtd(self, i: int = 0) -> None:
+        """(Re)start mgmtd instance ``i`` on its port; it leads if no other instance holds the lease."""
+        c = self.config
+        name, port = self.mgmtd_name(i), self.mgmtd_ports[i]
+        self.launcher.start(
+            name,
+            admin.mgmtd_argv(c.host, port, self.db_url, c.lease_s, self.metrics_ports[name],
+                             leader_lease_s=c.leader_lease_s),
+            port=(c.host, port), env=c.extra_env,
+        )  # fmt: skip
+
     def _upload_chain_table(self) -> None:
         c = self.config
         req = admin.chain_table_request(
             c.num_storage, c.replicas, c.chunk_size, self.num_chains, c.stripe, c.max_file_size
         )
-        with _rpc.channel(self.mgmtd_address) as ch:
-            mgmtd_pb2_grpc.MgmtdStub(ch).SetChainTable(req, timeout=30)
+        admin.ensure_chain_table(self.mgmtd_address, req)
 
     def start_storage(self, i: int, wait: bool = True) -> None:
         """(Re)start storage server ``i`` on its port and data directory."""

@@ -28,12 +28,20 @@ def test_example_config_parses_with_every_role():
     again = parse_config(dump_config(cfg))  # what `haictl up` writes for the services reads back the same
     assert again.storage.servers == cfg.storage.servers
     assert service_argv(cfg, "storage", index=1)[-2:] == ["--data-port", "9202"]
+    # a standby mgmtd on its own host; every service is given both instances
+    assert again.mgmtd.standbys == cfg.mgmtd.standbys and len(cfg.mgmtd.standbys) == 1
+    standby = service_argv(cfg, "mgmtd", index=1)
+    assert standby[standby.index("--host") + 1] == "10.0.0.14"
+    meta = service_argv(cfg, "meta")
+    assert meta[meta.index("--mgmtd") + 1] == "10.0.0.10:9000,10.0.0.14:9000"
 
 
 def test_configmap_embeds_a_valid_cluster_config():
     docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "01-config.yaml").read_text()))
     cfg = parse_config(docs[0]["data"]["cluster.toml"])
-    assert cfg.mgmtd.port == 9000
+    assert cfg.mgmtd.port == 9000 and [s.host for s in cfg.mgmtd.standbys] == [
+        "mgmtd-1.mgmtd.fireflyer.svc.cluster.local"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -46,6 +54,8 @@ def test_configmap_embeds_a_valid_cluster_config():
         ("[scheduler]\nsurpend_grace_s = 1.0", "scheduler.surpend_grace_s"),
         ("[meta]\ndatabase = 'mysql://x'", "meta.database"),
         ("[storage]\nservers = [{ port = 1, data_port = -1 }]", "storage.servers[0].data_port"),
+        ("[mgmtd]\nstandbys = [{ port = 70000 }]", "mgmtd.standbys[0].port"),
+        ("[mgmtd]\nstandbys = [{ host = '10.0.0.2', port = 1 }]", "mgmtd.standbys[0].host"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_field(toml, field):

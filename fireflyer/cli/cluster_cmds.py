@@ -141,7 +141,12 @@ def status(config_path: Path | None, data_dir: Path | None, as_json: bool) -> No
 @click.argument("role", type=click.Choice(ROLES))
 @_config_option
 @_data_dir_option
-@click.option("--index", type=int, default=0, help="storage: the server's index in [storage].servers")
+@click.option(
+    "--index",
+    type=int,
+    default=0,
+    help="storage: the server's index in [storage].servers; mgmtd: 0 the first, 1.. mgmtd.standbys",
+)
 @click.option("--name", default="", help="agent: this node's name (default: the first [[agents]] entry)")
 @click.option("--mountpoint", default="", help="fuse: where to mount fs3")
 @click.option("--dry-run", is_flag=True, help="print the command instead of running it")
@@ -161,6 +166,7 @@ def serve(role: str, config_path: Path | None, data_dir: Path | None, index: int
     Examples:
       haictl serve storage --index 0 --config /etc/fireflyer/cluster.toml
       haictl serve storage --index 1 --data-dir ~/.fireflyer/local --detach
+      haictl serve mgmtd --index 1 --config /etc/fireflyer/cluster.toml   # a standby mgmtd
     """
     from fireflyer import cluster
 
@@ -201,12 +207,12 @@ def init_chains(config_path: Path | None, data_dir: Path | None) -> None:
 
     cfg = cluster.serve_config(config_path, data_dir)
     table = cluster.chain_table_for(cfg)
-    if ensure_chain_table(cfg.mgmtd.address, table):
+    if ensure_chain_table(cfg.mgmtd.addresses, table):
         click.echo(
-            f"uploaded {len(table.chains)} chains of {cfg.storage.replicas} targets to {cfg.mgmtd.address}"
+            f"uploaded {len(table.chains)} chains of {cfg.storage.replicas} targets to {cfg.mgmtd.addresses}"
         )
     else:
-        click.echo(f"{cfg.mgmtd.address} already has a chain table; left unchanged")
+        click.echo(f"{cfg.mgmtd.addresses} already has a chain table; left unchanged")
 
 
 @click.command()

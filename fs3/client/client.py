@@ -85,6 +85,7 @@ class FS3Client:
             self.leases.stop()
             self.chunks.close()
             self._meta_channel.close()
+            self.routing_cache.close()
 
     @property
     def closed(self) -> bool:

@@ -1,8 +1,10 @@
 """The client's routing cache: the chain table, target states and node addresses from mgmtd.
 
-Read through :attr:`RoutingCache.current`, the table is refreshed at most once a second; chunk I/O
-refreshes it at once on stale-version or unreachable-target errors (``wait_new``). A fetched table
-replaces the cached one unless it is older; it is never mutated in place.
+Read through :attr:`RoutingCache.current`, the table is refreshed at most once a second, on a
+background thread once a table is cached (a frozen or absent mgmtd never stalls I/O: it goes on over
+the last table known); chunk I/O refreshes it at once on stale-version or unreachable-target errors
+(``wait_new``). ``mgmtd`` lists every instance (``"h1:p1,h2:p2"``); calls follow the leader. A
+fetched table replaces the cached one unless it is older; it is never mutated in place.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import time
 
 import grpc
 
-from fs3 import _rpc, errors
-from fs3.protos import common_pb2, mgmtd_pb2, mgmtd_pb2_grpc
+from fs3 import errors
+from fs3.mgmtd.client import MgmtdClient
+from fs3.protos import common_pb2, mgmtd_pb2
 
 DEFAULT_MAX_FILE_SIZE = 1 << 40  # bytes, when mgmtd sets none
 
@@ -23,16 +26,23 @@ class RoutingCache:
 
     def __init__(self, mgmtd: str) -> None:
         self.mgmtd_address = mgmtd
-        self._mgmtd = mgmtd_pb2_grpc.MgmtdStub(_rpc.channel(mgmtd))
+        self._mgmtd = MgmtdClient(mgmtd)
         self._lock = threading.Lock()
         self._routing = common_pb2.RoutingInfo()
         self._fetched_t = 0.0
+        self._refreshing = False  # a background refresh is in flight
 
-    def refresh(self) -> common_pb2.RoutingInfo:
+    def close(self) -> None:
+        """Close the mgmtd channels."""
+        self._mgmtd.close()
+
+    def refresh(self, timeout_s: float = 10.0) -> common_pb2.RoutingInfo:
         """Fetch the chain table and target states from mgmtd now."""
         try:
-            routing = self._mgmtd.GetRouting(mgmtd_pb2.GetRoutingReq(), timeout=10).routing
+            routing = self._mgmtd.GetRouting(mgmtd_pb2.GetRoutingReq(), timeout=timeout_s).routing
         except grpc.RpcError as exc:
+            with self._lock:
+                self._fetched_t = time.monotonic()  # keep serving on the cached table; retry in a second
             raise errors.from_rpc_error(exc, f"mgmtd {self.mgmtd_address}") from None
         with self._lock:
             if routing.routing_version >= self._routing.routing_version:
@@ -42,13 +52,28 @@ class RoutingCache:
 
     @property
     def current(self) -> common_pb2.RoutingInfo:
-        """The cached routing info, refreshed first if it is more than a second old (failures ignored)."""
+        """The cached routing info; older than a second, it is refreshed (in the background once cached)."""
         if time.monotonic() - self._fetched_t > 1.0:
-            try:
-                self.refresh()
-            except errors.FS3Error:
-                pass
+            if not self._routing.chains:
+                try:
+                    self.refresh()
+                except errors.FS3Error:
+                    pass
+            else:
+                with self._lock:
+                    start = not self._refreshing
+                    self._refreshing = True
+                if start:
+                    threading.Thread(target=self._refresh_quietly, daemon=True).start()
         return self._routing
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh()
+        except (errors.FS3Error, ValueError):  # ValueError: closed meanwhile
+            pass
+        finally:
+            self._refreshing = False
 
     @property
     def cached(self) -> common_pb2.RoutingInfo:
@@ -80,9 +105,9 @@ class RoutingCache:
     def wait_new(self, chain_id: int, version: int) -> None:
         """Poll mgmtd until ``chain_id`` moves past ``version`` (bounded wait, about a second)."""
         deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
             try:
-                self.refresh()
+                self.refresh(timeout_s=max(0.2, left))
             except errors.FS3Error:
                 pass
             if self.chain(chain_id).version != version:

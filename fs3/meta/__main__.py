@@ -17,7 +17,9 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--db", required=True, help="sqlite:///path or postgresql://...")
-    ap.add_argument("--mgmtd", required=True, help="mgmtd address host:port")
+    ap.add_argument(
+        "--mgmtd", required=True, help="mgmtd addresses HOST:PORT[,HOST:PORT...] (leader and standbys)"
+    )
     ap.add_argument("--node-id", type=int, default=100)
     ap.add_argument("--heartbeat-s", type=float, default=1.0)
     ap.add_argument(

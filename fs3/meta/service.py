@@ -13,13 +13,13 @@ from typing import TypeVar
 
 import grpc
 
-from fs3 import _rpc
 from fs3 import errors as E
 from fs3.meta.gc import LeaseCollector
 from fs3.meta.store import DEFAULT_LEASE_S, DIR, NOW, InodeRow, MetaStore, Removed
+from fs3.mgmtd.client import MgmtdClient
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import meta_pb2 as pb
-from fs3.protos import meta_pb2_grpc, mgmtd_pb2_grpc
+from fs3.protos import meta_pb2_grpc
 from fs3.protos import mgmtd_pb2 as mpb
 
 T = TypeVar("T")
@@ -66,7 +66,7 @@ class MetaService(meta_pb2_grpc.MetaServicer):
         lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self._routing: cpb.RoutingInfo | None = None
-        self._mgmtd = mgmtd_pb2_grpc.MgmtdStub(_rpc.channel(mgmtd))
+        self._mgmtd = MgmtdClient(mgmtd)  # every mgmtd address; calls follow the leader
         self._node_id, self._address = node_id, address
         self._stop = threading.Event()
         self._routing_ready = threading.Event()

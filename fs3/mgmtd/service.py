@@ -1,7 +1,12 @@
 """The mgmtd servicer: keeps nodes, leases and the chain table; applies the target-state rules.
 
 State lives in the same database as meta (tables ``mgmtd_*``), so a restart keeps the chain table.
-Leases are in memory: after a restart every known node gets a fresh lease.
+Node leases are in memory: after a restart every known node gets a fresh lease.
+
+Several instances may share one database: the one holding the leader lease (``fs3.mgmtd.leader``)
+answers; the others answer ``UNAVAILABLE: ENOTLEADER: ...; leader is HOST:PORT`` until the lease
+expires, then one of them reloads the tables and leads. Its routing versions start above every
+version its predecessor can have handed out (``epoch << 32``), so nobody ignores its routing as old.
 """
 
 from __future__ import annotations
@@ -10,12 +15,16 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import wraps
+from typing import Any, TypeVar
 
 import grpc
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ffcommon.db import Database
+from fs3.mgmtd.client import NOT_LEADER
+from fs3.mgmtd.leader import LeaderLease, NotLeader
 from fs3.protos import common_pb2, mgmtd_pb2, mgmtd_pb2_grpc
 from fs3.protos.common_pb2 import TargetState
 
@@ -34,16 +43,58 @@ CREATE TABLE IF NOT EXISTS mgmtd_chains (chain_id BIGINT PRIMARY KEY, version BI
 """
 
 DEFAULT_MAX_FILE_SIZE = 1 << 40
+EPOCH_SHIFT = 32  # routing_version = epoch << 32 | changes within the epoch
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _leader_only(method: F) -> F:
+    """Answer ENOTLEADER (UNAVAILABLE, naming the leader) unless this instance leads."""
+
+    @wraps(method)
+    def wrapper(self: MgmtdService, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            self.lease.check()
+            return method(self, request, context)
+        except NotLeader as exc:
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"{NOT_LEADER}: mgmtd {self.lease.address} is a standby; leader is {exc.leader or 'unknown'}",
+            )
+
+    return wrapper  # type: ignore[return-value]
 
 
 class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
-    """Cluster manager; only this (single, primary) instance changes the chain table."""
+    """Cluster manager; only the instance holding the leader lease answers and changes the chain table."""
 
-    def __init__(self, db_url: str, lease_s: float = 60.0, scan_interval_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        lease_s: float = 60.0,
+        scan_interval_s: float = 0.2,
+        address: str = "",
+        leader_lease_s: float = 3.0,
+    ) -> None:
         self.db = Database(db_url)
         self.db.executescript(SCHEMA)
         self.lease_s = lease_s
         self._lock = threading.RLock()
+        self._reset()
+        self.lease = LeaderLease(
+            self.db,
+            address,
+            lease_s=leader_lease_s,
+            renew_s=min(0.5, leader_lease_s / 4),
+            on_elected=self._take_over,
+        )
+        self.lease.start()
+        self._stop = threading.Event()
+        self._scanner = threading.Thread(target=self._scan_loop, args=(scan_interval_s,), daemon=True)
+        self._scanner.start()
+
+    def _reset(self) -> None:
+        """Empty in-memory state (before a load from the database)."""
         self._nodes: dict[int, dict] = {}  # node_id -> {address, role, last_hb (monotonic), last_wall}
         self._chains: dict[int, dict] = {}  # chain_id -> {version, targets: [[tid, nid, state]]}
         self._local: dict[int, int] = {}  # target_id -> last reported LocalState
@@ -53,10 +104,13 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
         self._routing_version = 1
         self._fresh: set[int] = set()  # targets of a new chain table that never reported: hold no data
         self._started = time.monotonic()
-        self._load()
-        self._stop = threading.Event()
-        self._scanner = threading.Thread(target=self._scan_loop, args=(scan_interval_s,), daemon=True)
-        self._scanner.start()
+
+    def _take_over(self, epoch: int) -> None:
+        """On election: reload the tables; every node gets a fresh lease (rebuilt from its heartbeats)."""
+        with self._lock:
+            self._reset()
+            self._load()
+            self._routing_version = max(self._routing_version, epoch << EPOCH_SHIFT)
 
     # ---- persistence -------------------------------------------------------------------------
     def _load(self) -> None:
@@ -91,6 +145,7 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
         fresh = json.dumps(sorted(self._fresh))
 
         def save(cur: object) -> None:
+            self.lease.fence(cur)
             for cid, ver, targets in rows:
                 cur.execute("DELETE FROM mgmtd_chains WHERE chain_id = ?", (cid,))
                 cur.execute("INSERT INTO mgmtd_chains VALUES (?, ?, ?)", (cid, ver, targets))
@@ -151,15 +206,20 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
 
     def _scan_loop(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):
+            if not self.lease.is_leader():
+                continue
             try:
                 with self._lock:
                     self._reconcile()
+            except NotLeader:
+                pass  # deposed meanwhile; the next leader reloads from the database
             except Exception:  # keep scanning; the next pass retries
                 logging.exception("chain scan failed")
 
     def stop(self) -> None:
-        """Stop the background scanner."""
+        """Stop the background scanner and hand the leader lease back (a standby takes over at once)."""
         self._stop.set()
+        self.lease.stop(release=True)
 
     # ---- wire --------------------------------------------------------------------------------
     def routing(self) -> common_pb2.RoutingInfo:
@@ -196,6 +256,7 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
             )
         return info
 
+    @_leader_only
     def Heartbeat(
         self, request: mgmtd_pb2.HeartbeatReq, context: grpc.ServicerContext
     ) -> mgmtd_pb2.HeartbeatRsp:
@@ -208,6 +269,7 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
             if node is None or node["address"] != request.address or node["role"] != request.role:
                 self.db.run(
                     lambda cur: (
+                        self.lease.fence(cur),
                         cur.execute("DELETE FROM mgmtd_nodes WHERE node_id = ?", (request.node_id,)),
                         cur.execute(
                             "INSERT INTO mgmtd_nodes VALUES (?, ?, ?)",
@@ -285,7 +347,14 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
             return mgmtd_pb2.HeartbeatRsp(routing=self.routing(), lease_s=self.lease_s)
 
     def collect(self) -> Iterator[Metric]:
-        """Prometheus collector: target states, node liveness and chain versions, read at scrape time."""
+        """Prometheus collector: leadership, and on the leader target states, node liveness, chain versions."""
+        yield GaugeMetricFamily(
+            "fs3_mgmtd_leader",
+            "1 while this mgmtd instance holds the leader lease",
+            value=int(self.lease.is_leader()),
+        )
+        if not self.lease.is_leader():
+            return
         with self._lock:
             info = self.routing()
         targets = GaugeMetricFamily("fs3_targets", "Storage targets by public state", labels=["state"])
@@ -331,12 +400,14 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
         yield read_only
         yield GaugeMetricFamily("fs3_routing_version", "Routing table version", value=info.routing_version)
 
+    @_leader_only
     def GetRouting(
         self, request: mgmtd_pb2.GetRoutingReq, context: grpc.ServicerContext
     ) -> mgmtd_pb2.GetRoutingRsp:
         with self._lock:
             return mgmtd_pb2.GetRoutingRsp(routing=self.routing())
 
+    @_leader_only
     def SetChainTable(
         self, request: mgmtd_pb2.SetChainTableReq, context: grpc.ServicerContext
     ) -> mgmtd_pb2.SetChainTableRsp:
@@ -386,6 +457,7 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
             cfg = dict(self._config)
 
             def save_cfg(cur: object) -> None:
+                self.lease.fence(cur)
                 for k, v in cfg.items():
                     cur.execute("DELETE FROM mgmtd_config WHERE key = ?", (k,))
                     cur.execute("INSERT INTO mgmtd_config VALUES (?, ?)", (k, str(v)))
@@ -394,6 +466,7 @@ class MgmtdService(mgmtd_pb2_grpc.MgmtdServicer):
             self._save_chains(list(self._chains))
             return mgmtd_pb2.SetChainTableRsp(routing=self.routing())
 
+    @_leader_only
     def SyncDone(
         self, request: mgmtd_pb2.SyncDoneReq, context: grpc.ServicerContext
     ) -> mgmtd_pb2.SyncDoneRsp:

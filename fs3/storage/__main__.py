@@ -21,7 +21,9 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--node-id", type=int, required=True, help="10001 and up")
     ap.add_argument("--data-dir", required=True, help="one sub-directory per target is created here")
-    ap.add_argument("--mgmtd", required=True, help="mgmtd address host:port")
+    ap.add_argument(
+        "--mgmtd", required=True, help="mgmtd addresses HOST:PORT[,HOST:PORT...] (leader and standbys)"
+    )
     ap.add_argument(
         "--data-port",
         type=int,
@@ -38,7 +40,12 @@ def main() -> None:
         "(-1: 5%% of the target's file system, at most 1 GiB)",
     )
     ap.add_argument("--no-fsync", action="store_true", help="do not fsync chunk files (benchmarks only)")
-    ap.add_argument("--no-exit-on-mgmtd-loss", action="store_true", help="keep running without mgmtd")
+    ap.add_argument(
+        "--exit-on-mgmtd-loss",
+        action="store_true",
+        help="exit after half a lease without any mgmtd (default: keep serving on the last routing known)",
+    )
+    ap.add_argument("--no-exit-on-mgmtd-loss", action="store_true", help=argparse.SUPPRESS)  # the default now
     _rpc.add_metrics_flag(ap)
     args = ap.parse_args()
     _rpc.setup_logging(f"storage-{args.node_id}")
@@ -59,7 +66,7 @@ def main() -> None:
         mgmtd=args.mgmtd,
         heartbeat_s=args.heartbeat_s,
         fsync=not args.no_fsync,
-        exit_on_mgmtd_loss=not args.no_exit_on_mgmtd_loss,
+        exit_on_mgmtd_loss=args.exit_on_mgmtd_loss,
         data_address=data.address if data else "",
         reserve_bytes=None if args.reserve_bytes < 0 else args.reserve_bytes,
     )

@@ -33,7 +33,7 @@ class StorageService(storage_pb2_grpc.StorageServicer):
         mgmtd: str,
         heartbeat_s: float = 1.0,
         fsync: bool = True,
-        exit_on_mgmtd_loss: bool = True,
+        exit_on_mgmtd_loss: bool = False,
         data_address: str = "",
         reserve_bytes: int | None = None,
     ) -> None:

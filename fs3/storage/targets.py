@@ -17,8 +17,9 @@ from pathlib import Path
 
 import grpc
 
-from fs3 import _rpc, errors
-from fs3.protos import common_pb2, mgmtd_pb2, mgmtd_pb2_grpc
+from fs3 import errors
+from fs3.mgmtd.client import MgmtdClient
+from fs3.protos import common_pb2, mgmtd_pb2
 from fs3.protos.common_pb2 import TargetState
 from fs3.storage.store import ChunkStore
 
@@ -34,7 +35,7 @@ class Targets:
         mgmtd: str,
         heartbeat_s: float = 1.0,
         fsync: bool = True,
-        exit_on_mgmtd_loss: bool = True,
+        exit_on_mgmtd_loss: bool = False,
         data_address: str = "",
         reserve_bytes: int | None = None,
     ) -> None:
@@ -46,7 +47,7 @@ class Targets:
         self.fsync = fsync
         self.heartbeat_s = heartbeat_s
         self.exit_on_mgmtd_loss = exit_on_mgmtd_loss
-        self.mgmtd = mgmtd_pb2_grpc.MgmtdStub(_rpc.channel(mgmtd))
+        self.mgmtd = MgmtdClient(mgmtd)  # every mgmtd address; calls follow the leader
         self.stores: dict[int, ChunkStore] = {}
         # called with every routing accepted (resync starts from here)
         self.routing_listeners: list[Callable[[common_pb2.RoutingInfo], None]] = []
@@ -112,6 +113,7 @@ class Targets:
                 self.heartbeat_once()
                 last_ok = time.monotonic()
             except grpc.RpcError as exc:
+                # serve on the last routing known; the next beat that gets through re-registers
                 lost_s = time.monotonic() - last_ok
                 logging.warning("heartbeat failed (%s), mgmtd unreachable for %.1f s", exc.code(), lost_s)
                 if self.exit_on_mgmtd_loss and lost_s > self._lease_s / 2:
@@ -124,7 +126,7 @@ class Targets:
     def refresh_routing(self) -> None:
         """Ask mgmtd for the routing now (a peer named a newer chain version); failures only log."""
         try:
-            self.set_routing(self.mgmtd.GetRouting(mgmtd_pb2.GetRoutingReq(), timeout=5).routing)
+            self.set_routing(self.mgmtd.GetRouting(mgmtd_pb2.GetRoutingReq(), timeout=2).routing)
         except grpc.RpcError as exc:
             logging.warning("routing refresh failed: %s", exc.code())
 

@@ -25,12 +25,17 @@ def test_haictl_serve_builds_fs3_argv_through_fs3_admin():
     cfg = parse_config(DEFAULT_CONFIG_TOML)
     srv = cfg.storage.servers[1]
     assert service_argv(cfg, "storage", index=1) == admin.storage_argv(
-        1, srv.host, srv.port, cfg.data_dir / "storage-1", cfg.mgmtd.address, srv.data_port
+        1, srv.host, srv.port, cfg.data_dir / "storage-1", cfg.mgmtd.addresses, srv.data_port
     )
     db_url = f"sqlite://{cfg.data_dir / 'fs3' / 'fs3.db'}"
     assert service_argv(cfg, "mgmtd") == admin.mgmtd_argv(
         cfg.mgmtd.host, cfg.mgmtd.port, db_url, cfg.mgmtd.lease_s
     )
     assert service_argv(cfg, "meta") == admin.meta_argv(
-        cfg.meta.host, cfg.meta.port, db_url, cfg.mgmtd.address
+        cfg.meta.host, cfg.meta.port, db_url, cfg.mgmtd.addresses
     )
+    standby = cfg.mgmtd.standbys[0]  # the embedded config runs one; servers are given both addresses
+    assert service_argv(cfg, "mgmtd", index=1) == admin.mgmtd_argv(
+        standby.host, standby.port, db_url, cfg.mgmtd.lease_s
+    )
+    assert cfg.mgmtd.addresses == f"{cfg.mgmtd.address},{standby.address}"
