@@ -24,13 +24,17 @@ OPTIONS = [
 ]
 
 
-def make_server(max_workers: int = 32) -> grpc.Server:
-    """A threaded gRPC server with fs3's message limits, counting requests, latencies and bytes per method."""
+def make_server(max_workers: int = 32, max_receive_bytes: int = MAX_MESSAGE_BYTES) -> grpc.Server:
+    """A threaded gRPC server with fs3's message limits, counting requests, latencies and bytes per method.
+
+    ``max_receive_bytes`` caps one incoming message (gRPC refuses a bigger one before buffering it).
+    """
     from ffcommon.metrics import GrpcMetricsInterceptor
 
+    options = [o for o in OPTIONS if o[0] != "grpc.max_receive_message_length"]
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        options=OPTIONS,
+        options=[*options, ("grpc.max_receive_message_length", max_receive_bytes)],
         interceptors=[GrpcMetricsInterceptor()],
     )
 

@@ -38,6 +38,7 @@ class ClusterConfig:
     fsync: bool = True  # fsync chunk files before acknowledging
     data_ports: bool = True  # storage servers serve chunk reads/updates on a data port (False: gRPC only)
     storage_reserve_bytes: int = -1  # free bytes each target keeps back (ENOSPC under it); -1: 5 %, <= 1 GiB
+    storage_args: tuple[str, ...] = ()  # extra flags for every storage server (e.g. data-port limits)
     db_url: str = ""  # meta+mgmtd database; "" = SQLite file in the work dir
     host: str = "127.0.0.1"
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -147,7 +148,7 @@ class LocalCluster:
             data_port=self.data_ports[i] if c.data_ports else -1, heartbeat_s=c.heartbeat_s,
             metrics_port=self.metrics_ports[f"storage-{i}"], fsync=c.fsync,
             reserve_bytes=c.storage_reserve_bytes if c.storage_reserve_bytes >= 0 else None,
-        )  # fmt: skip
+        ) + list(c.storage_args)  # fmt: skip
         self.launcher.start(
             f"storage-{i}", argv, port=(c.host, self.storage_ports[i]) if wait else None, env=c.extra_env
         )

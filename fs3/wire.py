@@ -31,7 +31,9 @@ An UPDATE (count = 1) is followed by an UpdateHead (8 B: header length, payload 
 ``UpdateReq`` protobuf (its ``data`` empty) and the payload, and answered with a Reply (8 B: status,
 body length) and the body: a serialized ``UpdateRsp`` (status DATA) or the error text (ERROR).
 
-All integers are little-endian. A malformed request closes the connection.
+All integers are little-endian. A malformed update (a length over its limit, a header that is not
+an ``UpdateReq``) is answered with an EINVAL error, then the connection is closed; any other
+malformed frame closes the connection at once (there is no frame to answer it in).
 """
 
 from __future__ import annotations
@@ -90,6 +92,23 @@ def recv_exact(sock: socket.socket, buf: memoryview) -> None:
         if k == 0:
             raise ConnectionError("data port peer closed the connection")
         got += k
+
+
+def recv_growing(sock: socket.socket, n: int, first_bytes: int = 64 << 10) -> bytearray:
+    """``n`` bytes from ``sock`` into a buffer that doubles as they arrive, from ``first_bytes``.
+
+    A header's length claim costs nothing until the bytes come: a peer that stalls after announcing
+    64 MiB holds ``first_bytes``, not 64 MiB. Errors as :func:`recv_exact`.
+    """
+    buf = bytearray(min(n, first_bytes))
+    got = 0
+    while True:
+        with memoryview(buf) as mv:
+            recv_exact(sock, mv[got:])
+        got = len(buf)
+        if got >= n:
+            return buf
+        buf.extend(bytes(min(got, n - got)))
 
 
 def set_io_timeout(sock: socket.socket, timeout_s: float) -> None:

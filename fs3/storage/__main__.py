@@ -7,11 +7,40 @@ The data port (``--data-port``) carries chunk reads and updates; the gRPC port c
 from __future__ import annotations
 
 import argparse
+import ctypes
+import logging
+import resource
 
 from fs3 import _rpc
 from fs3.protos import storage_pb2_grpc
+from fs3.storage import dataport
 from fs3.storage.dataport import DataServer
 from fs3.storage.service import StorageService
+
+# gRPC messages to storage carry at most one 1 MiB piece (Update) or a small request; refuse bigger ones
+MAX_RECEIVE_BYTES = 4 << 20
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def _bound_process_resources() -> None:
+    """Let the data port hold its connections, and give freed chunk buffers back to the OS.
+
+    The descriptor limit is raised to its hard maximum (a Debian root shell starts at 1,024). glibc
+    serves big allocations from mmap only up to a threshold that rises to the largest buffer freed,
+    after which freed chunk buffers stay in the heap: pinning it at 1 MiB makes them go back.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard)
+            )
+        except (ValueError, OSError) as exc:
+            logging.warning("cannot raise the descriptor limit from %d: %s", soft, exc)
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        pass  # not glibc
 
 
 def main() -> None:
@@ -39,6 +68,18 @@ def main() -> None:
         help="free space each target keeps back: under it, new or growing chunks get ENOSPC "
         "(-1: 5%% of the target's file system, at most 1 GiB)",
     )
+    ap.add_argument(
+        "--data-port-max-connections",
+        type=int,
+        default=dataport.MAX_CONNECTIONS,
+        help="connections the data port holds at once; at the limit the longest idle one makes room",
+    )
+    ap.add_argument(
+        "--data-port-idle-timeout-s",
+        type=float,
+        default=dataport.IDLE_TIMEOUT_S,
+        help="a data-port connection silent this long (between or inside requests) is closed",
+    )
     ap.add_argument("--no-fsync", action="store_true", help="do not fsync chunk files (benchmarks only)")
     ap.add_argument(
         "--exit-on-mgmtd-loss",
@@ -49,7 +90,8 @@ def main() -> None:
     _rpc.add_metrics_flag(ap)
     args = ap.parse_args()
     _rpc.setup_logging(f"storage-{args.node_id}")
-    server = _rpc.make_server(max_workers=64)
+    _bound_process_resources()
+    server = _rpc.make_server(max_workers=64, max_receive_bytes=MAX_RECEIVE_BYTES)
     data: DataServer | None = None
     if args.data_port >= 0:
         data = DataServer(
@@ -58,6 +100,8 @@ def main() -> None:
             lambda *item: svc.reader.read_item(*item),
             f"storage-{args.node_id}",
             update=lambda req, payload: svc.updater.update(req, payload),
+            max_connections=args.data_port_max_connections,
+            idle_timeout_s=args.data_port_idle_timeout_s,
         )
     svc = StorageService(
         node_id=args.node_id,

@@ -4,13 +4,20 @@ One thread per client connection; a client keeps a few connections per storage n
 batch of reads on each, so the per-chunk cost is one file read, one CRC32C pass and one send. An
 update runs the same code as ``Storage/Update`` (validation, CRAQ staging, forwarding, commit) and
 answers when the chain has committed it.
+
+Bounded: at most ``max_connections`` at once (at the limit the connection idle longest, if idle for
+``evict_idle_s``, is closed to admit a new one; else the new one is refused); a connection silent
+for ``idle_timeout_s`` (between requests or in the middle of one) is closed; an update's payload
+buffer grows as its bytes arrive, never to what the header claims before they do.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from fs3 import errors, wire
@@ -25,7 +32,9 @@ ReadFn = Callable[[int, int, int, int, int, int, bool, bytearray], "tuple[int, m
 UpdateFn = Callable[[storage_pb2.UpdateReq, bytearray], storage_pb2.UpdateRsp]
 
 
-MAX_CONNECTIONS = 2048  # open connections (one thread each); more are closed at once
+MAX_CONNECTIONS = 2048  # open connections (one thread each)
+IDLE_TIMEOUT_S = 60.0  # a connection silent this long is closed
+EVICT_IDLE_S = 5.0  # at the connection limit, one idle at least this long makes room for a new one
 
 
 class DataPortMetrics:
@@ -69,9 +78,13 @@ class DataServer:
         name: str = "storage",
         update: UpdateFn | None = None,
         max_connections: int = MAX_CONNECTIONS,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        evict_idle_s: float = EVICT_IDLE_S,
     ) -> None:
         self.host, self.name = host, name
         self.max_connections = max_connections
+        self.idle_timeout_s = idle_timeout_s
+        self.evict_idle_s = min(evict_idle_s, idle_timeout_s)
         self._read = read
         self._update = update
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -81,10 +94,13 @@ class DataServer:
         except OSError as exc:
             self._sock.close()
             raise OSError(exc.errno, f"{name}: data port {host}:{port}: {exc.strerror}") from None
-        self._sock.listen(128)
+        self._sock.listen(1024)  # a burst of connects waits here, not in SYN-ACK retransmits
         self.port: int = self._sock.getsockname()[1]
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
+        self._idle_since: dict[socket.socket, float] = {}  # connections waiting for their next request
+        self._refused = 0  # connections refused since the last log line about it
+        self._refused_logged_t = 0.0
         self._conns_lock = threading.Lock()
         self._metrics = DataPortMetrics.get()
 
@@ -113,31 +129,69 @@ class DataServer:
         while not self._stop.is_set():
             try:
                 conn, peer = self._sock.accept()
-            except OSError:
+            except OSError as exc:
                 if self._stop.is_set():
                     return
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    logging.warning("data port: cannot accept (%s); retrying", exc.strerror)
+                    time.sleep(0.05)  # out of descriptors: do not spin
                 continue
             self._metrics.connections.inc()
             with self._conns_lock:
+                victim = None
+                if len(self._conns) >= self.max_connections:
+                    victim = self._longest_idle()
+                    if victim is not None:  # gone from the count now; its thread closes it
+                        self._conns.discard(victim)
+                        self._idle_since.pop(victim, None)
                 full = len(self._conns) >= self.max_connections
                 if not full:
                     self._conns.add(conn)
+            if victim is not None:
+                logging.info(
+                    "data port: %d connections open, closing the longest idle one", self.max_connections
+                )
+                _shutdown(victim)
             if full:  # a thread per connection: refuse rather than exhaust the process
-                logging.warning("data port: %d connections open, refusing %s", self.max_connections, peer)
+                self._refused += 1
+                now = time.monotonic()
+                if now - self._refused_logged_t >= 1.0:  # a flood must not flood the log too
+                    logging.warning(
+                        "data port: %d connections open, refused %d (last %s)",
+                        self.max_connections,
+                        self._refused,
+                        peer,
+                    )
+                    self._refused, self._refused_logged_t = 0, now
                 conn.close()
                 continue
             threading.Thread(target=self._serve, args=(conn, peer), daemon=True).start()
 
+    def _longest_idle(self) -> socket.socket | None:
+        """The connection waiting longest for a request, if for ``evict_idle_s`` or more (under the lock)."""
+        if not self._idle_since:
+            return None
+        conn, since = min(self._idle_since.items(), key=lambda kv: kv[1])
+        return conn if time.monotonic() - since >= self.evict_idle_s else None
+
     def _serve(self, conn: socket.socket, peer: object) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        wire.set_io_timeout(conn, self.idle_timeout_s)
         head = memoryview(bytearray(wire.BATCH_HEADER.size))
         buf = bytearray()
         try:
             while not self._stop.is_set():
+                with self._conns_lock:
+                    if conn not in self._conns:
+                        return  # evicted
+                    self._idle_since[conn] = time.monotonic()
                 try:
                     wire.recv_exact(conn, head)
-                except ConnectionError:
-                    return  # the client is done with this connection
+                except (ConnectionError, TimeoutError):
+                    return  # the client is done with this connection, or silent for idle_timeout_s
+                finally:
+                    with self._conns_lock:
+                        self._idle_since.pop(conn, None)
                 magic, version, op, n = wire.BATCH_HEADER.unpack(head)
                 if magic != wire.MAGIC or version != wire.VERSION or not 1 <= n <= wire.MAX_ITEMS:
                     logging.warning("data port: bad request header from %s; closing", peer)
@@ -160,10 +214,11 @@ class DataServer:
         finally:
             with self._conns_lock:
                 self._conns.discard(conn)
+                self._idle_since.pop(conn, None)
             conn.close()
 
     def _serve_update(self, conn: socket.socket, peer: object) -> bool:
-        """Receive one update, apply it, answer; False when the request was malformed (close)."""
+        """Receive one update, apply it, answer; False when the request was malformed (answered, then close)."""
         head = memoryview(bytearray(wire.UPDATE_HEAD.size))
         wire.recv_exact(conn, head)
         header_len, payload_len = wire.UPDATE_HEAD.unpack(head)
@@ -171,16 +226,21 @@ class DataServer:
             logging.warning(
                 "data port: update of %d+%d bytes from %s; closing", header_len, payload_len, peer
             )
+            self._reject(
+                conn,
+                f"header of {header_len} bytes (at most {wire.MAX_UPDATE_HEADER_BYTES}) or payload of "
+                f"{payload_len} bytes (at most {wire.MAX_PAYLOAD_BYTES})",
+            )
             return False
-        raw = memoryview(bytearray(header_len))
+        raw = memoryview(bytearray(header_len))  # at most 64 KiB
         wire.recv_exact(conn, raw)
-        payload = bytearray(payload_len)
-        wire.recv_exact(conn, memoryview(payload))
+        payload = wire.recv_growing(conn, payload_len)  # grows as the bytes arrive
         self._metrics.received.inc(payload_len)
         try:
             req = storage_pb2.UpdateReq.FromString(bytes(raw))
         except Exception:  # protobuf's DecodeError, or worse
             logging.warning("data port: undecodable update header from %s; closing", peer)
+            self._reject(conn, f"header of {header_len} bytes is not an UpdateReq")
             return False
         try:
             rsp = self._update(req, payload)  # type: ignore[misc]
@@ -193,6 +253,15 @@ class DataServer:
         self._metrics.updates.labels("ok").inc()
         wire.send_all(conn, [wire.REPLY.pack(wire.STATUS_DATA, len(body)), body])
         return True
+
+    def _reject(self, conn: socket.socket, why: str) -> None:
+        """Answer a malformed update with EINVAL (the connection is closed after it)."""
+        msg = _error_text(errors.InvalidArgument("data port update", why))
+        self._metrics.updates.labels("error").inc()
+        try:
+            wire.send_all(conn, [wire.REPLY.pack(wire.STATUS_ERROR, len(msg)), msg])
+        except OSError:
+            pass  # the peer is gone or not reading: closing is all that is left
 
     def _answer(self, conn: socket.socket, i: int, item: tuple[int, ...], buf: bytearray) -> None:
         target, inode, index, offset, length, chain_version, flags = item
@@ -226,6 +295,14 @@ class DataServer:
         msg = _error_text(exc)
         self._metrics.items.labels("error").inc()
         wire.send_all(conn, [wire.ITEM_HEADER.pack(i, wire.STATUS_ERROR, 0, 0, 0, 0, len(msg)), msg])
+
+
+def _shutdown(conn: socket.socket) -> None:
+    """Wake the thread blocked on ``conn`` (it sees the connection end and closes it)."""
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _error_text(exc: errors.FS3Error) -> bytes:

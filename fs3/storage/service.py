@@ -19,7 +19,7 @@ from fs3.storage.forward import Forwarder
 from fs3.storage.read import ChunkReader
 from fs3.storage.resync import Resyncer
 from fs3.storage.targets import Targets
-from fs3.storage.update import ChunkUpdater
+from fs3.storage.update import ChunkUpdater, receive_payload
 
 
 class StorageService(storage_pb2_grpc.StorageServicer):
@@ -67,9 +67,7 @@ class StorageService(storage_pb2_grpc.StorageServicer):
     ) -> storage_pb2.UpdateRsp:
         try:
             first = next(request_iterator)
-            parts = [first.data]
-            parts.extend(m.data for m in request_iterator)
-            return self.updater.update(first, b"".join(parts))
+            return self.updater.update(first, receive_payload(first, request_iterator))
         except errors.FS3Error as exc:
             errors.abort(context, exc)
         except StopIteration:

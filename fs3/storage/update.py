@@ -8,6 +8,9 @@ and compares its CRC32C with its successor's. Syncing successors get full-chunk 
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 from fs3 import errors
 from fs3.crc import crc32c
 from fs3.protos import common_pb2, storage_pb2
@@ -43,6 +46,29 @@ def validate(req: storage_pb2.UpdateReq, data: bytes | bytearray) -> None:
             raise errors.FileTooLarge(name, f"write ends at {end} > max file size {req.max_file_size}")
     if req.type == storage_pb2.UPDATE_TYPE_UNSPECIFIED:
         raise errors.InvalidArgument(name, "update type is required")
+
+
+def receive_payload(first: storage_pb2.UpdateReq, rest: Iterator[storage_pb2.UpdateReq]) -> bytes:
+    """The payload of a gRPC Update stream, refused (EINVAL) as soon as it outgrows what the header announces.
+
+    A stream that keeps sending past its ``length`` (at most one chunk) is cut off there instead
+    of being buffered whole, so a rejected 200 MB stream costs at most one chunk of memory.
+    """
+    name = f"chunk {first.chunk.inode_id}:{first.chunk.index}"
+    if first.type == storage_pb2.UPDATE_TYPE_UNSPECIFIED:
+        raise errors.InvalidArgument(name, "update type is required")
+    announced = first.length if first.type in (storage_pb2.WRITE, storage_pb2.FULL_REPLACE) else 0
+    limit = min(announced, MAX_CHUNK_BYTES)
+    parts, total = [first.data], len(first.data)
+    for m in itertools.chain([None], rest):
+        if m is not None:
+            parts.append(m.data)
+            total += len(m.data)
+        if total > limit:
+            raise errors.InvalidArgument(
+                name, f"payload exceeds the {limit} bytes its header announces (length {first.length})"
+            )
+    return b"".join(parts)
 
 
 def new_content(store: ChunkStore, req: storage_pb2.UpdateReq, data: bytes, cid: tuple[int, int]) -> bytes:

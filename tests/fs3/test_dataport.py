@@ -338,10 +338,16 @@ def test_update_applies_like_grpc_update_and_errors_match(node):
     ],
     ids=["long-header", "huge-payload", "garbage-header"],
 )
-def test_malformed_update_closes_the_connection_and_writes_nothing(node, tail):
+def test_malformed_update_is_answered_einval_closes_the_connection_and_writes_nothing(node, tail):
     svc, _, data = node
     s = _raw(data)
     s.sendall(W.BATCH_HEADER.pack(W.MAGIC, W.VERSION, W.OP_UPDATE, 1) + tail)
+    head = memoryview(bytearray(W.REPLY.size))
+    W.recv_exact(s, head)
+    status, n = W.REPLY.unpack(head)
+    body = memoryview(bytearray(n))
+    W.recv_exact(s, body)
+    assert status == W.STATUS_ERROR and bytes(body).startswith(b"EINVAL: data port update: "), bytes(body)
     assert _closed_by_peer(s)
     s.close()
     assert svc.targets.stores[101].chunk_ids(INODE) == []
