@@ -153,9 +153,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def fs3_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real fs3 cluster (mgmtd, meta, two storage servers, 2-way chains) with /metrics on each."""
-    from fs3.cluster import ClusterConfig, LocalCluster
+    from fs3.cluster import LocalCluster, LocalClusterConfig
 
-    cfg = ClusterConfig(num_storage=2, replicas=2, num_chains=2, lease_s=2.0, heartbeat_s=0.3)
+    cfg = LocalClusterConfig(num_storage=2, replicas=2, num_chains=2, lease_s=2.0, heartbeat_s=0.3)
     with LocalCluster(cfg, tmp_path_factory.mktemp("web-fs3")) as c:
         yield c
 
