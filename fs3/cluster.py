@@ -22,8 +22,8 @@ S = cpb.TargetState
 
 
 @dataclass
-class ClusterConfig:
-    """Shape and timing of a local cluster."""
+class LocalClusterConfig:
+    """Shape and timing of a LocalCluster (not the cluster TOML: that is fireflyer.config.ClusterConfig)."""
 
     num_storage: int = 3  # storage server processes (node ids 10001..)
     replicas: int = 3  # targets per chain (<= num_storage)
@@ -47,8 +47,8 @@ class ClusterConfig:
 class LocalCluster:
     """A running local fs3 cluster; a context manager."""
 
-    def __init__(self, config: ClusterConfig | None = None, work_dir: str | Path | None = None) -> None:
-        self.config = config or ClusterConfig()
+    def __init__(self, config: LocalClusterConfig | None = None, work_dir: str | Path | None = None) -> None:
+        self.config = config or LocalClusterConfig()
         c = self.config
         if not 1 <= c.replicas <= c.num_storage:
             raise ValueError(f"replicas: {c.replicas} must be in 1..num_storage ({c.num_storage})")

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from fireflyer.cli.main import cli
-from fs3 import ClusterConfig, LocalCluster
+from fs3 import LocalCluster, LocalClusterConfig
 from fs3.dataset import PackedReader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    with LocalCluster(ClusterConfig(), work_dir=tmp_path_factory.mktemp("fs3") / "c") as c:
+    with LocalCluster(LocalClusterConfig(), work_dir=tmp_path_factory.mktemp("fs3") / "c") as c:
         yield c
 
 

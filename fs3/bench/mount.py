@@ -173,7 +173,7 @@ def mount_bench(
 
     from ffcommon.launcher import Launcher
     from fs3.client import FS3Client
-    from fs3.cluster import ClusterConfig, LocalCluster
+    from fs3.cluster import LocalCluster, LocalClusterConfig
     from fs3.fuse import mount, unmount
 
     say = log or (lambda _m: None)
@@ -185,7 +185,7 @@ def mount_bench(
         where = f"running cluster (mgmtd {mgmtd})"
         if mgmtd is None:
             say("starting a local cluster (3 storage servers, 3-way replication)")
-            cluster = st.enter_context(LocalCluster(ClusterConfig(), work_dir=work / "cluster"))
+            cluster = st.enter_context(LocalCluster(LocalClusterConfig(), work_dir=work / "cluster"))
             mgmtd, where = cluster.mgmtd_address, "local cluster (3 storage servers, 3-way replication)"
         client = FS3Client(mgmtd)
         st.callback(client.close)

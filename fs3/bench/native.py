@@ -76,7 +76,7 @@ def seq_io_table(
     chunk_size: int = MiB,
 ) -> Table:
     """Sequential write/read through the native client per replication factor, with local-disk and socket peers."""
-    from fs3.cluster import ClusterConfig, LocalCluster
+    from fs3.cluster import LocalCluster, LocalClusterConfig
 
     table = Table(
         f"fs3 sequential I/O: native client, {num_storage} storage servers, chunk {chunk_size // 1024} KiB, "
@@ -95,7 +95,7 @@ def seq_io_table(
     )  # fmt: skip
     local = work_dir / "local-peer.bin"
     for r in replicas:
-        cfg = ClusterConfig(num_storage=num_storage, replicas=r, chunk_size=chunk_size)
+        cfg = LocalClusterConfig(num_storage=num_storage, replicas=r, chunk_size=chunk_size)
         with LocalCluster(cfg, work_dir=work_dir / f"cluster-r{r}") as cluster:
             client = cluster.client()
             grpc_client = cluster.client(data_port=False)
@@ -108,7 +108,7 @@ def seq_io_table(
 
 def meta_table(files: int, threads: Sequence[int], repeats: int, work_dir: Path, replicas: int = 3) -> Table:
     """create/stat/listdir ops/s through the native client vs local disk vs raw TCP round trips."""
-    from fs3.cluster import ClusterConfig, LocalCluster
+    from fs3.cluster import LocalCluster, LocalClusterConfig
 
     table = Table(
         f"fs3 metadata: native client, {replicas}-way cluster, {files} files per run, median of {repeats}",
@@ -121,7 +121,7 @@ def meta_table(files: int, threads: Sequence[int], repeats: int, work_dir: Path,
     )  # fmt: skip
     local_base = work_dir / "local-meta"
     local_base.mkdir(parents=True, exist_ok=True)
-    with LocalCluster(ClusterConfig(replicas=replicas), work_dir=work_dir / "cluster-meta") as cluster:
+    with LocalCluster(LocalClusterConfig(replicas=replicas), work_dir=work_dir / "cluster-meta") as cluster:
         client = cluster.client()
         client.mkdir("/meta")
         for t in threads:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ffcommon.ports import free_port
-from fs3 import ClusterConfig, LocalCluster
+from fs3 import LocalCluster, LocalClusterConfig
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -76,7 +76,7 @@ def ns_cluster(request, tmp_path_factory):
     db_url = ""
     if request.param == "postgres":
         db_url = _fresh_pg_db(request.getfixturevalue("postgres_url"))
-    cfg = ClusterConfig(
+    cfg = LocalClusterConfig(
         num_storage=2, replicas=2, num_chains=2, chunk_size=64 << 10, db_url=db_url, max_file_size=1 << 30
     )
     with LocalCluster(cfg, tmp_path_factory.mktemp(f"ns-{request.param}")) as c:
@@ -87,7 +87,7 @@ def ns_cluster(request, tmp_path_factory):
 @pytest.fixture
 def cluster3(tmp_path):
     """A fresh 3-server cluster with 3-way replication and short leases (for failure tests)."""
-    cfg = ClusterConfig(
+    cfg = LocalClusterConfig(
         num_storage=3, replicas=3, num_chains=3, chunk_size=256 << 10, lease_s=2.0, heartbeat_s=0.3
     )
     with LocalCluster(cfg, tmp_path / "cluster") as c:

@@ -7,7 +7,7 @@ import os
 import grpc
 import pytest
 
-from fs3 import ClusterConfig, LocalCluster
+from fs3 import LocalCluster, LocalClusterConfig
 from fs3.client.client import FS3Client
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import storage_pb2 as spb
@@ -21,7 +21,7 @@ CHUNK = 64 << 10
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    cfg = ClusterConfig(num_storage=3, replicas=2, num_chains=3, chunk_size=CHUNK, fsync=False)
+    cfg = LocalClusterConfig(num_storage=3, replicas=2, num_chains=3, chunk_size=CHUNK, fsync=False)
     with LocalCluster(cfg, tmp_path_factory.mktemp("batch")) as c:
         yield c
 

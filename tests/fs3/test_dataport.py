@@ -357,9 +357,9 @@ def test_malformed_update_is_answered_einval_closes_the_connection_and_writes_no
 
 
 def test_cluster_without_data_ports_reads_and_writes_over_grpc(tmp_path):
-    from fs3 import ClusterConfig, LocalCluster
+    from fs3 import LocalCluster, LocalClusterConfig
 
-    cfg = ClusterConfig(
+    cfg = LocalClusterConfig(
         num_storage=3, replicas=3, num_chains=3, chunk_size=64 << 10, fsync=False, data_ports=False
     )
     with LocalCluster(cfg, tmp_path / "c") as c:

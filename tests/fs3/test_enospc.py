@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from fs3 import ClusterConfig, LocalCluster, errors
+from fs3 import LocalCluster, LocalClusterConfig, errors
 from fs3.protos import storage_pb2, storage_pb2_grpc
 from fs3.storage.store import ChunkStore
 
@@ -46,7 +46,7 @@ def full_cluster(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     work = tmp_path_factory.mktemp("enospc")
-    cfg = ClusterConfig(
+    cfg = LocalClusterConfig(
         num_storage=3, replicas=3, num_chains=1, fsync=False, storage_reserve_bytes=RESERVE_BYTES
     )
     cluster = LocalCluster(cfg, work_dir=work)

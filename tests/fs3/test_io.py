@@ -9,7 +9,7 @@ import threading
 import grpc
 import pytest
 
-from fs3 import ClusterConfig, LocalCluster
+from fs3 import LocalCluster, LocalClusterConfig
 from fs3 import errors as E
 from fs3._rpc import channel
 from fs3.crc import crc32c
@@ -22,7 +22,9 @@ CHUNK = 64 << 10
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    cfg = ClusterConfig(num_storage=3, replicas=3, num_chains=3, chunk_size=CHUNK, max_file_size=64 << 20)
+    cfg = LocalClusterConfig(
+        num_storage=3, replicas=3, num_chains=3, chunk_size=CHUNK, max_file_size=64 << 20
+    )
     with LocalCluster(cfg, tmp_path_factory.mktemp("io")) as c:
         yield c
 

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from ffcommon.db import Database
-from fs3 import ClusterConfig, LocalCluster
+from fs3 import LocalCluster, LocalClusterConfig
 from fs3.mgmtd.client import NOT_LEADER
 from fs3.mgmtd.leader import LeaderLease, NotLeader
 from fs3.protos import common_pb2 as cpb
@@ -25,7 +25,7 @@ TAKEOVER_LIMIT_S = 10.0
 @pytest.fixture
 def ha_cluster(tmp_path):
     """Three storage servers, one meta, a leading mgmtd and one standby, on one SQLite database."""
-    cfg = ClusterConfig(
+    cfg = LocalClusterConfig(
         num_storage=3, replicas=3, num_chains=3, chunk_size=64 << 10, mgmtd_standbys=1, leader_lease_s=2.0
     )
     with LocalCluster(cfg, work_dir=tmp_path / "c") as c:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fs3 import ClusterConfig, LocalCluster
+from fs3 import LocalCluster, LocalClusterConfig
 from fs3 import errors as E
 from fs3.protos import storage_pb2
 
@@ -18,7 +18,7 @@ LEASE_S = 1.5
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Two storage servers, two replicas, 64 KiB chunks, and a meta lease of 1.5 s."""
-    cfg = ClusterConfig(
+    cfg = LocalClusterConfig(
         num_storage=2,
         replicas=2,
         num_chains=2,

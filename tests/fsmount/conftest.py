@@ -61,10 +61,10 @@ def _mount(kind: str, base: Path, extra: tuple[str, ...] = ()) -> Iterator[Mount
             mount(lnch, str(mp), local_root=str(backing), extra=("--allow-other", *extra))
             yield Mounted(kind, mp, lnch, backing=backing)
         elif kind == "fs3":
-            from fs3 import ClusterConfig, LocalCluster
+            from fs3 import LocalCluster, LocalClusterConfig
 
             # 3 storage servers, 3 replicas, small chunks so that files span several chains
-            with LocalCluster(ClusterConfig(chunk_size=256 << 10), work_dir=base / "cluster") as cluster:
+            with LocalCluster(LocalClusterConfig(chunk_size=256 << 10), work_dir=base / "cluster") as cluster:
                 mount(lnch, str(mp), mgmtd=cluster.mgmtd_address, extra=("--allow-other", *extra))
                 yield Mounted(kind, mp, lnch, cluster=cluster, client=cluster.client())
         else:

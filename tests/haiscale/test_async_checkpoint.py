@@ -11,7 +11,7 @@ from torch import nn
 
 from fireflyer.haiscale import checkpoint
 from fireflyer.haiscale.train_example import batch_for, make_model
-from fs3 import ClusterConfig, LocalCluster
+from fs3 import LocalCluster, LocalClusterConfig
 
 
 def _step(model: nn.Module, opt: torch.optim.Optimizer, step: int) -> None:
@@ -28,7 +28,7 @@ def _fresh() -> tuple[nn.Module, torch.optim.Optimizer]:
 
 @pytest.fixture(scope="module")
 def fs3_client(tmp_path_factory):
-    cfg = ClusterConfig(num_storage=1, replicas=1, num_chains=1, chunk_size=256 << 10)
+    cfg = LocalClusterConfig(num_storage=1, replicas=1, num_chains=1, chunk_size=256 << 10)
     with LocalCluster(cfg, tmp_path_factory.mktemp("ckpt-fs3")) as c:
         yield c.client()
 
