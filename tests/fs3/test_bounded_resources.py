@@ -17,7 +17,7 @@ import time
 import grpc
 import pytest
 
-from fs3 import ClusterConfig, LocalCluster, wire
+from fs3 import LocalCluster, LocalClusterConfig, wire
 from fs3.protos import storage_pb2, storage_pb2_grpc
 from fs3.storage.dataport import EVICT_IDLE_S
 
@@ -44,7 +44,7 @@ def flood_cluster(tmp_path_factory):
         if hard != resource.RLIM_INFINITY and hard < want:
             pytest.skip(f"descriptor limit {hard} < {want}")
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    cfg = ClusterConfig(
+    cfg = LocalClusterConfig(
         num_storage=3,
         replicas=3,
         num_chains=1,
