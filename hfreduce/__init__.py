@@ -30,6 +30,10 @@ Contract for HaiScale DDP (and any other caller):
   collective, its sequence number, its size, the lost rank and which ranks had arrived; the communicator
   is then failed and every later call raises at once; :class:`UsageError` for bad input detected
   locally (dtype, non-contiguous, not initialised). No failed collective returns as a success.
+- :func:`allgather` (a list of outputs, or one output tensor), :func:`reduce_scatter` (a list of
+  inputs, or one input tensor; sum/avg), :func:`all_to_all`, :func:`gather` and :func:`scatter` take
+  the same buffers (any dtype except reduce_scatter's float-only) and ``async_op``; they run as
+  sequences of the broadcasts/reduces above, each agreed across ranks (hfreduce._collectives).
 - Buffers from :func:`empty`/:func:`zeros`/:func:`empty_like` live in the node's shared segment
   and skip the copy-in (and, on one node, the copy-out).
 
@@ -51,6 +55,8 @@ from hfreduce._api import Handle, finalize, group, init, wait_all
 from hfreduce._api import shm_buffer as _shm_buffer
 from hfreduce._bootstrap import StoreExchange, Topology
 from hfreduce._C import cpu_features, kernel_isa
+from hfreduce._collectives import all_to_all, allgather, gather, reduce_scatter, scatter
+from hfreduce._collectives import broadcast as _broadcast_any
 from hfreduce.errors import CollectiveTimeoutError, HFReduceError, MismatchError, PeerLostError, UsageError
 
 
@@ -97,8 +103,10 @@ def allreduce(buf: Any, op: str = "sum", async_op: bool = False) -> Handle | Non
 
 
 def broadcast(buf: Any, root: int = 0, async_op: bool = False) -> Handle | None:
-    """Copy ``root``'s ``buf`` into every rank's ``buf`` (the allreduce machinery with only root contributing)."""
-    return group().submit("broadcast", buf, "sum", root, async_op)
+    """Copy ``root``'s ``buf`` into every rank's ``buf`` (the allreduce machinery with only root contributing).
+
+    Any dtype: other than float32/float16/bfloat16, the bytes travel as exact 16-bit words."""
+    return _broadcast_any(buf, root, async_op)
 
 
 def reduce(buf: Any, root: int = 0, op: str = "sum", async_op: bool = False) -> Handle | None:
@@ -160,6 +168,8 @@ __all__ = [
     "StoreExchange",
     "Topology",
     "UsageError",
+    "all_to_all",
+    "allgather",
     "allreduce",
     "barrier",
     "broadcast",
@@ -168,6 +178,7 @@ __all__ = [
     "empty",
     "empty_like",
     "finalize",
+    "gather",
     "get_local_rank",
     "get_local_world_size",
     "get_num_nodes",
@@ -178,6 +189,8 @@ __all__ = [
     "is_initialized",
     "kernel_isa",
     "reduce",
+    "reduce_scatter",
+    "scatter",
     "wait_all",
     "zeros",
 ]

@@ -5,7 +5,7 @@ Public API:
 - ``HFReduceCommunicator`` / ``ProcessGroupCommunicator``: what the DDP reduces through.
 - ``hfreduce_hook``: HFReduce as a comm hook of stock torch DDP (``ddp.register_comm_hook(None, hfreduce_hook)``).
 - ``ProcessGroupHFReduce``: the ``torch.distributed`` backend ``"hfreduce"`` (registered on import), so
-  ``init_process_group(backend="hfreduce")`` gives allreduce/broadcast/reduce/barrier over HFReduce.
+  ``init_process_group(backend="hfreduce")`` gives every collective stock DDP and FSDP2 use, over HFReduce.
 - ``CudaStagingCommunicator``: CUDA gradients staged device→pinned shared host memory on side streams
   (copy engines only, no kernel of ours), reduced by HFReduce chunk by chunk, copied back.
 - ``checkpoint``: ``save_async`` (snapshot to host now, write in the background) and ``load``, local or fs3.

@@ -1,8 +1,10 @@
 """HFReduce as a ``torch.distributed`` backend: ``init_process_group(backend="hfreduce")``.
 
-A Python ``ProcessGroup`` over the process-wide HFReduce communicator, for the collectives HFReduce
-has: ``allreduce`` (SUM, AVG), ``broadcast``, ``reduce`` (SUM, AVG) and ``barrier``, on contiguous CPU
-float32/float16/bfloat16 tensors. Every other collective raises ``NotImplementedError`` naming it.
+A Python ``ProcessGroup`` over the process-wide HFReduce communicator: ``allreduce``, ``reduce`` and
+``reduce_scatter`` (list and tensor; SUM, AVG) on contiguous CPU float32/float16/bfloat16 tensors;
+``broadcast``, ``barrier``, ``allgather`` (list and into-tensor), ``all_to_all`` (list and single, equal
+splits), ``gather`` and ``scatter`` on any dtype (see ``hfreduce._collectives``), so stock DDP and FSDP
+run on it. Every other collective (send/recv, uneven all_to_all) raises ``NotImplementedError``.
 HFReduce's start-up allgather goes through the store torch hands the backend (its TCPStore already
 owns MASTER_PORT). HFReduce has one communicator per process, so only the world group is supported.
 
@@ -26,8 +28,10 @@ from torch._C._distributed_c10d import (
     AllreduceOptions,
     BarrierOptions,
     BroadcastOptions,
+    GatherOptions,
     ReduceOp,
     ReduceOptions,
+    ScatterOptions,
 )
 
 from fireflyer.haiscale._futures import future_of
@@ -117,6 +121,20 @@ class ProcessGroupHFReduce(dist.ProcessGroup):
         self._world_size = world_size
         self._timeout = timeout
 
+    # A Python ProcessGroup has no C++ backend to keep its name (DeviceMesh and FSDP look it up): keep it here.
+    def _set_group_name(self, name: str) -> None:
+        self._group_name = name
+
+    @property
+    def group_name(self) -> str:
+        """The name torch registered this group under."""
+        name = getattr(self, "_group_name", None)
+        if name is None:
+            raise HaiScaleError(
+                "hfreduce backend: the process group has no name yet (init_process_group sets it)"
+            )
+        return name
+
     def getBackendName(self) -> str:
         """``"hfreduce"``."""
         return BACKEND_NAME
@@ -163,45 +181,145 @@ class ProcessGroupHFReduce(dist.ProcessGroup):
         fut = future_of(works, lambda: tensors, f"rank {self._rank}: {what}", keep_type=True)
         return _FutureWork(fut, f"rank {self._rank}: {what}")
 
+    def allgather(
+        self,
+        output_tensors: list[list[torch.Tensor]],
+        input_tensors: list[torch.Tensor],
+        opts: Any = None,
+    ) -> Any:
+        """Every rank's input into each rank's list of outputs (any dtype)."""
+        works = [
+            self._hf.allgather(outs, inp, async_op=True)
+            for outs, inp in zip(output_tensors, input_tensors, strict=True)
+        ]
+        return self._work(works, output_tensors, "allgather")
+
+    def allgather_coalesced(
+        self,
+        output_lists: list[list[torch.Tensor]],
+        input_list: list[torch.Tensor],
+        opts: Any = None,
+    ) -> Any:
+        """One allgather per input, in issue order."""
+        return self.allgather(output_lists, input_list, opts)
+
+    def _allgather_base(self, output: torch.Tensor, input: torch.Tensor, opts: Any = None) -> Any:
+        """all_gather_into_tensor: rank r's input into ``output[r*n:(r+1)*n]``."""
+        works = [self._hf.allgather(output, input, async_op=True)]
+        return self._work(works, output, "all_gather_into_tensor")
+
+    def allgather_into_tensor_coalesced(
+        self,
+        outputs: list[torch.Tensor],
+        inputs: list[torch.Tensor],
+        opts: Any = None,
+    ) -> Any:
+        """One all_gather_into_tensor per pair."""
+        works = [self._hf.allgather(o, i, async_op=True) for o, i in zip(outputs, inputs, strict=True)]
+        return self._work(works, outputs, "all_gather_into_tensor (coalesced)")
+
+    def reduce_scatter(
+        self,
+        output_tensors: list[torch.Tensor],
+        input_tensors: list[list[torch.Tensor]],
+        opts: Any = None,
+    ) -> Any:
+        """Sum (or average) part r of every rank's input list into rank r's output."""
+        op = _op_name(opts.reduceOp if opts is not None else ReduceOp.SUM)
+        works = [
+            self._hf.reduce_scatter(o, ins, op=op, async_op=True)
+            for o, ins in zip(output_tensors, input_tensors, strict=True)
+        ]
+        return self._work(works, output_tensors, f"reduce_scatter({op})")
+
+    def _reduce_scatter_base(self, output: torch.Tensor, input: torch.Tensor, opts: Any = None) -> Any:
+        """reduce_scatter_tensor: the sum of ``input[r*n:(r+1)*n]`` over ranks into rank r's ``output``."""
+        op = _op_name(opts.reduceOp if opts is not None else ReduceOp.SUM)
+        works = [self._hf.reduce_scatter(output, input, op=op, async_op=True)]
+        return self._work(works, output, f"reduce_scatter_tensor({op})")
+
+    def reduce_scatter_tensor_coalesced(
+        self,
+        outputs: list[torch.Tensor],
+        inputs: list[torch.Tensor],
+        opts: Any = None,
+    ) -> Any:
+        """One reduce_scatter_tensor per pair."""
+        op = _op_name(opts.reduceOp if opts is not None else ReduceOp.SUM)
+        works = [
+            self._hf.reduce_scatter(o, i, op=op, async_op=True) for o, i in zip(outputs, inputs, strict=True)
+        ]
+        return self._work(works, outputs, f"reduce_scatter_tensor({op}) (coalesced)")
+
+    def alltoall(
+        self, output_tensors: list[torch.Tensor], input_tensors: list[torch.Tensor], opts: Any = None
+    ) -> Any:
+        """all_to_all: input j of rank i into output i of rank j (equal sizes)."""
+        works = [self._hf.all_to_all(output_tensors, input_tensors, async_op=True)]
+        return self._work(works, output_tensors, "all_to_all")
+
+    def alltoall_base(
+        self,
+        output: torch.Tensor,
+        input: torch.Tensor,
+        output_split_sizes: list[int],
+        input_split_sizes: list[int],
+        opts: Any = None,
+    ) -> Any:
+        """all_to_all_single with equal splits (uneven splits raise NotImplementedError)."""
+        if output_split_sizes or input_split_sizes:
+            n = self._world_size
+            even_in = input.shape[0] // n if input.dim() else 0
+            even_out = output.shape[0] // n if output.dim() else 0
+            if (
+                list(input_split_sizes or [even_in] * n) != [even_in] * n
+                or list(output_split_sizes or [even_out] * n) != [even_out] * n
+            ):
+                raise NotImplementedError(
+                    "hfreduce backend: all_to_all_single takes equal splits only, not "
+                    f"input_split_sizes={list(input_split_sizes)} output_split_sizes={list(output_split_sizes)}"
+                )
+        works = [self._hf.all_to_all(output, input, async_op=True)]
+        return self._work(works, output, "all_to_all_single")
+
+    def gather(
+        self,
+        output_tensors: list[list[torch.Tensor]],
+        input_tensors: list[torch.Tensor],
+        opts: GatherOptions = GatherOptions(),
+    ) -> Any:
+        """Every rank's input into the root's list of outputs."""
+        root = int(opts.rootRank)
+        outs = output_tensors[0] if self._rank == root else None
+        works = [self._hf.gather(input_tensors[0], outs, root=root, async_op=True)]
+        return self._work(works, output_tensors, f"gather to rank {root}")
+
+    def scatter(
+        self,
+        output_tensors: list[torch.Tensor],
+        input_tensors: list[list[torch.Tensor]],
+        opts: ScatterOptions = ScatterOptions(),
+    ) -> Any:
+        """Part r of the root's input list into rank r's output."""
+        root = int(opts.rootRank)
+        ins = input_tensors[0] if self._rank == root else None
+        works = [self._hf.scatter(output_tensors[0], ins, root=root, async_op=True)]
+        return self._work(works, output_tensors, f"scatter from rank {root}")
+
+    # torch 2.13's names for the single-tensor forms (the underscored ones are what older releases call).
+    all_gather_single = _allgather_base
+    all_gather_single_coalesced = allgather_into_tensor_coalesced
+    reduce_scatter_single = _reduce_scatter_base
+    reduce_scatter_single_coalesced = reduce_scatter_tensor_coalesced
+    all_to_all_single = alltoall_base
+
     # ---- everything else: a clear error naming the collective ---------------------------------
     def _unsupported(self, name: str) -> Any:
         raise NotImplementedError(
             f"hfreduce backend does not support {name}; it implements allreduce (SUM/AVG), broadcast, "
-            "reduce and barrier. Use a gloo group (dist.new_group(backend='gloo')) for the rest."
+            "reduce, barrier, allgather, reduce_scatter, all_to_all, gather and scatter. Use a gloo group "
+            "(dist.new_group(backend='gloo')) for the rest."
         )
-
-    def allgather(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unsupported("allgather")
-
-    def _allgather_base(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unsupported("allgather (all_gather_into_tensor)")
-
-    def allgather_coalesced(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unsupported("allgather_coalesced")
-
-    def allgather_into_tensor_coalesced(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unsupported("allgather_into_tensor_coalesced")
-
-    def gather(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unsupported("gather")
-
-    def scatter(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unsupported("scatter")
-
-    def reduce_scatter(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unsupported("reduce_scatter")
-
-    def _reduce_scatter_base(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unsupported("reduce_scatter (reduce_scatter_tensor)")
-
-    def reduce_scatter_tensor_coalesced(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unsupported("reduce_scatter_tensor_coalesced")
-
-    def alltoall(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unsupported("alltoall")
-
-    def alltoall_base(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unsupported("alltoall (all_to_all_single)")
 
     def send(self, *args: Any, **kwargs: Any) -> Any:
         return self._unsupported("send")

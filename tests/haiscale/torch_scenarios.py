@@ -102,9 +102,12 @@ def backend(args: argparse.Namespace, rank: int) -> None:
     except Exception as exc:
         errors["max"] = f"{type(exc).__name__}: {exc}"
     try:
-        dist.all_gather([torch.zeros(4) for _ in range(world)], torch.ones(4))
+        dist.send(torch.ones(4), dst=(rank + 1) % world)
     except Exception as exc:
-        errors["all_gather"] = f"{type(exc).__name__}: {exc}"
+        errors["send"] = f"{type(exc).__name__}: {exc}"
+    gathered = [torch.zeros(4, dtype=torch.int64) for _ in range(world)]
+    dist.all_gather(gathered, torch.full((4,), rank, dtype=torch.int64))
+    out["all_gather_ok"] = all(bool(torch.all(g == r)) for r, g in enumerate(gathered))
     out["errors"] = errors
 
     t = torch.ones(5)

@@ -332,7 +332,9 @@ def scenario_errors(rank: int, world: int) -> dict:
         "not-a-buffer": lambda: [1.0, 2.0],
     }
     for name, make in bad_inputs.items():
-        for fn in ("allreduce", "broadcast", "reduce"):
+        # broadcast copies, so it takes any dtype (scenario_collectives checks it bit for bit)
+        takes_any = name in ("int64", "float64", "torch-int32", "torch-float64")
+        for fn in ("allreduce", "reduce") if takes_any else ("allreduce", "broadcast", "reduce"):
             try:
                 getattr(hfreduce, fn)(make())
                 out["usage"][f"{fn}:{name}"] = None
@@ -427,6 +429,134 @@ def scenario_faults(rank: int, world: int) -> dict:
     return out
 
 
+def scenario_collectives(rank: int, world: int) -> dict:
+    """allgather / reduce_scatter / all_to_all / gather / scatter: list and tensor forms, numpy and torch,
+    float and non-float dtypes (bit-exact), async; then each with one rank's size (or root) differing:
+    MismatchError on every rank, and the communicator still works."""
+    import torch
+
+    chk = Checker()
+    odd = int(os.environ.get("HFR_ODD", world - 1))
+
+    def data(r: int, n: int, dtype: str, salt: int):
+        rng = np.random.default_rng([salt, r])
+        if dtype == "bool":
+            return torch.from_numpy(rng.integers(0, 2, n).astype(bool))
+        if dtype in ("int64", "uint8", "float64"):
+            bits = rng.integers(0, 256, n * np.dtype(dtype).itemsize, dtype=np.uint8)
+            return torch.from_numpy(bits.view(dtype).copy())  # arbitrary bit patterns, NaN payloads included
+        return torch.from_numpy(rng.uniform(-2, 2, n).astype(np.float32)).to(getattr(torch, dtype))
+
+    def same(a, b) -> bool:
+        return (
+            a.shape == b.shape
+            and a.dtype == b.dtype
+            and bool(torch.equal(a.view(torch.uint8), b.view(torch.uint8)))
+        )
+
+    salt = 0
+    for dtype in ("float32", "bfloat16", "float16", "int64", "bool", "uint8", "float64"):
+        for n in (1, 7, 1031, 5000):
+            salt += 1
+            mine = data(rank, n, dtype, salt)
+            want = [data(r, n, dtype, salt) for r in range(world)]
+            # broadcast of any dtype, from a root that moves with the case.
+            b = mine.clone()
+            hfreduce.broadcast(b, root=salt % world)
+            chk.check(same(b, want[salt % world]), f"broadcast {dtype} n={n} root={salt % world}")
+            # allgather: list form (numpy for float32), into-tensor form, async.
+            outs = [torch.empty_like(mine) for _ in range(world)]
+            if dtype == "float32":
+                np_outs = [np.empty(n, np.float32) for _ in range(world)]
+                hfreduce.allgather(np_outs, mine.numpy())
+                chk.check(
+                    all(np.array_equal(o, w.numpy()) for o, w in zip(np_outs, want, strict=True)),
+                    f"allgather numpy {dtype} n={n}",
+                )
+            hfreduce.allgather(outs, mine)
+            chk.check(
+                all(same(o, w) for o, w in zip(outs, want, strict=True)), f"allgather list {dtype} n={n}"
+            )
+            flat = torch.empty(world * n, dtype=mine.dtype)
+            h = hfreduce.allgather(flat, mine, async_op=True)
+            h.wait()
+            chk.check(same(flat, torch.cat(want)), f"allgather into-tensor {dtype} n={n}")
+            # all_to_all: rank i's part j goes to rank j's part i.
+            ins = [data(rank * world + j, n, dtype, salt + 100) for j in range(world)]
+            a2a = [torch.empty_like(mine) for _ in range(world)]
+            hfreduce.all_to_all(a2a, ins)
+            chk.check(
+                all(same(a2a[i], data(i * world + rank, n, dtype, salt + 100)) for i in range(world)),
+                f"all_to_all {dtype} n={n}",
+            )
+            root = salt % world
+            # gather to root, scatter from root (list and flat).
+            g_out = [torch.empty_like(mine) for _ in range(world)] if rank == root else None
+            hfreduce.gather(mine, g_out, root=root)
+            if rank == root:
+                chk.check(
+                    all(same(o, w) for o, w in zip(g_out, want, strict=True)),
+                    f"gather {dtype} n={n} root={root}",
+                )
+            s_in = torch.cat([data(100 + r, n, dtype, salt) for r in range(world)]) if rank == root else None
+            s_out = torch.empty_like(mine)
+            hfreduce.scatter(s_out, s_in, root=root)
+            chk.check(same(s_out, data(100 + rank, n, dtype, salt)), f"scatter {dtype} n={n} root={root}")
+            # reduce_scatter: floats only, sum and avg, list and tensor.
+            if dtype in ("float32", "bfloat16", "float16"):
+                parts = [data(rank * world + j, n, dtype, salt + 200) for j in range(world)]
+                keep = [p.clone() for p in parts]
+                for op in ("sum", "avg"):
+                    out = torch.empty_like(mine)
+                    src = parts if op == "sum" else torch.cat(parts)
+                    hfreduce.reduce_scatter(out, src, op=op)
+                    exact = sum(data(r * world + rank, n, dtype, salt + 200).double() for r in range(world))
+                    exp = exact / world if op == "avg" else exact
+                    tol = 1e-6 if dtype == "float32" else 2e-2
+                    chk.check(
+                        bool(torch.allclose(out.double(), exp, rtol=tol, atol=tol * world)),
+                        f"reduce_scatter {op} {dtype} n={n}: max err {(out.double() - exp).abs().max():.3g}",
+                    )
+                chk.check(
+                    all(same(p, k) for p, k in zip(parts, keep, strict=True)),
+                    "reduce_scatter changed its inputs",
+                )
+    out: dict = {"checks": chk.checks, "failures": chk.failures, "mismatch": {}, "after": []}
+
+    def usable(tag: str) -> None:
+        a = np.full(1031, rank + 1, np.float32)
+        hfreduce.allreduce(a)
+        out["after"].append([tag, bool(np.all(a == world * (world + 1) / 2))])
+
+    n = 33 + (rank == odd)
+    mismatches = {
+        "allgather": lambda: hfreduce.allgather(torch.empty(world * n), torch.ones(n)),
+        "allgather-int64": lambda: hfreduce.allgather(
+            torch.empty(world * n, dtype=torch.int64), torch.ones(n, dtype=torch.int64)
+        ),
+        "reduce_scatter": lambda: hfreduce.reduce_scatter(torch.empty(n), torch.ones(world * n)),
+        "all_to_all": lambda: hfreduce.all_to_all(torch.empty(world * n), torch.ones(world * n)),
+        "gather-root": lambda: hfreduce.gather(
+            torch.ones(8), [torch.empty(8) for _ in range(world)], root=(1 if rank == odd else 0)
+        ),
+        "scatter": lambda: hfreduce.scatter(
+            torch.empty(n), torch.ones(world * n) if rank == 0 else None, root=0
+        ),
+        "dtype": lambda: hfreduce.allgather(
+            torch.empty(world * 8, dtype=torch.int32 if rank == odd else torch.float32),
+            torch.ones(8, dtype=torch.int32 if rank == odd else torch.float32),
+        ),
+    }
+    for name, call in mismatches.items():
+        try:
+            call()
+            out["mismatch"][name] = None
+        except Exception as exc:
+            out["mismatch"][name] = err_info(exc)
+        usable(name)
+    return out
+
+
 def shm_mappings() -> list[str]:
     """The /dev/shm hfreduce segments this process maps, as /proc/self/maps shows them."""
     segs = set()
@@ -455,6 +585,7 @@ SCENARIOS = {
     "errors": scenario_errors,
     "crash": scenario_crash,
     "faults": scenario_faults,
+    "collectives": scenario_collectives,
     "shm": scenario_shm,
 }
 
