@@ -9,6 +9,11 @@ to ``--max-bytes`` by ``--factor`` and times, per size, in one process group:
 - ``mpi``: ``MPI_Allreduce`` (in place) through mpi4py (float32 only: MPI has no 16-bit float type);
 - ``gloo``: ``torch.distributed.all_reduce`` over the gloo backend.
 
+``--op allgather|reduce_scatter|all_to_all|gather|scatter`` times that collective instead, the same
+four ways (``hfreduce.<op>``, the MPI call, ``torch.distributed`` over gloo; float32 for MPI). Its
+size is the whole buffer (the allgather/gather output, the reduce_scatter/scatter input, each rank's
+all_to_all buffer); each rank's part is size/n, and busbw = algbw * (n-1)/n.
+
 Each time is the slowest rank's for one iteration (a barrier precedes each), and the median over
 iterations after warm-up is quoted; iteration counts adapt to ``--time-budget-s`` per cell.
 algbw = bytes / time, busbw = algbw * 2(n-1)/n (nccl-tests' convention). The node's memory-copy
@@ -33,6 +38,8 @@ import numpy as np
 from ffcommon.bench import Column, render_table
 
 IMPLS = ["hfr-shm", "hfr", "mpi", "gloo"]
+# --op: the collective to time. busbw factors are nccl-tests': 2(n-1)/n for allreduce, (n-1)/n for the rest.
+OPS = ["allreduce", "allgather", "reduce_scatter", "all_to_all", "gather", "scatter"]
 _RESULT_PREFIX = "HFREDUCE_BENCH "
 _REF_BYTES = 64 << 20  # the size at which the summary quotes ratios
 _PATTERN = 13  # reference data: rank r holds (i % 13) + r + 1, exact in bfloat16 for <= 8 ranks
@@ -165,7 +172,8 @@ def _worker(opts: dict) -> int:
         ceiling = memcpy_gbps(max(opts["memcpy_bytes"], 1 << 20))
     _quiet_wait(comm)
     topo = hfreduce.init()
-    _init_gloo(comm, rank, world)
+    if not dist.is_initialized():
+        _init_gloo(comm, rank, world)
     bufs = _Buffers(dtype, sizes[-1] // itemsize, rank, world, opts["check"])
     impls = [i for i in IMPLS if not (i == "mpi" and dtype != "float32")]
     impls = [i for i in impls if i in opts["impls"]]
@@ -252,15 +260,230 @@ def _worker(opts: dict) -> int:
             with open(opts["json"], "w") as f:
                 json.dump(res, f, indent=1)
     comm.Barrier()
-    dist.destroy_process_group()
-    hfreduce.finalize()
+    return 0
+
+
+class _OpBuffers:
+    """Input/output buffers of one composite collective for each implementation, with reference values."""
+
+    def __init__(self, op: str, dtype: str, count: int, rank: int, world: int) -> None:
+        import torch
+
+        import hfreduce
+
+        self.op, self.rank, self.world, self.count = op, rank, world, count
+        k = count // world
+        sizes = {  # (input elements, output elements)
+            "allgather": (k, count),
+            "reduce_scatter": (count, k),
+            "all_to_all": (count, count),
+            "gather": (k, count),
+            "scatter": (count, k),
+        }[op]
+        tdt = getattr(torch, dtype)
+        self.bufs: dict[str, tuple[Any, Any]] = {}
+        for impl in IMPLS:
+            if impl == "hfr-shm":
+                pair = tuple(hfreduce.zeros(n, tdt) for n in sizes)
+            else:
+                pair = tuple(torch.zeros(n, dtype=tdt) for n in sizes)
+            self.bufs[impl] = pair
+        n_in = sizes[0]
+        base = torch.arange(n_in, dtype=torch.int64) % _PATTERN
+        self.pattern = (base + rank + 1).to(tdt)
+        if op == "scatter":  # only the root's input matters: every rank fills the root's values
+            self.pattern = (base + 1).to(tdt)
+        self.k = k
+
+    def fill(self, impl: str) -> None:
+        self.bufs[impl][0].copy_(self.pattern)
+
+    def expected(self) -> Any:
+        import torch
+
+        k, w, me = self.k, self.world, self.rank
+        i = torch.arange(k, dtype=torch.int64)
+        if self.op in ("allgather", "gather"):
+            return torch.cat([(i % _PATTERN) + r + 1 for r in range(w)]).float()
+        if self.op == "reduce_scatter":
+            return (((me * k + i) % _PATTERN) * w + w * (w + 1) // 2).float()
+        if self.op == "all_to_all":
+            return torch.cat([((me * k + i) % _PATTERN) + r + 1 for r in range(w)]).float()
+        return (((me * k + i) % _PATTERN) + 1).float()  # scatter from rank 0
+
+    def verify(self, impl: str) -> str | None:
+        out = self.bufs[impl][1]
+        if self.op == "gather" and self.rank != 0:
+            return None
+        got, want = out.float(), self.expected()
+        bad = (got != want).nonzero().flatten()
+        if bad.numel() == 0:
+            return None
+        j = int(bad[0])
+        return f"{bad.numel()} of {got.numel()} elements wrong; first at {j}: got {float(got[j])}, want {float(want[j])}"
+
+
+def _run_op(impl: str, op: str, inp: Any, out: Any, comm: Any, rank: int, world: int) -> None:
+    """One ``op`` (rooted ones at rank 0) with implementation ``impl``."""
+    import torch.distributed as dist
+    from mpi4py import MPI
+
+    import hfreduce
+
+    if impl in ("hfr-shm", "hfr"):
+        if op == "allgather":
+            hfreduce.allgather(out, inp)
+        elif op == "reduce_scatter":
+            hfreduce.reduce_scatter(out, inp)
+        elif op == "all_to_all":
+            hfreduce.all_to_all(out, inp)
+        elif op == "gather":
+            hfreduce.gather(inp, out if rank == 0 else None, root=0)
+        else:
+            hfreduce.scatter(out, inp if rank == 0 else None, root=0)
+    elif impl == "mpi":
+        a, b = inp.numpy(), out.numpy()
+        if op == "allgather":
+            comm.Allgather(a, b)
+        elif op == "reduce_scatter":
+            comm.Reduce_scatter_block(a, b, op=MPI.SUM)
+        elif op == "all_to_all":
+            comm.Alltoall(a, b)
+        elif op == "gather":
+            comm.Gather(a, b if rank == 0 else None, root=0)
+        else:
+            comm.Scatter(a if rank == 0 else None, b, root=0)
+    else:
+        if op == "allgather":
+            dist.all_gather_into_tensor(out, inp)
+        elif op == "reduce_scatter":
+            dist.reduce_scatter(out, list(inp.chunk(world)))
+        elif op == "all_to_all":
+            dist.all_to_all_single(out, inp)
+        elif op == "gather":
+            dist.gather(inp, list(out.chunk(world)) if rank == 0 else None, dst=0)
+        else:
+            dist.scatter(out, list(inp.chunk(world)) if rank == 0 else None, src=0)
+
+
+def _worker_op(opts: dict) -> int:
+    """``--op``: time one composite collective for each implementation, size by size."""
+    import torch
+    import torch.distributed as dist
+    from mpi4py import MPI
+
+    import hfreduce
+
+    torch.set_num_threads(1)
+    comm = MPI.COMM_WORLD
+    rank, world = comm.Get_rank(), comm.Get_size()
+    op, dtype = opts["op"], opts["dtype"]
+    itemsize = 4 if dtype == "float32" else 2
+    sizes = [b for b in _sizes(opts["min_bytes"], opts["max_bytes"], opts["factor"], itemsize * world)]
+    if not sizes:
+        raise click.UsageError(f"no size between --min-bytes and --max-bytes holds {world} parts of {dtype}")
+    ceiling = memcpy_gbps(max(opts["memcpy_bytes"], 1 << 20)) if rank == 0 else 0.0
+    _quiet_wait(comm)
+    topo = hfreduce.init()
+    if not dist.is_initialized():
+        _init_gloo(comm, rank, world)
+    impls = [i for i in IMPLS if not (i == "mpi" and dtype != "float32") and i in opts["impls"]]
+    rows = []
+    t_start = time.perf_counter()
+    for nbytes in sizes:
+        count = nbytes // itemsize
+        bufs = _OpBuffers(op, dtype, count, rank, world)
+        row: dict[str, Any] = {"bytes": nbytes, "count": count, "dtype": dtype}
+        for impl in impls:
+            inp, out = bufs.bufs[impl]
+
+            def one(
+                impl: str = impl,
+                inp: Any = inp,
+                out: Any = out,
+                bufs: _OpBuffers = bufs,
+                nbytes: int = nbytes,
+            ) -> float:
+                if opts["check"]:
+                    bufs.fill(impl)
+                comm.Barrier()
+                t0 = time.perf_counter()
+                _run_op(impl, op, inp, out, comm, rank, world)
+                dt = time.perf_counter() - t0
+                if opts["check"]:
+                    errs = [(r, e) for r, e in enumerate(comm.allgather(bufs.verify(impl))) if e]
+                    if errs:
+                        if rank == 0:
+                            for r, e in errs:
+                                print(
+                                    f"CHECK FAILED: {op} {impl} {nbytes} bytes: rank {r}: {e}",
+                                    file=sys.stderr,
+                                )
+                        raise SystemExit(1)
+                return dt
+
+            if not opts["check"]:
+                bufs.fill(impl)
+            warm = [one() for _ in range(opts["warmup"])]
+            est = comm.allreduce(min(warm) if warm else 0.0, op=MPI.MAX)
+            iters = opts["iters"] or max(
+                opts["min_iters"], min(opts["max_iters"], int(opts["time_budget_s"] / max(est, 1e-6)))
+            )
+            ts = np.array([one() for _ in range(iters)])
+            slowest = np.empty_like(ts)
+            comm.Allreduce(ts, slowest, op=MPI.MAX)
+            t = float(np.median(slowest))
+            algbw = nbytes / t / 1e9
+            row[impl] = {
+                "time_us": t * 1e6,
+                "min_us": float(slowest.min()) * 1e6,
+                "iters": iters,
+                "algbw_gbps": algbw,
+                "busbw_gbps": algbw * (world - 1) / world,
+            }
+        rows.append(row)
+        if rank == 0 and opts["progress"]:
+            print(
+                f"# {nbytes} bytes done ({time.perf_counter() - t_start:.1f} s)", file=sys.stderr, flush=True
+            )
+    if rank == 0:
+        res = {
+            "op": op,
+            "np": world,
+            "nodes": topo.num_nodes,
+            "local_world_size": topo.local_size,
+            "dtype": dtype,
+            "kernel_isa": hfreduce.kernel_isa(),
+            "memcpy_gbps": ceiling,
+            "memcpy_bytes": opts["memcpy_bytes"],
+            "checked": opts["check"],
+            "impls": impls,
+            "rows": rows,
+            "wall_s": time.perf_counter() - t_start,
+            "load": list(os.getloadavg()),
+        }
+        print(table(res), flush=True)
+        if opts["json"]:
+            with open(opts["json"], "w") as f:
+                json.dump(res, f, indent=1)
+    comm.Barrier()
     return 0
 
 
 def _run_worker(opts: dict) -> int:
     """The worker, turning an exception on any rank into an abort of the whole job (no hung peers)."""
     try:
-        return _worker(opts)
+        for one in opts["ops"]:
+            rc = (_worker if one == "allreduce" else _worker_op)({**opts, "op": one})
+            if rc:
+                return rc
+        import torch.distributed as dist
+
+        import hfreduce
+
+        dist.destroy_process_group()
+        hfreduce.finalize()
+        return 0
     except SystemExit as exc:
         if exc.code:
             from mpi4py import MPI
@@ -299,10 +522,12 @@ def table(res: dict) -> str:
     hfrs = [h for h in ("hfr-shm", "hfr") if h in impls]
     ratio_cols = [(h, p) for p in peers for h in hfrs]
     lines = [
-        f"# HFReduce allreduce benchmark: np={n}, {res['nodes']} node(s) x {res['local_world_size']} local ranks, "
+        f"# HFReduce {res.get('op', 'allreduce')} benchmark: np={n}, {res['nodes']} node(s) x {res['local_world_size']} local ranks, "
         f"dtype {res['dtype']}, kernels {res['kernel_isa']}, check {'on' if res['checked'] else 'off'}",
         f"# memcpy ceiling (numpy copy, one core, {_fmt_size(res['memcpy_bytes'])}): {res['memcpy_gbps']:.2f} GB/s",
-        "# time = median over iterations of the slowest rank (us); algbw = bytes/time; busbw = algbw*2(n-1)/n (GB/s)",
+        "# time = median over iterations of the slowest rank (us); algbw = bytes/time; busbw = algbw*"
+        + ("2(n-1)/n" if res.get("op", "allreduce") == "allreduce" else "(n-1)/n")
+        + " (GB/s)",
         f"# load {res['load'][0]:.2f}; sweep took {res['wall_s']:.1f} s",
     ]
     lead = [Column("size", 10), Column("count", 11), Column("type", 9)]
@@ -363,6 +588,12 @@ def _mpirun_argv(np_: int) -> list[str]:
     default=None,
     help="Ranks per 'node' (sets HFREDUCE_LOCAL_WORLD_SIZE: several nodes on one machine).",
 )
+@click.option(
+    "--op",
+    default="allreduce",
+    show_default=True,
+    help=f"The collective(s) to time, comma-separated, each against MPI and gloo in the same run: {', '.join(OPS)}.",
+)
 @click.option("--min-bytes", default="1K", show_default=True, help="Smallest size (suffix K, M, G allowed).")
 @click.option("--max-bytes", default="256M", show_default=True, help="Largest size.")
 @click.option("--factor", default=2, show_default=True, help="Multiply the size by this between rows.")
@@ -389,6 +620,7 @@ def _mpirun_argv(np_: int) -> list[str]:
 def click_command(
     np_,
     local_world_size,
+    op,
     min_bytes,
     max_bytes,
     factor,
@@ -404,20 +636,28 @@ def click_command(
     memcpy_mb,
     progress,
 ) -> None:
-    """HFReduce (shared-segment and private buffers) vs MPI_Allreduce vs gloo: size/count/time/algbw/busbw.
+    """HFReduce (shared-segment and private buffers) vs MPI vs gloo, one collective (--op): size/count/time/algbw/busbw.
 
     \b
     Example:
       haictl bench allreduce --np 2
       python -m hfreduce.bench --np 4 --local-world-size 2 --max-bytes 64M
       mpirun -np 2 python -m hfreduce.bench --min-bytes 4K --max-bytes 1M --check --json out.json
+      python -m hfreduce.bench --np 2 --op allgather --max-bytes 16M --check
     """
+    ops = op.split(",")
+    if set(ops) - set(OPS):
+        raise click.UsageError(f"--op: unknown {sorted(set(ops) - set(OPS))}; choose from {OPS}")
+    if len(ops) > 1 and json_path:
+        raise click.UsageError("--json takes one --op at a time")
     unknown = set(impls.split(",")) - set(IMPLS)
     if unknown:
         raise click.UsageError(f"--impls: unknown {sorted(unknown)}; choose from {IMPLS}")
     if factor < 2:
         raise click.UsageError("--factor must be at least 2")
     opts = {
+        "op": op,
+        "ops": ops,
         "min_bytes": _parse_bytes(min_bytes),
         "max_bytes": _parse_bytes(max_bytes),
         "factor": factor,
@@ -452,7 +692,7 @@ def click_command(
 
 def _forwarded_args(opts: dict, json_path: str | None) -> list[str]:
     args = [
-        "--min-bytes", str(opts["min_bytes"]), "--max-bytes", str(opts["max_bytes"]),
+        "--op", opts["op"], "--min-bytes", str(opts["min_bytes"]), "--max-bytes", str(opts["max_bytes"]),
         "--factor", str(opts["factor"]), "--dtype", opts["dtype"], "--iters", str(opts["iters"]),
         "--warmup", str(opts["warmup"]), "--time-budget-s", str(opts["time_budget_s"]),
         "--min-iters", str(opts["min_iters"]), "--max-iters", str(opts["max_iters"]),
