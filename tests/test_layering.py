@@ -105,3 +105,17 @@ def test_each_rule_catches_a_planted_violation(tmp_path):
     assert any("hfreduce._bootstrap's private _bootstrap" in f for f in found), found
     assert any("private _cuda" in f for f in found), found
     assert not any(f.startswith("fs3/ok.py") for f in found), found
+
+
+def test_importing_a_part_loads_no_glue_and_fs3_no_launcher():
+    """``import fs3`` (every client, the FUSE daemon) stays light: no process launcher, no fireflyer."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fs3, haiplatform, hfreduce; "
+        "print(sorted(m for m in sys.modules if m.startswith('fireflyer') or m == 'ffcommon.launcher'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
