@@ -14,8 +14,9 @@ import heapq
 import random
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from ffcommon.bench import Column, render_table
 from haiplatform.scheduler.policy import (
     NodeView,
     PolicyConfig,
@@ -317,28 +318,34 @@ def format_report(cfg: SimConfig, res: SimResult, scale: dict[str, list[float]] 
         f"makespan {res.makespan_s / 3600:.1f} h   utilization {100 * res.utilization:.1f} %   occupancy "
         f"{100 * res.occupancy:.1f} %   occupancy while arriving {100 * res.steady_occupancy:.1f} %   preemptions {res.preemptions}   decays {res.decays}   max queue {res.max_queue}",
         "",
-        f"{'priority':<13}{'jobs':>6}{'mean wait':>12}{'p50 wait':>12}{'p95 wait':>12}",
     ]
-    for p in sorted(Priority, reverse=True):
-        w = res.wait_s[int(p)]
-        if not w:
-            continue
-        lines.append(
-            f"{p.name:<13}{len(w):>6}{statistics.mean(w) / 60:>10.1f} m{_pct(w, 0.5) / 60:>10.1f} m{_pct(w, 0.95) / 60:>10.1f} m"
-        )
+    minutes = Column("", 12, fmt=lambda s: f"{s / 60:.1f} m")
+    cols = [Column("priority", 13, "<"), Column("jobs", 6), replace(minutes, header="mean wait"),
+            replace(minutes, header="p50 wait"), replace(minutes, header="p95 wait")]  # fmt: skip
+    waits = [(p, res.wait_s[int(p)]) for p in sorted(Priority, reverse=True)]
+    rows = [[p.name, len(w), statistics.mean(w), _pct(w, 0.5), _pct(w, 0.95)] for p, w in waits if w]
+    lines += render_table(cols, rows)
     ct = res.cycle_times_s
     lines += [
         "",
         f"simulation cycles {res.cycles}: decision time median {1e3 * _pct(ct, 0.5):.2f} ms, p99 {1e3 * _pct(ct, 0.99):.2f} ms",
     ]
     if scale:
-        lines += ["", f"{'one cycle, 1250 nodes x 10000 queued':<40}{'median':>10}{'p99':>10}{'ratio':>8}"]
-        base = statistics.median(scale["sort only"])
-        for name, vals in scale.items():
-            lines.append(
-                f"{name:<40}{1e3 * statistics.median(vals):>8.1f}ms{1e3 * _pct(vals, 0.99):>8.1f}ms{statistics.median(vals) / base:>8.2f}"
-            )
+        lines += ["", *cycle_table(scale, "one cycle, 1250 nodes x 10000 queued", 40)]
     return "\n".join(lines)
+
+
+def cycle_table(scale: dict[str, list[float]], title: str, name_width: int) -> list[str]:
+    """Per variant of :func:`scale_cycle_times`: median and p99 cycle time, and the median's ratio to
+    ``sort only`` (the floor: ordering the queue and nothing else)."""
+    ms = Column("", 10, fmt=lambda s: f"{1e3 * s:.1f}ms")
+    cols = [Column(title, name_width, "<"), replace(ms, header="median"), replace(ms, header="p99"),
+            Column("ratio", 8, fmt=".2f")]  # fmt: skip
+    base = statistics.median(scale["sort only"])
+    rows = [
+        [name, statistics.median(v), _pct(v, 0.99), statistics.median(v) / base] for name, v in scale.items()
+    ]
+    return render_table(cols, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
