@@ -176,12 +176,12 @@ def serve(role: str, config_path: Path | None, data_dir: Path | None, index: int
         if dry_run:
             click.echo(" ".join(argv))
             return
-        for sub in ("fs3", "scheduler", "agents", "logs"):
-            (cfg.data_dir / sub).mkdir(parents=True, exist_ok=True)
         if detach:
             entry = cluster.serve_detached(cfg, role, index=index, name=name)
             click.echo(f"{entry['name']} serves again (pid {entry['pid']}, log {entry['log']})")
             return
+        for sub in ("fs3", "scheduler", "agents"):
+            (cfg.data_dir / sub).mkdir(parents=True, exist_ok=True)
         cluster.register_foreground(cfg, role, argv, index=index, name=name)
     except FireflyerError as exc:
         raise click.ClickException(str(exc)) from None

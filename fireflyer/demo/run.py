@@ -164,7 +164,7 @@ def _wait_for_step(
             raise FireflyerError(
                 f"training job {job_id} ended {info.state} before step {step}: {info.reason}"
             )
-        now = _last_step(_log(sched, job_id))
+        now = _last_step(_log(sched, job_id)) if info.started_at else -1  # no log before its first start
         if now != last and now >= 0:
             progress(f"      job {job_id} {info.state}, step {now}")
             last = now
