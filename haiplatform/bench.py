@@ -92,9 +92,10 @@ def submission_rates(
 
 def control_times(repeats: int = 10, queued: int = 10_000, seed: int = 3) -> dict[str, list[float]]:
     """Seconds per cycle of the scheduler's job-control work at ``queued`` jobs: the dependency pass
-    (every queued job with two dependencies on other jobs, still waiting, through the same
-    ``dependency_state`` the scheduler calls), and the policy over one ``queued``-task array limited
-    to 8 running, on 1250 nodes of which 8 are free."""
+    in its worst case (every queued job has two dependencies on other jobs, all still waiting, and
+    all re-checked through the same ``dependency_state`` the scheduler calls; the scheduler itself
+    re-checks only the jobs whose named jobs changed state since), and the policy over one
+    ``queued``-task array limited to 8 running, on 1250 nodes of which 8 are free."""
     import random
 
     from haiplatform.scheduler.dependencies import dependency_state

@@ -118,6 +118,12 @@ class SchedulerCore:
         self.usage = store.usage()  # user -> (decayed node-seconds, as of) for fair share
         self._ended: dict[int, dependencies.JobStatus] = {}  # ended jobs that others depend on
         self._deps_met: set[int] = set()  # queued jobs whose dependencies all held once
+        # Job id -> the queued jobs depending on it; a dependent is re-checked only after one of the
+        # jobs it names changed state (it is in _deps_waiting, known to wait, until then).
+        self._dependents: dict[int, set[int]] = {}
+        self._deps_waiting: set[int] = set()
+        for job in self.jobs.values():
+            self._index_dependencies(job)
         self._waiting: dict[int, str] = {}  # the last cycle's pending reasons from the policy
         self._thread = threading.Thread(target=self._loop, name="sched-loop", daemon=True)
 
@@ -206,6 +212,10 @@ class SchedulerCore:
             else:
                 ids = [self.store.insert_job(job, now, "submitted")]
                 self.jobs[job.job_id] = job
+                tasks = [job]
+            if job.depends:
+                for task in tasks:
+                    self._index_dependencies(task)
         self.kick.set()
         return ids
 
@@ -226,6 +236,10 @@ class SchedulerCore:
         state, detail = dependencies.dependency_state(job.depends, self._job_status)
         if state == dependencies.NEVER:
             raise errors.InvalidSpec(f"depends_on: {detail} can never be satisfied")
+
+    def _index_dependencies(self, job: JobRecord) -> None:
+        for _kind, dep_id in job.depends:
+            self._dependents.setdefault(dep_id, set()).add(job.job_id)
 
     def _job_status(self, job_id: int) -> dependencies.JobStatus | None:
         """(state, has started) of any job, for dependencies; ended jobs are cached."""
@@ -271,6 +285,8 @@ class SchedulerCore:
 
     def _transition(self, job: JobRecord, state: str, reason: str, now: float | None = None) -> Transition:
         t = Transition(job.job_id, now or time.time(), job.state, state, reason)
+        if state != job.state and job.job_id in self._dependents:
+            self._deps_waiting.difference_update(self._dependents[job.job_id])  # check them again
         holding = ("running", "suspending")
         if job.state in holding and state not in holding and job.started_at:
             run_s = max(0.0, t.at - job.started_at)  # a run ends: account for it
@@ -288,7 +304,13 @@ class SchedulerCore:
         if job.state in TERMINAL_STATES:
             self.jobs.pop(job.job_id, None)
             self._deps_met.discard(job.job_id)
+            self._deps_waiting.discard(job.job_id)
             self._ended[job.job_id] = (job.state, job.run_seq > 0)
+            for _kind, dep_id in job.depends:
+                if (dependents := self._dependents.get(dep_id)) is not None:
+                    dependents.discard(job.job_id)
+                    if not dependents:
+                        del self._dependents[dep_id]
             for key in [k for k in self.exits if k[0] == job.job_id]:
                 self.exits.pop(key, None)
 
@@ -390,6 +412,7 @@ class SchedulerCore:
                 job.hold, job.finished_at, job.exit_code = False, 0.0, 0
                 self._ended.pop(job.job_id, None)
                 self.jobs[job.job_id] = job
+                self._index_dependencies(job)
                 self._persist(job, self._transition(job, "queued", why, now))
             else:
                 raise errors.InvalidState(f"job {job_id} is already queued")
@@ -740,8 +763,11 @@ class SchedulerCore:
                     if job.hold or job.begin_at > now:
                         continue
                     if job.depends and job.job_id not in self._deps_met:
+                        if job.job_id in self._deps_waiting:
+                            continue  # none of the jobs it waits for changed state since
                         state, detail = dependencies.dependency_state(job.depends, self._job_status)
                         if state == dependencies.WAIT:
+                            self._deps_waiting.add(job.job_id)
                             continue
                         if state == dependencies.NEVER:
                             never.append((job, detail))
