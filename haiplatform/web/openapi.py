@@ -94,6 +94,11 @@ def openapi_document() -> dict[str, Any]:
                         "workdir": string,
                         "state": {"enum": list(JOB_STATES)},
                         "reason": string,
+                        "pending_reason": {
+                            **string,
+                            "description": "why a queued job waits: Resources, Priority, QuotaGroup, Dependency, "
+                            "Held, BeginTime or ArrayTaskLimit; empty otherwise",
+                        },
                         "priority": string,
                         "base_priority": string,
                         "nodes": integer,

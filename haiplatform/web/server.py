@@ -295,6 +295,8 @@ class WebServer:
         counts = {s: by_state.get(s, 0) for s in JOB_STATES}
         total = sum(n for s, n in counts.items() if not states or s in states)
         now = time.time()
+        for j in jobs:
+            j.pending_reason = self.core.pending_reason(self.core.jobs.get(j.job_id) or j, now)
         return {
             "now": now,
             "jobs": [job_json(j, now) for j in jobs],

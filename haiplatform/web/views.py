@@ -69,6 +69,7 @@ def job_json(job: JobRecord, now: float) -> dict[str, Any]:
         "workdir": job.workdir,
         "state": job.state,
         "reason": job.reason,
+        "pending_reason": job.pending_reason,
         "priority": _priority_name(job.priority),
         "base_priority": _priority_name(job.base_priority),
         "nodes": job.nodes,

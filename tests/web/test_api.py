@@ -165,3 +165,15 @@ def test_openapi_lists_every_route(api):
     served.remove("/api/jobs/{job_id}/{action}")
     served |= {f"/api/jobs/{{job_id}}/{a}" for a in ("cancel", "suspend", "resume")}
     assert served <= documented, served - documented
+
+
+def test_queued_jobs_carry_their_pending_reason(api):
+    page = api.ok("/api/jobs", state="queued", limit=5)["jobs"]
+    assert page and all(j["pending_reason"] == "Priority" for j in page)  # both nodes are busy
+    running = api.ok("/api/jobs", state="running")["jobs"]
+    assert running and all(j["pending_reason"] == "" for j in running)
+    queued = [
+        j for js in api.ids.values() for j in js if (job := api.core.jobs.get(j)) and job.state == "queued"
+    ]
+    oldest_queued = min(queued)
+    assert api.ok(f"/api/jobs/{oldest_queued}")["job"]["pending_reason"] == "Resources"  # the queue's head

@@ -153,7 +153,8 @@ function renderJobs(data) {
       el("td", {}, el("span", { class: `badge ${j.state}` }, j.state)),
       el("td", {}, duration(j.age_s)),
       el("td", {}, duration(j.running_s)),
-      el("td", { class: "reason muted clip", title: safe(j.reason) }, safe(j.reason)),
+      el("td", { class: "reason muted clip", title: safe(j.reason) },
+        j.pending_reason ? `(${j.pending_reason}) ${safe(j.reason)}` : safe(j.reason)),
       el("td", {}, actionButtons(j))));
   $("jobs").tBodies[0].replaceChildren(...rows);
   const c = data.counts;
@@ -314,7 +315,7 @@ async function renderJobPage(jobId) {
   $("job-actions").replaceChildren(...actionButtons(j));
   const fields = [
     ["user", `${safe(j.user)} (group ${safe(j.group)})`], ["command", el("code", {}, safe(j.command))],
-    ["workdir", safe(j.workdir)], ["reason", safe(j.reason)], ["priority", j.priority === j.base_priority ? j.priority : `${j.priority} (submitted ${j.base_priority})`],
+    ["workdir", safe(j.workdir)], ["reason", safe(j.reason)], ["waiting for", j.pending_reason || "–"], ["priority", j.priority === j.base_priority ? j.priority : `${j.priority} (submitted ${j.base_priority})`],
     ["nodes", `${j.nodes} × ${j.ranks_per_node} ranks`], ["assigned", j.assigned_nodes.join(", ") || "–"],
     ["submitted", `${stamp(j.submitted_at)} (${duration(j.age_s)} ago)`], ["running for", duration(j.running_s)],
     ["runs", `${j.run_seq} (suspended ${j.suspend_count}×)`], ["exit code", String(j.exit_code)],
