@@ -250,3 +250,36 @@ def test_fuse_writer_gets_enospc(full_cluster, tmp_path):
         cl.remove(f"/fuse/{name}")
     metas = _replica_meta(full_cluster)
     assert metas[0] == metas[1] == metas[2]
+
+
+def test_commit_whose_index_cannot_be_written_commits_nothing(tmp_path, monkeypatch):
+    store = ChunkStore(tmp_path / "t", 1, fsync=False, reserve_bytes=0)
+    store.stage((5, 0), 1, b"old", 1)
+    store.commit((5, 0))
+    store.stage((5, 0), 2, b"new!", 1)
+
+    def full(sql, args):
+        raise errors.NoSpace("chunk 5:0", "chunk index: database or disk is full")
+
+    monkeypatch.setattr(store, "_index_write", full)
+    with pytest.raises(errors.NoSpace):
+        store.commit((5, 0))
+    monkeypatch.undo()
+    assert store.read((5, 0)) == b"old" and store.meta((5, 0)).committed_version == 1
+    assert not store.corrupt_for_test((5, 0)).with_suffix(".p").exists()
+    again = ChunkStore(tmp_path / "t", 1, fsync=False, reserve_bytes=0)
+    assert again.read((5, 0)) == b"old"
+
+
+def test_crash_between_index_and_rename_is_rolled_forward(tmp_path):
+    from fs3.crc import crc32c
+
+    store = ChunkStore(tmp_path / "t", 1, fsync=False, reserve_bytes=0)
+    store.stage((5, 0), 1, b"v1", 1)
+    store.commit((5, 0))
+    store.stage((5, 0), 2, b"v2 bytes", 1)
+    # the index row of v2 is written, the process dies before the rename
+    store._db.execute("INSERT OR REPLACE INTO chunks VALUES (5, 0, 2, ?, 8, 1)", (crc32c(b"v2 bytes"),))
+    again = ChunkStore(tmp_path / "t", 1, fsync=False, reserve_bytes=0)
+    assert again.read((5, 0)) == b"v2 bytes" and again.meta((5, 0)).committed_version == 2
+    assert not again.corrupt_for_test((5, 0)).with_suffix(".p").exists()

@@ -2,9 +2,11 @@
 
 Layout under the target's data directory: ``index.db`` (SQLite WAL: chunk id -> committed version,
 CRC32C, length, chain version) and ``chunks/<inode:016x>/<index:08x>`` holding the committed bytes.
-An update is staged as ``<index>.p`` (written, optionally fsynced) and committed by an atomic
-``rename`` followed by the index update, so a crash leaves either the old or the new chunk; the
-CRC32C in the index is checked on every read (reads take no lock; see ``read_into``). Pending state
+An update is staged as ``<index>.p`` (written, optionally fsynced) and committed by the index update
+followed by an atomic ``rename``: an index that cannot be written (a full disk) commits nothing, and
+a crash between the two is rolled forward at start (a ``.p`` whose bytes match the index becomes the
+chunk; other ``.p`` files are removed). The CRC32C in the index is checked on every read (reads
+take no lock; see ``read_into``). Pending state
 is in memory only: a restarted target is resynced from its predecessor anyway. Updates are not
 thread-safe per chunk: callers hold the chunk lock.
 
@@ -85,9 +87,27 @@ class ChunkStore:
         self._pending: dict[
             tuple[int, int], tuple[int, int, int, int]
         ] = {}  # -> (version, crc, length, chain_ver)
-        for p in (self.root / "chunks").glob("*/*.p"):  # uncommitted leftovers of a crash
-            p.unlink()
+        for p in (self.root / "chunks").glob("*/*.p"):  # leftovers of a crash
+            self._recover_pending(p)
         self._keep_headroom()
+
+    def _recover_pending(self, p: Path) -> None:
+        """Finish a commit that crashed between its index update and its rename; drop any other ``.p``."""
+        try:
+            cid = (int(p.parent.name, 16), int(p.name.removesuffix(".p"), 16))
+        except ValueError:
+            p.unlink()
+            return
+        m = self._meta.get(cid)
+        if m is not None and m.committed_version:
+            content = p.read_bytes()
+            if len(content) == m.length and crc32c(content) == m.crc:
+                os.replace(p, self._path(cid))
+                logging.info(
+                    "target %d: chunk %d:%d v%d rolled forward", self.target_id, *cid, m.committed_version
+                )
+                return
+        p.unlink()
 
     # ---- space -------------------------------------------------------------------------------
     def _no_space(self, cid: tuple[int, int], why: str) -> errors.NoSpace:
@@ -254,24 +274,53 @@ class ChunkStore:
         return crc
 
     def commit(self, cid: tuple[int, int]) -> ChunkMetaRow:
-        """Make the pending version the committed one (rename, then index)."""
+        """Make the pending version the committed one (index, then rename).
+
+        If the index cannot be written (NoSpace), nothing is committed and the pending version is dropped.
+        """
         version, crc, length, cver = self._pending.pop(cid)
+        pending = self._path(cid, pending=True)
         with self._lock:
             self._committing += 1
         try:
-            os.replace(self._path(cid, pending=True), self._path(cid))
             with self._lock:
-                self._index_write(
-                    "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
-                    (*cid, version, crc, length, cver),
-                )
-                row = ChunkMetaRow(cid[0], cid[1], version, crc, length, cver)
+                try:
+                    self._index_write(
+                        "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
+                        (*cid, version, crc, length, cver),
+                    )
+                except BaseException:
+                    pending.unlink(missing_ok=True)
+                    raise
+            try:
+                os.replace(pending, self._path(cid))
+            except OSError:
+                self._restore_index(cid)
+                pending.unlink(missing_ok=True)
+                raise
+            row = ChunkMetaRow(cid[0], cid[1], version, crc, length, cver)
+            with self._lock:
                 self._meta[cid] = row
         finally:
             with self._lock:
                 self._committing -= 1
                 self._commits += 1
         return row
+
+    def _restore_index(self, cid: tuple[int, int]) -> None:
+        """Put ``cid``'s index row back to the committed one in memory (after a failed rename); best effort."""
+        old = self._meta.get(cid)
+        try:
+            with self._lock:
+                if old is None:
+                    self._db.execute("DELETE FROM chunks WHERE inode = ? AND idx = ?", cid)
+                else:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
+                        (*cid, old.committed_version, old.crc, old.length, old.chain_version),
+                    )
+        except sqlite3.Error as exc:
+            logging.error("target %d: chunk %d:%d: index not restored: %s", self.target_id, *cid, exc)
 
     def abort(self, cid: tuple[int, int]) -> None:
         """Drop a pending version."""
