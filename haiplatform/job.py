@@ -45,6 +45,8 @@ def _request(msg: dict, timeout_s: float) -> dict:
         _socket = _ctx.socket(zmq.REQ)
         _socket.linger = 0
         _socket.connect(addr)
+    # The run's secret, set by the agent: only this run's own processes may speak for it.
+    msg = {**msg, "token": os.environ.get("HAI_RUN_TOKEN", "")}
     _socket.send(json.dumps(msg).encode())
     if not _socket.poll(int(timeout_s * 1000)):
         _socket.close()  # a REQ socket without its reply cannot send again

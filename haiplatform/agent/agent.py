@@ -12,10 +12,12 @@ validated, and malformed ones are logged and answered with an error.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -106,8 +108,8 @@ def check_start(start: agent_pb2.StartRun) -> str:
     return ""
 
 
-def parse_client_request(body: bytes) -> tuple[str, int, int, int]:
-    """(op, job, seq, rank) of one in-job client message; ValueError names the bad field and limit."""
+def parse_client_request(body: bytes) -> tuple[str, int, int, int, str]:
+    """(op, job, seq, rank, token) of one in-job client message; ValueError names the bad field and limit."""
     if len(body) > MAX_CLIENT_MESSAGE_BYTES:
         raise ValueError(f"message: {len(body)} bytes, limit {MAX_CLIENT_MESSAGE_BYTES}")
     try:
@@ -118,7 +120,7 @@ def parse_client_request(body: bytes) -> tuple[str, int, int, int]:
         raise ValueError("message: JSON nested too deeply") from None
     if not isinstance(msg, dict):
         raise ValueError(f"message: must be a JSON object, got {type(msg).__name__}")
-    extra = sorted(set(msg) - {"op", "job", "seq", "rank"})
+    extra = sorted(set(msg) - {"op", "job", "seq", "rank", "token"})
     if extra:
         raise ValueError(f"{extra[0]}: unknown field")
     op = msg.get("op")
@@ -132,7 +134,10 @@ def parse_client_request(body: bytes) -> tuple[str, int, int, int]:
         if not lo <= val <= hi:
             raise ValueError(f"{key}: {val} is outside {lo}..{hi}")
         out.append(val)
-    return op, out[0], out[1], out[2]
+    token = msg.get("token", "")
+    if not isinstance(token, str) or len(token) > 128:
+        raise ValueError("token: must be a string of at most 128 characters")
+    return op, out[0], out[1], out[2], token
 
 
 @dataclass
@@ -164,6 +169,7 @@ class Run:
     supervisor: subprocess.Popen | None = None
     spec_path: Path | None = None
     cgroup: str = ""
+    token: str = field(default_factory=lambda: secrets.token_hex(16))  # HAI_RUN_TOKEN of its ranks
     done: bool = False  # the supervisor reported that no process of the run is left
     _pending: bytearray = field(default_factory=bytearray)
 
@@ -404,6 +410,7 @@ class Agent:
             env.update(
                 RANK=str(rank), LOCAL_RANK=str(local_rank), HFREDUCE_LOCAL_RANK=str(local_rank),
                 HAI_SUSPEND_ADDR=self.suspend_addr, HAI_NODE_NAME=self.config.node_name, HAI_USER=start.user,
+                HAI_RUN_TOKEN=run.token,
             )  # fmt: skip
             path = log_dir / f"rank-{rank}.log"
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -540,8 +547,7 @@ class Agent:
                     self._refuse(f"envelope: {len(frames)} frames, expected a REQ message")
                     continue
                 try:
-                    op, job, seq, rank = parse_client_request(frames[2])
-                    answer = self._client_request(op, job, seq, rank)
+                    answer = self._client_request(*parse_client_request(frames[2]))
                 except ValueError as exc:
                     self._refuse(str(exc))
                     answer = {"error": str(exc)}
@@ -557,11 +563,13 @@ class Agent:
         if self.refused_messages <= 20 or self.refused_messages % 1000 == 0:
             log.warning("refused in-job client message (%d so far): %s", self.refused_messages, why)
 
-    def _client_request(self, op: str, job: int, seq: int, rank: int) -> dict:
+    def _client_request(self, op: str, job: int, seq: int, rank: int, token: str) -> dict:
         with self.lock:
             run = self.runs.get((job, seq))
             if run is None:
                 return {"error": f"job {job} run {seq} is not running on {self.config.node_name}"}
+            if not hmac.compare_digest(token.encode(), run.token.encode()):
+                raise ValueError(f"token: not the HAI_RUN_TOKEN of job {job} run {seq}")
             if rank not in run.ranks:
                 raise ValueError(f"rank: job {job} run {seq} has no rank {rank} on {self.config.node_name}")
             if op == "poll":

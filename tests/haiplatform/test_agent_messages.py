@@ -51,7 +51,7 @@ def test_malformed_zmq_messages_are_refused_and_suspend_still_works(cluster_fact
             raw.sendall(junk)
     ctx = zmq.Context()
     try:
-        ok = {"op": "poll", "job": job, "seq": seq, "rank": 0}
+        ok = {"op": "poll", "job": job, "seq": seq, "rank": 0, "token": env["HAI_RUN_TOKEN"]}
         cases = [
             (b"not json", "message: not UTF-8 JSON"),
             (b"\xff\xfe", "message: not UTF-8 JSON"),
@@ -63,6 +63,9 @@ def test_malformed_zmq_messages_are_refused_and_suspend_still_works(cluster_fact
             (json.dumps({**ok, "rank": 7}).encode(), "rank: job"),
             (json.dumps({**ok, "op": "nuke"}).encode(), "op: must be"),
             (json.dumps({**ok, "extra": 1}).encode(), "extra: unknown field"),
+            (json.dumps({**ok, "token": "guess"}).encode(), "token: not the HAI_RUN_TOKEN"),
+            (json.dumps({**ok, "op": "ready", "token": ""}).encode(), "token: not the HAI_RUN_TOKEN"),
+            (json.dumps({**ok, "token": 7}).encode(), "token: must be a string"),
             (json.dumps({"op": "poll"}).encode(), "job: must be an integer"),
             (b" " * 10_000, "message: 10000 bytes, limit 4096"),
         ]
