@@ -91,7 +91,8 @@ def service_argv(
             )
         srv = cfg.storage.servers[index]
         return fs3_admin.storage_argv(index, srv.host, srv.port, cfg.data_dir / f"storage-{index}", mgmtd,
-                                      srv.data_port, metrics_port=srv.metrics_port or None)  # fmt: skip
+                                      srv.data_port, metrics_port=srv.metrics_port or None,
+                                      scrub_rate_bytes_s=cfg.storage.scrub_rate_bytes_s)  # fmt: skip
     if role == "scheduler":
         sc = cfg.scheduler
         argv = [*py, "haiplatform.scheduler", "--host", sc.host, "--port", str(sc.port),
@@ -178,6 +179,7 @@ def dump_config(cfg: ClusterConfig) -> str:
         "[mgmtd]", f"host = {q(cfg.mgmtd.host)}", f"port = {cfg.mgmtd.port}", f"metrics_port = {cfg.mgmtd.metrics_port}", f"lease_s = {cfg.mgmtd.lease_s}", standbys, "",
         "[meta]", f"host = {q(cfg.meta.host)}", f"port = {cfg.meta.port}", f"metrics_port = {cfg.meta.metrics_port}", f"database = {q(cfg.meta.database)}", "",
         "[storage]", f"replicas = {cfg.storage.replicas}", f"chunk_size_bytes = {cfg.storage.chunk_size_bytes}",
+        f"scrub_rate_bytes_s = {cfg.storage.scrub_rate_bytes_s}",
         "servers = [" + ", ".join(ep(s) for s in cfg.storage.servers) + "]", "",
         "[scheduler]", f"host = {q(cfg.scheduler.host)}", f"port = {cfg.scheduler.port}",
         f"web_port = {cfg.scheduler.web_port}", f"database = {q(cfg.scheduler.database)}",

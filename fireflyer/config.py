@@ -122,6 +122,9 @@ class StorageConfig:
     replicas: int = 3
     chunk_size_bytes: int = 1 << 20
     servers: list[StorageServerConfig] = field(default_factory=list)
+    scrub_rate_bytes_s: int = (
+        32 << 20
+    )  # the background scrubber re-reads and checks this much a second (0: off)
 
 
 @dataclass
@@ -245,6 +248,9 @@ def parse_config(text: str) -> ClusterConfig:
     st = _table(doc, "storage")
     replicas = _take(st, "storage.", "replicas", int, 3)
     chunk = _take(st, "storage.", "chunk_size_bytes", int, 1 << 20)
+    scrub_rate = _take(st, "storage.", "scrub_rate_bytes_s", int, 32 << 20)
+    if scrub_rate < 0:
+        raise ConfigError(f"storage.scrub_rate_bytes_s: must be >= 0 (0: no scrub), got {scrub_rate}")
     raw_servers = st.pop("servers", [{}, {}, {}])
     if not isinstance(raw_servers, list) or not raw_servers:
         raise ConfigError("storage.servers: must be a non-empty array of {host, port} tables")
@@ -304,7 +310,7 @@ def parse_config(text: str) -> ClusterConfig:
         raise ConfigError(f"agents: duplicate name {sorted(n for n in names if names.count(n) > 1)[0]!r}")
     _no_extra(doc, "")
     return ClusterConfig(
-        name, data_dir, mgmtd, meta, StorageConfig(replicas, chunk, servers), scheduler, agents
+        name, data_dir, mgmtd, meta, StorageConfig(replicas, chunk, servers, scrub_rate), scheduler, agents
     )
 
 

@@ -70,13 +70,16 @@ def storage_argv(
     metrics_port: int | None = None,
     fsync: bool = True,
     reserve_bytes: int | None = None,
+    scrub_rate_bytes_s: int | None = None,
+    scrub_pause_s: float | None = None,
 ) -> list[str]:
     """``python -m fs3.storage ...`` of storage server ``index`` (node ``storage_node_id(index)``);
     ``data_port`` -1 serves no data port, 0 a free one."""
     return [sys.executable, "-m", "fs3.storage", "--host", host, "--port", str(port),
             "--node-id", str(storage_node_id(index)), "--data-dir", str(data_dir), "--mgmtd", mgmtd,
             *_opt("--heartbeat-s", heartbeat_s), *_opt("--metrics-port", metrics_port),
-            *([] if fsync else ["--no-fsync"]), "--data-port", str(data_port),
+            *([] if fsync else ["--no-fsync"]), *_opt("--scrub-rate-bytes-s", scrub_rate_bytes_s),
+            *_opt("--scrub-pause-s", scrub_pause_s), "--data-port", str(data_port),
             *_opt("--reserve-bytes", reserve_bytes)]  # fmt: skip
 
 

@@ -37,6 +37,10 @@ class LocalClusterConfig:
     max_file_size: int = 1 << 40  # bytes
     fsync: bool = True  # fsync chunk files before acknowledging
     data_ports: bool = True  # storage servers serve chunk reads/updates on a data port (False: gRPC only)
+    # storage scrubber pace, bytes/s; 0 (the default here, so tests that flip bytes race no repair): off;
+    # -1: the server's own default (32 MiB/s, what haictl up and deployments run)
+    scrub_rate_bytes_s: int = 0
+    scrub_pause_s: float = -1.0  # pause between scrub passes; -1: the server's default (30 s)
     storage_reserve_bytes: int = -1  # free bytes each target keeps back (ENOSPC under it); -1: 5 %, <= 1 GiB
     storage_args: tuple[str, ...] = ()  # extra flags for every storage server (e.g. data-port limits)
     db_url: str = ""  # meta+mgmtd database; "" = SQLite file in the work dir
@@ -148,6 +152,8 @@ class LocalCluster:
             data_port=self.data_ports[i] if c.data_ports else -1, heartbeat_s=c.heartbeat_s,
             metrics_port=self.metrics_ports[f"storage-{i}"], fsync=c.fsync,
             reserve_bytes=c.storage_reserve_bytes if c.storage_reserve_bytes >= 0 else None,
+            scrub_rate_bytes_s=c.scrub_rate_bytes_s if c.scrub_rate_bytes_s >= 0 else None,
+            scrub_pause_s=c.scrub_pause_s if c.scrub_pause_s >= 0 else None,
         ) + list(c.storage_args)  # fmt: skip
         self.launcher.start(
             f"storage-{i}", argv, port=(c.host, self.storage_ports[i]) if wait else None, env=c.extra_env

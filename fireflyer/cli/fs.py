@@ -358,6 +358,7 @@ def df(ctx: click.Context, as_json: bool) -> None:
         addr = t["address"] + (f" ({t['data_address']})" if t["data_address"] else "")
         addr += "" if t["alive"] else " (dead)"
         addr += " (read-only: under its reserve)" if t.get("read_only") else ""
+        addr += _scrub_note(t)
         disk = "-" if t["disk_total_bytes"] is None else _human(t["disk_total_bytes"])
         avail = "-" if t["disk_free_bytes"] is None else _human(t["disk_free_bytes"])
         click.echo(
@@ -366,9 +367,17 @@ def df(ctx: click.Context, as_json: bool) -> None:
         )
 
 
+def _scrub_note(t: dict[str, Any]) -> str:
+    """`` (scrub: 2 corrupt found, 1 repaired, 1 waiting)`` for a target whose scrub found anything."""
+    if not t.get("corrupt_chunks"):
+        return ""
+    waiting = f", {t['unrepaired_chunks']} waiting for a good copy" if t.get("unrepaired_chunks") else ""
+    return f" (scrub: {t['corrupt_chunks']} corrupt found, {t.get('repaired_chunks') or 0} repaired{waiting})"
+
+
 def _status_info(c: Any) -> dict[str, Any]:
     """Every chain with its targets in chain order (head first): state, node, liveness and capacity,
-    plus the repairs the cluster reports (resyncs of SYNCING targets)."""
+    plus the repairs the cluster reports (resyncs of SYNCING targets, corrupt chunks not repaired yet)."""
     routing = c.refresh_routing()
     usage = {t.target_id: t for t in c.target_usage(exact_bytes=False)}
     chains, repairs = [], []
@@ -383,9 +392,15 @@ def _status_info(c: Any) -> dict[str, Any]:
                 "chunks": u.chunks if u else None, "disk_total_bytes": u.disk_total_bytes if u else None,
                 "disk_free_bytes": u.disk_free_bytes if u else None,
                 "reserve_bytes": u.reserve_bytes if u else None, "read_only": u.read_only if u else None,
+                "corrupt_chunks": u.corrupt_chunks if u else None,
+                "repaired_chunks": u.repaired_chunks if u else None,
+                "unrepaired_chunks": u.unrepaired_chunks if u else None,
             })  # fmt: skip
             if state == "SYNCING":
                 repairs.append({"kind": "resync", "chain_id": chain.chain_id, "target_id": t.target_id})
+            if u and u.unrepaired_chunks:
+                repairs.append({"kind": "chunk repair", "chain_id": chain.chain_id, "target_id": t.target_id,
+                                "chunks": u.unrepaired_chunks})  # fmt: skip
         serving = sum(t["state"] == "SERVING" for t in targets)
         chains.append({"chain_id": chain.chain_id, "version": chain.version, "serving": serving,
                        "replicas": len(targets), "targets": targets})  # fmt: skip
@@ -438,12 +453,14 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
                 size = "-" if t["disk_total_bytes"] is None else _human(t["disk_total_bytes"])
                 addr = t["address"] + ("" if t["alive"] else " (dead)")
                 addr += " (read-only: free space under its reserve)" if t["read_only"] else ""
+                addr += _scrub_note(t)
                 click.echo(
                     f"  {t['target_id']:>8} {t['node_id']:>6} {t['state']:<9}{chunks:>8}{free:>12}{size:>12}  {addr}"
                 )
         click.echo("\nrepairs in progress:")
         for r in info["repairs"]:
-            click.echo(f"  {r['kind']} of target {r['target_id']} (chain {r['chain_id']})")
+            chunks = f": {r['chunks']} corrupt chunks" if r.get("chunks") else ""
+            click.echo(f"  {r['kind']} of target {r['target_id']} (chain {r['chain_id']}){chunks}")
         if not info["repairs"]:
             click.echo("  none")
     if any(ch["serving"] == 0 for ch in info["chains"]):

@@ -184,6 +184,7 @@ class ChunkIO:
         attempt = 0
         relaxed = False
         last: Exception | None = None
+        all_corrupt_passes = 0  # passes in a row in which every serving replica failed its checksum
         while time.monotonic() < deadline:
             chain = self.routing.chain(chain_id)
             serving = [t for t in chain.targets if t.state == TargetState.SERVING]
@@ -195,6 +196,7 @@ class ChunkIO:
             order = serving[k:] + serving[:k]
             if attempt > 0 and not relaxed:
                 order = [serving[-1]] + [t for t in order if t is not serving[-1]]  # prefer the tail on retry
+            corrupt = 0
             for t in order:
                 req = storage_pb2.ReadReq(
                     target_id=t.target_id,
@@ -215,6 +217,7 @@ class ChunkIO:
                     logging.warning("corrupt replica, reading another: %s", msg)
                     self.stats.corrupt_reads.append(msg)
                     last = err
+                    corrupt += 1
                     continue
                 if isinstance(err, errors.ChunkPending):
                     self.stats.pending_retries += 1
@@ -223,6 +226,10 @@ class ChunkIO:
                 if isinstance(err, errors.InvalidArgument | errors.FileTooLarge):
                     raise err
                 last = err  # unavailable / not serving: try the next replica
+            # every replica corrupt, twice (a repair or a rewrite may land in between): EIO now, not at the timeout
+            all_corrupt_passes = all_corrupt_passes + 1 if corrupt == len(order) else 0
+            if all_corrupt_passes >= 2:
+                raise last  # type: ignore[misc]
             attempt += 1
             if attempt > 50:
                 relaxed = True
@@ -367,6 +374,7 @@ class ChunkIO:
                     if error:
                         err = errors.from_wire(error, f"target {items[i][1]}")
                         logging.debug("batch read item failed, reading it alone: %s", err)
+                        self._note_corrupt(err, items[i][1], ino.inode_id, s[0])
                         continue
                     ok[i] = True
                     want[i] = max(0, min(chunk_length, s[1] + s[2]) - s[1]) if found else 0
@@ -416,10 +424,18 @@ class ChunkIO:
         for (s, tid, _), r in zip(items, results, strict=False):
             if r.status == wire.STATUS_ERROR:
                 logging.debug("data port item failed, reading it alone: target %d: %s", tid, r.error)
+                self._note_corrupt(errors.from_wire(r.error, f"target {tid}"), tid, ino.inode_id, s[0])
                 failed.append(s)
             elif r.n < s[2]:
                 out[s[3] + r.n : s[3] + s[2]] = bytes(s[2] - r.n)  # past the chunk's end, or a hole
         return failed
+
+    def _note_corrupt(self, err: errors.FS3Error, target_id: int, inode_id: int, index: int) -> None:
+        """Record a replica that failed its checksum in a batch (its server repairs it meanwhile)."""
+        if isinstance(err, errors.ChecksumMismatchError):
+            msg = f"target {target_id} chunk {inode_id}:{index}: {err.strerror}"
+            logging.warning("corrupt replica, reading another: %s", msg)
+            self.stats.corrupt_reads.append(msg)
 
     def parallel(self, fns: list) -> list:
         """Run callables on the I/O pool; re-raise the first error."""

@@ -394,6 +394,10 @@ class FS3Client:
                         disk_free_bytes=sp.free_bytes if sp else None,
                         reserve_bytes=sp.reserve_bytes if sp else None,
                         read_only=sp.read_only if sp else None,
+                        corrupt_chunks=sp.corrupt_chunks if sp else None,
+                        repaired_chunks=sp.repaired_chunks if sp else None,
+                        unrepaired_chunks=sp.unrepaired_chunks if sp else None,
+                        scrubbed_bytes=sp.scrubbed_bytes if sp else None,
                     )
                 )
         return out

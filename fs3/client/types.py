@@ -107,6 +107,10 @@ class TargetUsage:
     data_address: str = ""  # the node's data port (chunk reads and updates); "" = gRPC only
     reserve_bytes: int | None = None  # free space the target keeps back for deletes and the index
     read_only: bool | None = None  # under its reserve: new chunks get ENOSPC
+    corrupt_chunks: int | None = None  # replicas found failing their CRC32C since the server started
+    repaired_chunks: int | None = None  # of those, rewritten from a good replica and verified
+    unrepaired_chunks: int | None = None  # corrupt now, waiting for a good copy
+    scrubbed_bytes: int | None = None  # verified by the background scrubber since the server started
 
 
 @dataclass

@@ -175,20 +175,28 @@ class TargetSpaceReq(_message.Message):
     def __init__(self) -> None: ...
 
 class TargetSpace(_message.Message):
-    __slots__ = ("target_id", "total_bytes", "free_bytes", "chunks", "reserve_bytes", "read_only")
+    __slots__ = ("target_id", "total_bytes", "free_bytes", "chunks", "reserve_bytes", "read_only", "corrupt_chunks", "repaired_chunks", "unrepaired_chunks", "scrubbed_bytes")
     TARGET_ID_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     RESERVE_BYTES_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    CORRUPT_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    REPAIRED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    UNREPAIRED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    SCRUBBED_BYTES_FIELD_NUMBER: _ClassVar[int]
     target_id: int
     total_bytes: int
     free_bytes: int
     chunks: int
     reserve_bytes: int
     read_only: bool
-    def __init__(self, target_id: _Optional[int] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., chunks: _Optional[int] = ..., reserve_bytes: _Optional[int] = ..., read_only: _Optional[bool] = ...) -> None: ...
+    corrupt_chunks: int
+    repaired_chunks: int
+    unrepaired_chunks: int
+    scrubbed_bytes: int
+    def __init__(self, target_id: _Optional[int] = ..., total_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., chunks: _Optional[int] = ..., reserve_bytes: _Optional[int] = ..., read_only: _Optional[bool] = ..., corrupt_chunks: _Optional[int] = ..., repaired_chunks: _Optional[int] = ..., unrepaired_chunks: _Optional[int] = ..., scrubbed_bytes: _Optional[int] = ...) -> None: ...
 
 class TargetSpaceRsp(_message.Message):
     __slots__ = ("targets",)

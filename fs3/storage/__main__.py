@@ -15,6 +15,7 @@ from fs3 import _rpc
 from fs3.protos import storage_pb2_grpc
 from fs3.storage import dataport
 from fs3.storage.dataport import DataServer
+from fs3.storage.scrub import DEFAULT_PAUSE_S, DEFAULT_RATE_BYTES_S
 from fs3.storage.service import StorageService
 
 # gRPC messages to storage carry at most one 1 MiB piece (Update) or a small request; refuse bigger ones
@@ -80,6 +81,15 @@ def main() -> None:
         default=dataport.IDLE_TIMEOUT_S,
         help="a data-port connection silent this long (between or inside requests) is closed",
     )
+    ap.add_argument(
+        "--scrub-rate-bytes-s",
+        type=int,
+        default=DEFAULT_RATE_BYTES_S,
+        help="bytes/s the background scrubber re-reads and checks (0: no scrub; default 32 MiB/s)",
+    )
+    ap.add_argument(
+        "--scrub-pause-s", type=float, default=DEFAULT_PAUSE_S, help="pause between two scrub passes"
+    )
     ap.add_argument("--no-fsync", action="store_true", help="do not fsync chunk files (benchmarks only)")
     ap.add_argument(
         "--exit-on-mgmtd-loss",
@@ -113,6 +123,8 @@ def main() -> None:
         exit_on_mgmtd_loss=args.exit_on_mgmtd_loss,
         data_address=data.address if data else "",
         reserve_bytes=None if args.reserve_bytes < 0 else args.reserve_bytes,
+        scrub_rate_bytes_s=args.scrub_rate_bytes_s,
+        scrub_pause_s=args.scrub_pause_s,
     )
     storage_pb2_grpc.add_StorageServicer_to_server(svc, server)
     server.add_insecure_port(f"{args.host}:{args.port}")

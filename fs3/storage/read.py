@@ -6,6 +6,8 @@ chunk with a pending version EPENDING, unless the read is relaxed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fs3 import errors
 from fs3.protos import storage_pb2
 from fs3.protos.common_pb2 import TargetState
@@ -18,6 +20,8 @@ class ChunkReader:
 
     def __init__(self, targets: Targets) -> None:
         self.targets = targets
+        # told (target, chunk id, why) of every replica that fails its checksum, to repair it
+        self.on_corrupt: Callable[[int, tuple[int, int], str], None] | None = None
 
     def read(
         self, request: storage_pb2.ReadReq, buf: bytearray | None = None
@@ -42,9 +46,14 @@ class ChunkReader:
             raise errors.ChunkPending(f"chunk {cid[0]}:{cid[1]}", f"version {m.pending_version} pending")
         if m is None or m.committed_version == 0:
             return None
-        if buf is None:
-            return m, store.read(cid)
-        return store.read_into(cid, buf)
+        try:
+            if buf is None:
+                return m, store.read(cid)
+            return store.read_into(cid, buf)
+        except errors.ChecksumMismatchError:
+            if self.on_corrupt is not None:
+                self.on_corrupt(request.target_id, cid, "read")
+            raise
 
     def read_item(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from fs3 import errors
 from fs3.crc import crc32c
@@ -26,6 +27,8 @@ class Resyncer:
         self.targets = targets
         self.forwarder = forwarder
         self._running: set[tuple[int, int]] = set()
+        # (target, chunk id, why) -> True once a corrupt replica is repaired; caller holds the chunk lock
+        self.repair_locked: Callable[[int, tuple[int, int], str], bool] | None = None
 
     def on_routing(self, routing: common_pb2.RoutingInfo) -> None:
         """Start a resync for every chain where this node's target is the last serving one before a syncing one."""
@@ -94,7 +97,13 @@ class Resyncer:
                     and rm.pending_version == 0
                 ):
                     continue
-                content = store.read(cid)
+                try:
+                    content = store.read(cid)
+                except errors.ChecksumMismatchError:
+                    # our copy is bad: fetch it from another serving replica instead of giving up
+                    if self.repair_locked is None or not self.repair_locked(my_tid, cid, "resync source"):
+                        raise
+                    content = store.read(cid)
                 header.type, header.length = storage_pb2.FULL_REPLACE, len(content)
                 header.update_version = lm.committed_version
                 header.payload_crc32c = crc32c(content)

@@ -2,7 +2,8 @@
 
 Where the work lives: ``targets`` (heartbeats, routing, the targets' stores and chunk locks),
 ``update`` (CRAQ update: validate, stage, commit), ``forward`` (down the chain), ``read`` (the read
-checks), ``resync`` (feeding a syncing successor) and ``store`` (the chunk engine). The data port
+checks), ``resync`` (feeding a syncing successor), ``scrub`` and ``repair`` (finding corrupt replicas
+and copying good ones over them) and ``store`` (the chunk engine). The data port
 (``dataport``) calls the same ``ChunkUpdater.update`` and ``ChunkReader.read_item``.
 """
 
@@ -17,7 +18,9 @@ from fs3 import errors, wire
 from fs3.protos import storage_pb2, storage_pb2_grpc
 from fs3.storage.forward import Forwarder
 from fs3.storage.read import ChunkReader
+from fs3.storage.repair import ChunkRepairer
 from fs3.storage.resync import Resyncer
+from fs3.storage.scrub import DEFAULT_PAUSE_S, DEFAULT_RATE_BYTES_S, Scrubber
 from fs3.storage.targets import Targets
 from fs3.storage.update import ChunkUpdater, receive_payload
 
@@ -36,6 +39,8 @@ class StorageService(storage_pb2_grpc.StorageServicer):
         exit_on_mgmtd_loss: bool = False,
         data_address: str = "",
         reserve_bytes: int | None = None,
+        scrub_rate_bytes_s: int = DEFAULT_RATE_BYTES_S,
+        scrub_pause_s: float = DEFAULT_PAUSE_S,
     ) -> None:
         self.targets = Targets(
             node_id,
@@ -53,13 +58,21 @@ class StorageService(storage_pb2_grpc.StorageServicer):
         self.reader = ChunkReader(self.targets)
         self.resyncer = Resyncer(self.targets, self.forwarder)
         self.targets.routing_listeners.append(self.resyncer.on_routing)
+        # corrupt replicas: found by reads and the scrubber, repaired from a good replica of the chain
+        self.repairer = ChunkRepairer(self.targets, self.forwarder)
+        self.reader.on_corrupt = self.repairer.repair_soon
+        self.updater.repair_locked = self.repairer.repair_locked
+        self.resyncer.repair_locked = self.repairer.repair_locked
+        self.scrubber = Scrubber(self.targets, self.repairer, scrub_rate_bytes_s, scrub_pause_s)
 
     def start(self) -> None:
-        """Send the first (restarted) heartbeat and start the heartbeat thread."""
+        """Send the first (restarted) heartbeat, start the heartbeat thread and the scrubber."""
         self.targets.start()
+        self.scrubber.start()
 
     def stop(self) -> None:
-        """Stop heartbeating."""
+        """Stop heartbeating and scrubbing."""
+        self.scrubber.stop()
         self.targets.stop()
 
     def Update(
@@ -158,6 +171,7 @@ class StorageService(storage_pb2_grpc.StorageServicer):
         rsp = storage_pb2.TargetSpaceRsp()
         for tid, store in sorted(self.targets.stores.items()):
             total, free, chunks = store.space()
+            health = self.repairer.target_health(tid)
             rsp.targets.add(
                 target_id=tid,
                 total_bytes=total,
@@ -165,5 +179,9 @@ class StorageService(storage_pb2_grpc.StorageServicer):
                 chunks=chunks,
                 reserve_bytes=store.reserve_bytes,
                 read_only=store.read_only,
+                corrupt_chunks=health.corrupt_chunks,
+                repaired_chunks=health.repaired_chunks,
+                unrepaired_chunks=self.repairer.unrepaired(tid),
+                scrubbed_bytes=health.scrubbed_bytes,
             )
         return rsp

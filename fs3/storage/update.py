@@ -9,7 +9,7 @@ and compares its CRC32C with its successor's. Syncing successors get full-chunk 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from fs3 import errors
 from fs3.crc import crc32c
@@ -97,6 +97,8 @@ class ChunkUpdater:
     def __init__(self, targets: Targets, forwarder: Forwarder) -> None:
         self.targets = targets
         self.forwarder = forwarder
+        # (target, chunk id, why) -> True once a corrupt replica is repaired; caller holds the chunk lock
+        self.repair_locked: Callable[[int, tuple[int, int], str], bool] | None = None
 
     def update(self, req: storage_pb2.UpdateReq, data: bytes | bytearray) -> storage_pb2.UpdateRsp:
         """Validate, check the chain and this target's place in it, then apply under the chunk lock.
@@ -152,11 +154,12 @@ class ChunkUpdater:
         try:
             content = new_content(store, req, data, cid)
         except errors.ChecksumMismatchError:
-            if req.from_client:
+            if not req.from_client:
+                return storage_pb2.UpdateRsp(committed_version=committed, need_full=True)  # heal from pred.
+            # the head has no predecessor: copy a good replica from a successor, then apply the write
+            if self.repair_locked is None or not self.repair_locked(req.target_id, cid, "write"):
                 raise
-            return storage_pb2.UpdateRsp(
-                committed_version=committed, need_full=True
-            )  # heal from the predecessor
+            content = new_content(store, req, data, cid)
         crc = store.stage(cid, u, content, chain.version)
         try:
             if not req.sync:

@@ -25,7 +25,13 @@ def test_haictl_serve_builds_fs3_argv_through_fs3_admin():
     cfg = parse_config(DEFAULT_CONFIG_TOML)
     srv = cfg.storage.servers[1]
     assert service_argv(cfg, "storage", index=1) == admin.storage_argv(
-        1, srv.host, srv.port, cfg.data_dir / "storage-1", cfg.mgmtd.addresses, srv.data_port
+        1,
+        srv.host,
+        srv.port,
+        cfg.data_dir / "storage-1",
+        cfg.mgmtd.addresses,
+        srv.data_port,
+        scrub_rate_bytes_s=cfg.storage.scrub_rate_bytes_s,
     )
     db_url = f"sqlite://{cfg.data_dir / 'fs3' / 'fs3.db'}"
     assert service_argv(cfg, "mgmtd") == admin.mgmtd_argv(
