@@ -128,7 +128,8 @@ def control_times(repeats: int = 10, queued: int = 10_000, seed: int = 3) -> dic
 @click.option("--jobs", "n", type=int, default=1000, show_default=True, help="submissions per measurement")
 @click.option("--repeats", type=int, default=3, show_default=True)
 def sched_bench(n: int, repeats: int) -> None:
-    """Submission rate through the scheduler API and one policy cycle at 1,250 nodes x 10,000 queued.
+    """Submission rate through the scheduler API; one policy cycle at 1,250 nodes x 10,000 (also with fair
+    share) and 100,000 queued; the per-cycle cost of dependencies and array limits.
 
     \b
     Example:
