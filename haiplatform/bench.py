@@ -178,7 +178,7 @@ def report_lines(
         lines += ["\n" + table[0], *table[1:]]
     if control:
         cols = [
-            Column("job control: 10000 queued", 44, "<"),
+            Column("job control: 10000 queued (worst case)", 44, "<"),
             replace(ms, header="median"),
             replace(ms, header="p99"),
         ]
