@@ -12,6 +12,7 @@ cycle share one lock and one set of invariants. The pure parts live beside it: t
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import secrets
@@ -121,6 +122,9 @@ class SchedulerCore:
         # Job id -> the queued jobs depending on it; a dependent is re-checked only after one of the
         # jobs it names changed state (it is in _deps_waiting, known to wait, until then).
         self._dependents: dict[int, set[int]] = {}
+        self._slot_counts: dict[int, int] | None = (
+            None  # slots -> how many nodes have that many; None: recount
+        )
         self._deps_waiting: set[int] = set()
         for job in self.jobs.values():
             self._index_dependencies(job)
@@ -222,7 +226,9 @@ class SchedulerCore:
     def _admit(self, job: JobRecord) -> None:
         """Reject a job this cluster could never run (more nodes, slots or quota than exist); expand and
         check its dependencies. Caller holds the lock."""
-        jobspec.check_against_cluster(job, [n.slots for n in self.nodes.values()], self.quotas)
+        if self._slot_counts is None:
+            self._slot_counts = dict(collections.Counter(n.slots for n in self.nodes.values()))
+        jobspec.check_against_cluster(job, self._slot_counts, self.quotas)
         expanded: list[tuple[str, int]] = []
         for kind, dep_id in job.depends:
             dep = self.jobs.get(dep_id) or self.store.get_job(dep_id)
@@ -495,11 +501,13 @@ class SchedulerCore:
             node = self.nodes.get(req.node)
             if node is None:
                 node = NodeState(req.node, req.slots)
+                self._slot_counts = None
                 self.nodes[req.node] = node
                 self.store.save_node(node.name, node.slots, False, "")
                 changed = True
             if node.slots != req.slots:
                 node.slots = req.slots
+                self._slot_counts = None
                 self.store.save_node(node.name, node.slots, node.drained, node.drain_reason)
             restarted = node.agent_started_at and node.agent_started_at != req.agent_started_at
             if restarted or not node.up:

@@ -288,22 +288,24 @@ def to_record(spec: scheduler_pb2.JobSpec, caller: User, now: float | None = Non
 
 
 def check_against_cluster(
-    job: JobRecord, node_slots: list[int], quotas: Mapping[tuple[str, str, int], int]
+    job: JobRecord, slot_counts: Mapping[int, int], quotas: Mapping[tuple[str, str, int], int]
 ) -> None:
     """Reject a job the live cluster could never run: more nodes than registered, more ranks per node
-    than any node's slots, more nodes than a quota of its user or group allows. With no node
-    registered yet nothing is known about the cluster, so only the quotas are checked."""
-    if node_slots:
-        if job.nodes > len(node_slots):
+    than any node's slots, more nodes than a quota of its user or group allows. ``slot_counts`` maps
+    a slot count to how many nodes have it; with no node registered yet nothing is known about the
+    cluster, so only the quotas are checked."""
+    if slot_counts:
+        registered = sum(slot_counts.values())
+        if job.nodes > registered:
             raise errors.InvalidSpec(
-                f"nodes: {job.nodes} is more than the {len(node_slots)} nodes of this cluster"
+                f"nodes: {job.nodes} is more than the {registered} nodes of this cluster"
             )
-        most = max(node_slots)
+        most = max(slot_counts)
         if job.ranks_per_node > most:
             raise errors.InvalidSpec(
                 f"ranks_per_node: {job.ranks_per_node} is more than the {most} slots of the largest node"
             )
-        fit = sum(1 for slots in node_slots if slots >= job.ranks_per_node)
+        fit = sum(n for slots, n in slot_counts.items() if slots >= job.ranks_per_node)
         if job.nodes > fit:
             raise errors.InvalidSpec(
                 f"nodes: only {fit} nodes have the {job.ranks_per_node} slots that ranks_per_node asks for"
