@@ -131,3 +131,29 @@ def test_requeue_begin_and_history(cluster_factory, tmp_path):
     assert rc == 0 and json.loads(out) == []
     rc, out, _ = c.haictl("history", "--until", "2000-01-01", "--json")
     assert rc == 0 and json.loads(out) == []
+
+
+@pytest.mark.parametrize(("half_life_s", "first_to_start"), [(3600.0, "light"), (0.0, "heavy")])
+def test_fair_share_in_the_scheduler_core_lets_the_light_user_go_first(tmp_path, half_life_s, first_to_start):
+    from haiplatform.protos import agent_pb2, scheduler_pb2
+    from haiplatform.scheduler.core import SchedulerConfig, SchedulerCore
+    from haiplatform.scheduler.store import Store
+
+    store = Store.sqlite(str(tmp_path / "s.db"))
+    try:
+        core = SchedulerCore(store, SchedulerConfig(fairshare_half_life_s=half_life_s))
+        admin = core.authenticate(core.bootstrap_admin(tmp_path / "admin.token"))
+        heavy, light = (core.authenticate(core.add_user(admin, u, "lab", False)) for u in ("heavy", "light"))
+        store.add_usage("heavy", 8 * 3600.0, time.time(), 3600)  # 8 node-hours within the last hour
+        core.usage = store.usage()
+        core.heartbeat(agent_pb2.HeartbeatRequest(node="n1", slots=8, healthy=True, agent_started_at=1.0))
+        spec = scheduler_pb2.JobSpec(command="sleep 1", workdir="/tmp", nodes=1)
+        first = core.submit(heavy, spec)
+        second = core.submit(light, spec)
+        started = [j for j, _ in core.cycle().start]
+        # With fair share the older job's user, who has had the nodes, waits; without it, FIFO.
+        assert started == [second if first_to_start == "light" else first]
+        waiting = first if first_to_start == "light" else second
+        assert core.jobs[waiting].state == "queued" and core.pending_reason(core.jobs[waiting]) == "Resources"
+    finally:
+        store.close()
