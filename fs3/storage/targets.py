@@ -71,8 +71,15 @@ class Targets:
 
     # ---- heartbeats --------------------------------------------------------------------------
     def start(self) -> None:
-        """Send the first (restarted) heartbeat and start the heartbeat thread."""
-        self.heartbeat_once()
+        """Send the first (restarted) heartbeat and start the heartbeat thread.
+
+        With no mgmtd answering the server still starts: it serves once a heartbeat gets through
+        (the loop keeps sending the restarted one until then).
+        """
+        try:
+            self.heartbeat_once()
+        except grpc.RpcError as exc:
+            logging.warning("first heartbeat failed (%s): no mgmtd answers yet; retrying", exc.code())
         threading.Thread(target=self._heartbeat_loop, daemon=True).start()
 
     def stop(self) -> None:

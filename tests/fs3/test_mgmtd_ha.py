@@ -90,6 +90,12 @@ class Load:
         return len(self.acked), self.reads
 
 
+def scrape(url: str) -> str:
+    import urllib.request
+
+    return urllib.request.urlopen(url, timeout=10).read().decode()
+
+
 def servers_alive(cluster: LocalCluster) -> dict[str, bool]:
     return {
         name: p.popen.poll() is None
@@ -100,12 +106,30 @@ def servers_alive(cluster: LocalCluster) -> dict[str, bool]:
 
 @pytest.mark.parametrize("how", ["kill", "sigstop"])
 def test_standby_leads_after_leader_dies_while_io_goes_on(ha_cluster, how):
-    c = ha_cluster
+    takeover_under_load(ha_cluster, how)
+
+
+@pytest.mark.postgres
+def test_standby_on_postgres_leads_after_leader_is_killed(tmp_path, postgres_url):
+    """The lease row on PostgreSQL, the database that mgmtd instances on different hosts share."""
+    from tests.fs3.conftest import _fresh_pg_db
+
+    cfg = LocalClusterConfig(
+        num_storage=3, replicas=3, num_chains=3, chunk_size=64 << 10, mgmtd_standbys=1, leader_lease_s=2.0,
+        db_url=_fresh_pg_db(postgres_url),
+    )  # fmt: skip
+    with LocalCluster(cfg, work_dir=tmp_path / "c") as c:
+        takeover_under_load(c, "kill")
+
+
+def takeover_under_load(c: LocalCluster, how: str) -> None:
+    """Kill -9 or SIGSTOP the leader under a writer and a reader; check the standby leads, I/O goes on."""
     leader, standby = (f"{c.config.host}:{p}" for p in c.mgmtd_ports)
     with pytest.raises(grpc.RpcError) as info:
         ask(standby)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert NOT_LEADER in info.value.details() and f"leader is {leader}" in info.value.details()
+    assert "fs3_mgmtd_leader 0.0" in scrape(c.metrics_url("mgmtd-1"))
     before = {ch.chain_id: ch.version for ch in ask(leader).chains}
     old_version = ask(leader).routing_version
     cl = c.client(timeout_s=30)
@@ -125,6 +149,7 @@ def test_standby_leads_after_leader_dies_while_io_goes_on(ha_cluster, how):
                     time.sleep(0.05)
             takeover_s = time.monotonic() - t0
             print(f"mgmtd takeover after {how}: {takeover_s:.2f} s")
+            assert "fs3_mgmtd_leader 1.0" in scrape(c.metrics_url("mgmtd-1"))
             at_takeover = load.count()
             # I/O goes on under the new leader, and nothing exited meanwhile
             deadline = time.monotonic() + 30
@@ -189,6 +214,22 @@ def test_storage_serves_with_every_mgmtd_down_and_reregisters(ha_cluster):
     assert all(servers_alive(c).values())
     for k in range(n):
         assert len(cl.read_bytes(f"/down-{k}")) == 70_000
+    # a server that (re)starts while no mgmtd answers starts anyway and joins once one is back
+    for i in range(len(c.mgmtd_ports)):
+        c.launcher.kill(c.mgmtd_name(i))
+    c.kill_storage(0)
+    c.start_storage(0)
+    time.sleep(1.0)
+    assert c.launcher.procs["storage-0"].popen.poll() is None, c.launcher.procs["storage-0"].log_text()
+    assert "first heartbeat failed" in c.launcher.procs["storage-0"].log_text()
+    for i in range(len(c.mgmtd_ports)):
+        c.start_mgmtd(i)
+    c.wait_for(
+        lambda r: all(t.state == S.SERVING for ch in r.chains for t in ch.targets),
+        timeout_s=60,
+        what="the restarted server resynced and serving",
+    )
+    assert cl.read_bytes("/before") == b"x" * 100_000
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
