@@ -18,7 +18,8 @@ _GROUPS: list[tuple[str, str]] = [
     ("fireflyer.cli.bench", "bench"),
     *[("fireflyer.cli.cluster_cmds", c) for c in ("up", "down", "status", "serve", "init_chains", "demo")],
     *[("fireflyer.cli.jobs", c) for c in ("submit", "jobs", "show", "logs", "cancel", "suspend", "resume")],
-    *[("fireflyer.cli.jobs", c) for c in ("hold", "release", "requeue", "history")],
+    *[("fireflyer.cli.jobs", c) for c in ("hold", "release", "requeue")],
+    ("fireflyer.cli.history", "history"),
     *[("fireflyer.cli.jobs", c) for c in ("nodes", "drain", "undrain", "quota", "user")],
     ("fireflyer.cli.fs", "fs"),
 ]
