@@ -503,6 +503,7 @@ class Agent:
                 log.warning("job %d rank %d: %s", run.job_id, r.rank, r.reason)
         elif kind == "cgroup":
             run.cgroup = str(ev.get("path", ""))
+            log.info("job %d run %d: cgroup %s", run.job_id, run.run_seq, run.cgroup)
         elif kind == "stopping":
             log.info("job %d run %d: stopping (%s)", run.job_id, run.run_seq, ev.get("why"))
         elif kind == "done":

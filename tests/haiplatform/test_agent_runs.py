@@ -62,9 +62,15 @@ def test_cancel_and_suspend_leave_no_process_of_the_run(cluster_factory, tmp_pat
     # Cancel: the job is terminal at once; its processes are gone within the kill grace.
     c.admin.cancel(job)
     wait_for(lambda: not _alive(mark), 15, "every process of the cancelled run to be gone")
-    parent, _ = cgroup_v2_parent()
-    if cgroup == "auto" and parent:  # the run's cgroups were removed with it
-        wait_for(lambda: not list(Path(parent).glob(f"hai-job{job}-run*")), 10, "the run cgroups to go")
+    if cgroup == "auto" and cgroup_v2_parent()[0]:  # the runs' cgroups (named in the agent's log) are gone
+        log = c.launcher.procs["agent-n1"].log_text()
+        made = [
+            Path(line.split(" cgroup ", 1)[1])
+            for line in log.splitlines()
+            if f"job {job} run " in line and " cgroup /" in line
+        ]
+        assert len(made) == 2, log
+        wait_for(lambda: not any(p.exists() for p in made), 10, "the runs' cgroups to go")
 
 
 def test_killed_supervisor_fails_the_job_and_its_cgroup_is_emptied(cluster_factory, tmp_path):
