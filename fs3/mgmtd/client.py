@@ -2,7 +2,9 @@
 
 A standby answers ``UNAVAILABLE`` with ``ENOTLEADER: ...; leader is HOST:PORT``; the caller goes
 there next, and tries every other address in turn when one is down or silent (a frozen leader),
-so one call costs at most its timeout whatever the group's state. Thread-safe.
+so one call costs at most its timeout whatever the group's state. While instances answer but none
+leads (a takeover under way) the call tries again until its timeout; when none answers at all it
+fails as soon as each was tried. Thread-safe.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fs3.protos import mgmtd_pb2_grpc
 
 NOT_LEADER = "ENOTLEADER"
 _LEADER_HINT = re.compile(r"leader is (\S+:\d+)")
+RETRY_S = 0.1  # pause between rounds while only standbys answer
 
 
 def parse_addresses(addresses: str | Sequence[str]) -> list[str]:
@@ -61,11 +64,27 @@ class MgmtdClient:
     def call(self, method: str, request: Any, timeout: float = 10.0) -> Any:
         """Call ``method`` on the leader within ``timeout`` seconds; the last RpcError if none answers."""
         deadline = time.monotonic() + timeout
+        # one address: all the time for it; several: a share each, so a silent one cannot eat it all
+        share = timeout if len(self.addresses) == 1 else max(0.5, timeout / len(self.addresses))
+        while True:
+            found, rsp, last, standbys = self._one_round(method, request, deadline, share)
+            if found:
+                return rsp
+            if not standbys or deadline - time.monotonic() < RETRY_S:
+                break
+            time.sleep(RETRY_S)  # only standbys answered: a takeover is under way, ask again
+        if last is None:
+            raise _Timeout(f"mgmtd {','.join(self.addresses)}: no answer within {timeout:.1f} s")
+        raise last
+
+    def _one_round(
+        self, method: str, request: Any, deadline: float, share: float
+    ) -> tuple[bool, Any, grpc.RpcError | None, bool]:
+        """Each address once, the leader first: (answered, response, last error, a standby answered)."""
         with self._lock:
             order = [self._leader, *(a for a in self.addresses if a != self._leader)]
-        # one address: all the time for it; several: a share each, so a silent one cannot eat it all
-        share = timeout if len(order) == 1 else max(0.5, timeout / len(order))
         last: grpc.RpcError | None = None
+        standbys = False
         tried: set[str] = set()
         while order:
             addr = order.pop(0)
@@ -80,6 +99,7 @@ class MgmtdClient:
             except grpc.RpcError as exc:
                 code, details = exc.code(), exc.details() or ""
                 if code == grpc.StatusCode.UNAVAILABLE and NOT_LEADER in details:
+                    standbys = True
                     hint = _LEADER_HINT.search(details)
                     if hint and hint.group(1) in self._stubs and hint.group(1) not in tried:
                         order.insert(0, hint.group(1))
@@ -91,10 +111,8 @@ class MgmtdClient:
                 raise
             with self._lock:
                 self._leader = addr
-            return rsp
-        if last is None:
-            raise _Timeout(f"mgmtd {','.join(self.addresses)}: no answer within {timeout:.1f} s")
-        raise last
+            return True, rsp, None, standbys
+        return False, None, last, standbys
 
     def Heartbeat(self, request: Any, timeout: float = 10.0) -> Any:
         """``Mgmtd.Heartbeat`` on the leader."""

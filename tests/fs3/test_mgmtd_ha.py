@@ -120,6 +120,12 @@ def test_standby_on_postgres_leads_after_leader_is_killed(tmp_path, postgres_url
     )  # fmt: skip
     with LocalCluster(cfg, work_dir=tmp_path / "c") as c:
         takeover_under_load(c, "kill")
+        # the new leader dies too and the first comes back: until the dead one's lease runs out only a
+        # standby answers, and a call waits for the takeover instead of failing
+        c.launcher.kill("mgmtd-1")
+        c.start_mgmtd(0)
+        assert c.routing().chains
+        assert "fs3_mgmtd_leader 1.0" in scrape(c.metrics_url("mgmtd"))
 
 
 def takeover_under_load(c: LocalCluster, how: str) -> None:
