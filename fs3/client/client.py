@@ -251,17 +251,21 @@ class FS3Client:
         rsp = self._call("Truncate", meta_pb2.TruncateReq(user=self.user, path=path, length=length), path)
         self.chunks.cut_chunks(rsp.inode, length, rsp.old_size)
 
-    def chmod(self, path: str, mode: int) -> None:
+    def chmod(self, path: str, mode: int, *, follow_symlinks: bool = True) -> None:
         """Change permission bits (owner or root)."""
         path = self._check_path(path)
-        self._call("SetAttr", meta_pb2.SetAttrReq(user=self.user, path=path, set_mode=True, mode=mode), path)
-
-    def chown(self, path: str, uid: int, gid: int) -> None:
-        """Change owner (root only)."""
-        path = self._check_path(path)
-        self._call(
-            "SetAttr", meta_pb2.SetAttrReq(user=self.user, path=path, set_owner=True, uid=uid, gid=gid), path
+        req = meta_pb2.SetAttrReq(
+            user=self.user, path=path, set_mode=True, mode=mode, no_follow=not follow_symlinks
         )
+        self._call("SetAttr", req, path)
+
+    def chown(self, path: str, uid: int, gid: int, *, follow_symlinks: bool = True) -> None:
+        """Change owner (root only); ``follow_symlinks=False`` is ``lchown``."""
+        path = self._check_path(path)
+        req = meta_pb2.SetAttrReq(
+            user=self.user, path=path, set_owner=True, uid=uid, gid=gid, no_follow=not follow_symlinks
+        )
+        self._call("SetAttr", req, path)
 
     def utime(
         self,
@@ -269,13 +273,14 @@ class FS3Client:
         times: tuple[float, float] | None = None,
         *,
         ns: tuple[int | None, int | None] | None = None,
+        follow_symlinks: bool = True,
     ) -> None:
         """Set (atime, mtime) like ``os.utime``: ``times`` in seconds or ``ns`` in integer nanoseconds (a
         None element leaves that time alone, utimensat's UTIME_OMIT); both None: now (UTIME_NOW)."""
         path = self._check_path(path)
         if times is not None and ns is not None:
             raise errors.InvalidArgument(path, "utime: give times or ns, not both")
-        req = meta_pb2.SetAttrReq(user=self.user, path=path)
+        req = meta_pb2.SetAttrReq(user=self.user, path=path, no_follow=not follow_symlinks)
         if times is not None:
             ns = (round(times[0] * 1e9), round(times[1] * 1e9))
         if ns is None:

@@ -118,7 +118,7 @@ class FS3Backend:
 
     def _give(self, path: str, uid: int, gid: int) -> None:
         if (uid, gid) != (self.client.user.uid, self.client.user.gid):
-            self.client.chown(path, uid, gid)
+            self.client.chown(path, uid, gid, follow_symlinks=False)
 
     @_eio
     def lstat(self, path: str) -> Attr:
@@ -165,15 +165,17 @@ class FS3Backend:
 
     @_eio
     def chmod(self, path: str, mode: int) -> None:
-        self.client.chmod(path, mode)
+        self.client.chmod(path, mode, follow_symlinks=False)
 
     @_eio
     def chown(self, path: str, uid: int, gid: int) -> None:
-        self.client.chown(path, uid, gid)
+        self.client.chown(path, uid, gid, follow_symlinks=False)
 
     @_eio
     def utime(self, path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
-        self.client.utime(path, ns=(atime_ns, mtime_ns))  # None: unchanged (UTIME_OMIT), in one request
+        self.client.utime(
+            path, ns=(atime_ns, mtime_ns), follow_symlinks=False
+        )  # None: unchanged (UTIME_OMIT), in one request
 
     @_eio
     def truncate(self, path: str, length: int) -> None:

@@ -279,6 +279,7 @@ class MetaService(meta_pb2_grpc.MetaServicer):
                 owner=(request.uid, request.gid) if request.set_owner else None,
                 atime=atime,
                 mtime=mtime,
+                follow=not request.no_follow,
             ),
         )
         return pb.InodeRsp(inode=inode_msg(row))

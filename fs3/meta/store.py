@@ -682,12 +682,13 @@ class MetaStore:
         owner: tuple[int, int] | None = None,
         atime: int | str | None = None,
         mtime: int | str | None = None,
+        follow: bool = True,
     ) -> InodeRow:
         """Set what is not None, as chmod/chown/utimensat do: ``mode`` (owner or root), ``owner`` (uid,
         gid; root only), ``atime``/``mtime`` (unix ns, or NOW: owner, root or, for NOW only, a writer)."""
 
         def fn(cur: Cursor) -> InodeRow:
-            row = self._existing(cur, user, path)
+            row = self._existing(cur, user, path, follow=follow)
             is_owner = user.uid in (0, row.uid)
             now = time.time_ns()
             if mode is not None:

@@ -256,7 +256,7 @@ class TruncateRsp(_message.Message):
     def __init__(self, inode: _Optional[_Union[_common_pb2.Inode, _Mapping]] = ..., old_size: _Optional[int] = ...) -> None: ...
 
 class SetAttrReq(_message.Message):
-    __slots__ = ("user", "path", "set_mode", "mode", "set_owner", "uid", "gid", "set_times", "atime", "mtime", "atime_ns", "mtime_ns", "atime_now", "mtime_now")
+    __slots__ = ("user", "path", "set_mode", "mode", "set_owner", "uid", "gid", "set_times", "atime", "mtime", "atime_ns", "mtime_ns", "atime_now", "mtime_now", "no_follow")
     USER_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     SET_MODE_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +271,7 @@ class SetAttrReq(_message.Message):
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     ATIME_NOW_FIELD_NUMBER: _ClassVar[int]
     MTIME_NOW_FIELD_NUMBER: _ClassVar[int]
+    NO_FOLLOW_FIELD_NUMBER: _ClassVar[int]
     user: User
     path: str
     set_mode: bool
@@ -285,7 +286,8 @@ class SetAttrReq(_message.Message):
     mtime_ns: int
     atime_now: bool
     mtime_now: bool
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., path: _Optional[str] = ..., set_mode: _Optional[bool] = ..., mode: _Optional[int] = ..., set_owner: _Optional[bool] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., set_times: _Optional[bool] = ..., atime: _Optional[float] = ..., mtime: _Optional[float] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., atime_now: _Optional[bool] = ..., mtime_now: _Optional[bool] = ...) -> None: ...
+    no_follow: bool
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., path: _Optional[str] = ..., set_mode: _Optional[bool] = ..., mode: _Optional[int] = ..., set_owner: _Optional[bool] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., set_times: _Optional[bool] = ..., atime: _Optional[float] = ..., mtime: _Optional[float] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., atime_now: _Optional[bool] = ..., mtime_now: _Optional[bool] = ..., no_follow: _Optional[bool] = ...) -> None: ...
 
 class StatFsReq(_message.Message):
     __slots__ = ("user",)

@@ -199,3 +199,15 @@ def test_deep_paths_have_no_total_length_limit(fs):
     cl.write_bytes(path + "/f", b"deep")
     assert len(path) > 8000 and cl.read_bytes(path + "/f") == b"deep"
     assert _errno_of(lambda: cl.mkdir(path + "/" + "n" * 256)) == errno.ENAMETOOLONG
+
+
+def test_lchown_and_link_times_leave_the_target_alone(fs):
+    cl, _, top = fs
+    cl.write_bytes(f"{top}/t", b"t")
+    cl.symlink(f"{top}/t", f"{top}/ln")
+    cl.symlink("../nowhere", f"{top}/dangling")
+    cl.chown(f"{top}/ln", 65534, 65534, follow_symlinks=False)
+    assert (cl.lstat(f"{top}/ln").st_uid, cl.stat(f"{top}/t").st_uid) == (65534, 0)
+    cl.utime(f"{top}/dangling", ns=(7, 8), follow_symlinks=False)
+    assert cl.lstat(f"{top}/dangling").st_mtime_ns == 8
+    assert _errno_of(lambda: cl.utime(f"{top}/dangling", ns=(7, 8))) == errno.ENOENT

@@ -323,3 +323,28 @@ def test_paths_deeper_than_path_max(mdir, mounted):
     assert out.returncode == 0, out.stderr
     length, content = out.stdout.split()
     assert int(length) > 6000 and content == "deep"
+
+
+def test_symlink_by_another_user_owns_the_link_not_its_target(mdir):
+    target = mdir / "roots"
+    target.write_bytes(b"secret")
+    os.chmod(mdir, 0o777)
+    out = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "ln",
+            "-s",
+            str(target),
+            str(mdir / "ln"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (os.lstat(mdir / "ln").st_uid, os.stat(target).st_uid) == (65534, 0)
+    os.utime(mdir / "ln", ns=(5, 6), follow_symlinks=False)  # the link's own times, target untouched
+    assert os.lstat(mdir / "ln").st_mtime_ns == 6 and os.stat(target).st_mtime_ns != 6
