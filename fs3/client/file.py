@@ -38,6 +38,7 @@ class FS3File(io.RawIOBase):
         self._writable = acc in (os.O_WRONLY, os.O_RDWR)
         self._append = bool(flags & os.O_APPEND)
         self._size = inode.size  # bytes, as known to this handle
+        self._written_end = 0  # the end of what this handle wrote since it last told meta, bytes
         self._pos = 0
         self._wrote = False
         self._lock = threading.RLock()
@@ -141,6 +142,7 @@ class FS3File(io.RawIOBase):
         )
         with self._lock:
             self._size = max(self._size, end)
+            self._written_end = max(self._written_end, end)
             self._wrote = True
         return len(mv)
 
@@ -225,11 +227,14 @@ class FS3File(io.RawIOBase):
                 user=self._client.user,
                 inode_id=self._inode.inode_id,
                 session_id=session,
-                length=self._size if self._writable else 0,  # a reader's size may be stale: never grow
+                # what this handle wrote since its last report, not the size it knows: a truncate by
+                # another handle or client in between must not be undone
+                length=self._written_end,
                 wrote=self._wrote,
             ),
             self.name,
         )
+        self._written_end = 0
         if rsp.freed:  # the last hold on a file unlinked while open: now its chunks go
             self._client.chunks.remove_chunks(rsp.inode, 0)
 
@@ -270,6 +275,17 @@ class FS3File(io.RawIOBase):
             self._client.chunks.cut_chunks(self._inode, size, rsp.old_size)
             self._size = size
             return size
+
+    def note_size(self, size: int) -> None:
+        """Another handle of this process wrote up to ``size``: reads through this one reach it."""
+        with self._lock:
+            self._size = max(self._size, size)
+
+    def note_truncate(self, length: int) -> None:
+        """The file was cut or extended to ``length`` through another handle (flush this one first)."""
+        with self._lock:
+            self._size = length
+            self._written_end = 0  # meta's size is ``length`` now; what we wrote past it is gone
 
     def stat(self) -> FileStat:
         """Stat of the open inode (size includes this handle's unreported writes)."""

@@ -69,6 +69,10 @@ class BackendFile(Protocol):
 
     def note_size(self, size: int) -> None: ...
 
+    def note_truncate(self, length: int) -> None:
+        """The file now has ``length`` bytes (truncated through another handle)."""
+        ...
+
     def fsync(self) -> None: ...
 
     def fstat(self) -> Attr: ...
@@ -195,6 +199,9 @@ class _LocalFile:
         pass
 
     def note_size(self, size: int) -> None:
+        pass
+
+    def note_truncate(self, length: int) -> None:
         pass
 
     def fsync(self) -> None:

@@ -74,8 +74,11 @@ class FS3BackendFile:
 
     def note_size(self, size: int) -> None:
         """Another handle of this mount wrote up to ``size``: let reads through this one reach it."""
-        with self._f._lock:  # FS3File keeps the size it knows per handle; it only ever grows here
-            self._f._size = max(self._f._size, size)
+        self._f.note_size(size)
+
+    def note_truncate(self, length: int) -> None:
+        """Another handle of this mount truncated the file to ``length``."""
+        self._f.note_truncate(length)
 
     @_eio
     def truncate(self, length: int) -> None:

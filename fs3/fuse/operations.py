@@ -258,7 +258,7 @@ class FS3Operations(pyfuse3.Operations):
                 await self._call(self.backend.truncate, path, attr.st_size)
             else:
                 raise pyfuse3.FUSEError(errno.ESTALE)
-            self._sizes[inode] = attr.st_size
+            self._truncated(inode, attr.st_size, fh)
         if path is None:
             return await self.getattr(inode, ctx)
         if fields.update_mode:
@@ -454,9 +454,11 @@ class FS3Operations(pyfuse3.Operations):
         if writable or flags & os.O_TRUNC:
             self._check_writable()
         path = self._inodes.path(inode)
+        if flags & os.O_TRUNC:
+            await self._push_others(inode, None)
         f = await self._call(self.backend.open, path, flags & ~(os.O_CREAT | os.O_EXCL))
-        if flags & os.O_TRUNC and inode in self._sizes:
-            self._sizes[inode] = 0
+        if flags & os.O_TRUNC:
+            self._truncated(inode, 0, None)
         fh = self._new_fh(_Handle(f, inode, bool(flags & os.O_APPEND), writable))
         return pyfuse3.FileInfo(fh=fh, keep_cache=False)
 
@@ -473,6 +475,14 @@ class FS3Operations(pyfuse3.Operations):
         self._inodes.remember(e.st_ino, path)
         fh = self._new_fh(_Handle(f, e.st_ino, bool(flags & os.O_APPEND), True))
         return pyfuse3.FileInfo(fh=fh, keep_cache=False), e
+
+    def _truncated(self, ino: int, length: int, fh: int | None) -> None:
+        """``ino`` now has ``length`` bytes: this mount's other handles must neither read past nor
+        report their older writes past it."""
+        self._sizes[ino] = length
+        for other_fh, h in self._handles.items():
+            if other_fh != fh and h.ino == ino:
+                h.file.note_truncate(length)
 
     async def _push_others(self, ino: int, fh: int | None) -> None:
         """Send other handles' buffered writes to the backend, so what this mount wrote is readable."""

@@ -388,9 +388,12 @@ class MetaStore:
                     raise E.NotPermitted(
                         path, "a FIFO, socket or device node has no data in fs3 (open it on a mount)"
                     )
-                want = (os.W_OK if writing else 0) | (os.R_OK if not (flags & os.O_WRONLY) else 0)
+                # O_TRUNC needs write permission and truncates even with O_RDONLY, as on Linux
+                want = (os.W_OK if writing or flags & os.O_TRUNC else 0) | (
+                    os.R_OK if not (flags & os.O_WRONLY) else 0
+                )
                 check(row, user, want, path)
-                if flags & os.O_TRUNC and writing and row.size > 0:
+                if flags & os.O_TRUNC and row.size > 0:
                     truncated, old_size = True, row.size
                     now = time.time_ns()
                     cur.execute(
