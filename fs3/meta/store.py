@@ -4,8 +4,9 @@ Every operation is one serializable transaction (retried on conflict). Paths are
 owner/mode checks on every traversed directory; uid 0 bypasses permission checks. The gRPC servicer
 (``fs3.meta.service``) only decodes requests, calls these methods and maps errors to statuses.
 
-One module (over 500 lines) because every operation shares the one transaction, path resolution and
-row type; sections: rows, resolution, creation, namespace operations, sessions, special files, xattrs.
+The schema and row types are in ``rows.py``, sessions and leases in ``sessions.py``, extended
+attributes in ``xattrs.py`` (mixins of ``MetaStore``). Over 500 lines because every namespace
+operation shares one transaction, the path resolution and the row type.
 """
 
 from __future__ import annotations
@@ -15,147 +16,47 @@ import random
 import stat as _stat
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 from ffcommon.db import Cursor, Database
 from fs3 import errors as E
+from fs3.meta.rows import (  # noqa: F401 - re-exported: the store's public names
+    _INSERT_INODE,
+    BLK,
+    CHR,
+    COLS,
+    DEFAULT_LEASE_S,
+    DEFAULT_MAX_FILE_SIZE,
+    DIR,
+    FIFO,
+    FILE,
+    NAME_MAX,
+    NOW,
+    PATH_LIMIT,
+    PATH_MAX,
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    ROOT_ID,
+    SCHEMA,
+    SOCK,
+    SPECIAL,
+    SYMLINK,
+    SYMLOOP_MAX,
+    InodeRow,
+    Listed,
+    Opened,
+    Orphan,
+    Removed,
+    allowed,
+    check,
+    split_path,
+)
+from fs3.meta.sessions import SessionOps
+from fs3.meta.xattrs import XattrOps
 from fs3.protos import common_pb2 as cpb
 from fs3.protos import meta_pb2 as pb
 
-FILE, DIR, SYMLINK, FIFO, SOCK, CHR, BLK = 1, 2, 3, 4, 5, 6, 7
-SPECIAL = (FIFO, SOCK, CHR, BLK)  # metadata-only inodes: the kernel does their I/O
-ROOT_ID = 1
-NAME_MAX = 255
-PATH_MAX = 4096  # symlink targets; a path argument is bounded per component (as on Linux, any depth)
-PATH_LIMIT = 1 << 20  # bytes: a sanity bound on a resolved path (FUSE sends absolute paths of any depth)
-XATTR_NAME_MAX, XATTR_SIZE_MAX, XATTR_LIST_MAX = 255, 65536, 65536  # as Linux
-XATTR_CREATE, XATTR_REPLACE = 1, 2
-XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.")
-DEFAULT_LEASE_S = 30.0  # a client's sessions expire this long after its last renewal
-SYMLOOP_MAX = 40
-DEFAULT_MAX_FILE_SIZE = 1 << 40  # bytes, when mgmtd's routing info does not say
-RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2(2) flags
-NOW = "now"  # a time argument meaning "meta's clock" (utimensat's UTIME_NOW)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta_inodes (
-  id BIGINT PRIMARY KEY, type INTEGER NOT NULL, mode INTEGER NOT NULL, uid BIGINT NOT NULL, gid BIGINT NOT NULL,
-  nlink INTEGER NOT NULL, size BIGINT NOT NULL, atime_ns BIGINT NOT NULL, mtime_ns BIGINT NOT NULL,
-  ctime_ns BIGINT NOT NULL, chunk_size BIGINT NOT NULL, stripe INTEGER NOT NULL, chains TEXT NOT NULL,
-  seed BIGINT NOT NULL, symlink TEXT NOT NULL, parent BIGINT NOT NULL, rdev BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS meta_dentries (
-  parent BIGINT NOT NULL, name TEXT NOT NULL, inode BIGINT NOT NULL, type INTEGER NOT NULL,
-  PRIMARY KEY (parent, name));
-CREATE TABLE IF NOT EXISTS meta_sessions (
-  id BIGINT PRIMARY KEY, inode BIGINT NOT NULL, client TEXT NOT NULL, created DOUBLE PRECISION NOT NULL);
-CREATE INDEX IF NOT EXISTS meta_sessions_inode ON meta_sessions (inode);
-CREATE INDEX IF NOT EXISTS meta_sessions_client ON meta_sessions (client);
-CREATE TABLE IF NOT EXISTS meta_clients (client TEXT PRIMARY KEY, lease_until_ns BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS meta_orphans (
-  inode BIGINT PRIMARY KEY, chains TEXT NOT NULL, chunk_size BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS meta_xattrs (
-  inode BIGINT NOT NULL, name BYTEA NOT NULL, value BYTEA NOT NULL, PRIMARY KEY (inode, name));
-CREATE TABLE IF NOT EXISTS meta_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)
-"""
-
-
-class InodeRow(NamedTuple):
-    """One ``meta_inodes`` row, columns in table order."""
-
-    id: int
-    type: int  # FILE, DIR or SYMLINK
-    mode: int  # permission bits only (0o7777)
-    uid: int
-    gid: int
-    nlink: int
-    size: int  # bytes
-    atime_ns: int  # unix nanoseconds
-    mtime_ns: int
-    ctime_ns: int
-    chunk_size: int  # bytes; directories: the default for new children (0 = cluster default)
-    stripe: int
-    chains: str  # comma-separated chain ids (files only)
-    seed: int  # per-file shuffle seed of the chains
-    symlink: str  # symlink target (symlinks only)
-    parent: int  # parent directory id (directories only, for the rename loop check)
-    rdev: int  # device nodes: the device number
-
-
-COLS = ", ".join(InodeRow._fields)
-_INSERT_INODE = f"INSERT INTO meta_inodes ({COLS}) VALUES ({', '.join('?' * len(InodeRow._fields))})"
-
-
-class Listed(NamedTuple):
-    """One directory entry; ``inode`` is set only when the listing asked for inodes."""
-
-    name: str
-    inode_id: int
-    type: int
-    inode: InodeRow | None = None
-
-
-class Removed(NamedTuple):
-    """The inode an unlink or rename removed (None if none) and whether its chunks must be deleted."""
-
-    inode: InodeRow | None
-    freed: bool
-
-
-class Opened(NamedTuple):
-    """An opened inode, its session, whether O_TRUNC cut it (from ``old_size`` bytes), the lease in s."""
-
-    inode: InodeRow
-    session_id: int
-    truncated: bool
-    old_size: int
-    lease_s: float
-
-
-class Orphan(NamedTuple):
-    """An inode freed by a lease expiry, whose chunks meta still has to remove."""
-
-    inode_id: int
-    chains: list[int]
-    chunk_size: int
-
-
-def split_path(path: str) -> list[str]:
-    """Validate an absolute path and return its components; raise InvalidArgument/NameTooLong."""
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise E.InvalidArgument(str(path), "path must be absolute")
-    if "\0" in path:
-        raise E.InvalidArgument(path.replace("\0", "\\0"), "path contains NUL")
-    if len(path) > PATH_LIMIT or len(path.encode()) > PATH_LIMIT:
-        raise E.NameTooLong(path[:64] + "...", f"path longer than {PATH_LIMIT} bytes")
-    parts = [p for p in path.split("/") if p]
-    for p in parts:
-        if p in (".", ".."):
-            raise E.InvalidArgument(path, f"path component {p!r} is not allowed")
-        if len(p.encode()) > NAME_MAX:
-            raise E.NameTooLong(path, f"component longer than {NAME_MAX} bytes")
-    return parts
-
-
-def allowed(row: InodeRow, user: pb.User, want: int) -> bool:
-    """Whether ``user`` has every ``os.R_OK``/``os.W_OK``/``os.X_OK`` bit of ``want`` on ``row``."""
-    if user.uid == 0:
-        return True
-    if user.uid == row.uid:
-        bits = row.mode >> 6
-    elif user.gid == row.gid or row.gid in user.groups:
-        bits = row.mode >> 3
-    else:
-        bits = row.mode
-    return (bits & want) == want
-
-
-def check(row: InodeRow, user: pb.User, want: int, path: str) -> None:
-    """Raise PermissionDenied unless ``allowed(row, user, want)``."""
-    if not allowed(row, user, want):
-        raise E.PermissionDenied(path, "permission denied")
-
-
-class MetaStore:
+class MetaStore(SessionOps, XattrOps):
     """The namespace in ``db_url``; ``routing`` returns mgmtd's routing info (chains, chunk size)."""
 
     def __init__(
@@ -735,75 +636,6 @@ class MetaStore:
 
         return self.db.run(fn, write=False)
 
-    # ---- sessions and leases -----------------------------------------------------------------
-    def _renew(self, cur: Cursor, client_id: str) -> None:
-        until = time.time_ns() + int(self.lease_s * 1e9)
-        cur.execute(
-            "INSERT INTO meta_clients VALUES (?, ?) ON CONFLICT (client) DO UPDATE SET lease_until_ns = ?",
-            (client_id, until, until),
-        )
-
-    def renew_lease(self, client_id: str) -> tuple[float, int]:
-        """Extend every session of ``client_id`` by ``lease_s``; (lease_s, sessions it holds)."""
-        if not client_id:
-            raise E.InvalidArgument("client_id", "empty")
-
-        def fn(cur: Cursor) -> tuple[float, int]:
-            self._renew(cur, client_id)
-            n = cur.one("SELECT COUNT(*) FROM meta_sessions WHERE client = ?", (client_id,))
-            return self.lease_s, int(n[0]) if n else 0
-
-        return self.db.run(fn)
-
-    def expire_leases(self, now_ns: int | None = None) -> int:
-        """End the sessions of clients whose lease ran out; inodes nothing holds become orphans.
-
-        Returns how many sessions ended."""
-        now = time.time_ns() if now_ns is None else now_ns
-
-        def fn(cur: Cursor) -> int:
-            dead = [
-                r[0] for r in cur.execute("SELECT client FROM meta_clients WHERE lease_until_ns < ?", (now,))
-            ]
-            ended = 0
-            for client in dead:
-                inodes = {
-                    r[0] for r in cur.execute("SELECT inode FROM meta_sessions WHERE client = ?", (client,))
-                }
-                n = cur.one("SELECT COUNT(*) FROM meta_sessions WHERE client = ?", (client,))
-                ended += int(n[0]) if n else 0
-                cur.execute("DELETE FROM meta_sessions WHERE client = ?", (client,))
-                cur.execute("DELETE FROM meta_clients WHERE client = ?", (client,))
-                for iid in sorted(inodes):
-                    row = self._row(cur, iid)
-                    if row is None or row.nlink > 0:
-                        continue
-                    if cur.one("SELECT id FROM meta_sessions WHERE inode = ? LIMIT 1", (iid,)):
-                        continue
-                    self._delete_inode(cur, iid)
-                    cur.execute(
-                        "INSERT INTO meta_orphans VALUES (?, ?, ?) ON CONFLICT (inode) DO NOTHING",
-                        (iid, row.chains, row.chunk_size),
-                    )
-            return ended
-
-        return self.db.run(fn)
-
-    def orphans(self, limit: int = 100) -> list[Orphan]:
-        """Inodes freed by lease expiry whose chunks are not removed yet."""
-
-        def fn(cur: Cursor) -> list[Orphan]:
-            rows = cur.execute(
-                "SELECT inode, chains, chunk_size FROM meta_orphans ORDER BY inode LIMIT ?", (limit,)
-            )
-            return [Orphan(i, [int(c) for c in ch.split(",") if c], cs) for i, ch, cs in rows]
-
-        return self.db.run(fn, write=False)
-
-    def orphan_removed(self, inode_id: int) -> None:
-        """The chunks of orphan ``inode_id`` are gone."""
-        self.db.run(lambda cur: cur.execute("DELETE FROM meta_orphans WHERE inode = ?", (inode_id,)))
-
     # ---- special files -----------------------------------------------------------------------
     def mknod(self, user: pb.User, path: str, typ: int, mode: int | None, rdev: int) -> InodeRow:
         """Create a FIFO, socket or (root only) device node at ``path``; metadata only."""
@@ -818,103 +650,3 @@ class MetaStore:
             return self._new_inode(cur, user, parent, name, typ, perm, rdev=rdev if typ in (CHR, BLK) else 0)
 
         return self.db.run(fn)
-
-    # ---- extended attributes -----------------------------------------------------------------
-    @staticmethod
-    def _xattr_name(name: bytes) -> bytes:
-        if not name or len(name) > XATTR_NAME_MAX:
-            raise E.OutOfRange("xattr name", f"{len(name)} bytes: must be 1..{XATTR_NAME_MAX}")
-        if not name.startswith(XATTR_NAMESPACES):
-            raise E.NotSupported(
-                name.decode(errors="replace"), "xattr namespace not supported (user., trusted., security.)"
-            )
-        return name
-
-    def _xattr_access(self, row: InodeRow, user: pb.User, name: bytes, write: bool, path: str) -> None:
-        """Linux's xattr_permission(): raise what it returns for ``user`` on ``name`` of ``row``."""
-        if name.startswith(b"trusted.") or (write and name.startswith(b"security.")):
-            if user.uid != 0:
-                if write:
-                    raise E.NotPermitted(path, "trusted.* and security.* writes need root")
-                raise E.NoData(path, "no such attribute")
-            return
-        if name.startswith(b"security."):
-            return
-        if row.type not in (FILE, DIR):  # user.* lives on regular files and directories only
-            if write:
-                raise E.NotPermitted(path, "user.* attributes only on regular files and directories")
-            raise E.NoData(path, "no such attribute")
-        if write and row.type == DIR and row.mode & _stat.S_ISVTX and user.uid not in (0, row.uid):
-            raise E.NotPermitted(path, "sticky directory")
-        check(row, user, os.W_OK if write else os.R_OK, path)
-
-    def set_xattr(
-        self, user: pb.User, path: str, follow: bool, name: bytes, value: bytes, flags: int
-    ) -> None:
-        """setxattr(2): XATTR_CREATE/XATTR_REPLACE as Linux; E2BIG past 64 KiB."""
-        name = self._xattr_name(name)
-        if len(value) > XATTR_SIZE_MAX:
-            raise E.TooBig(path, f"xattr value of {len(value)} bytes > {XATTR_SIZE_MAX}")
-        if flags & ~(XATTR_CREATE | XATTR_REPLACE):
-            raise E.InvalidArgument("flags", f"{flags:#x}: only XATTR_CREATE (1) and XATTR_REPLACE (2)")
-
-        def fn(cur: Cursor) -> None:
-            row = self._existing(cur, user, path, follow=follow)
-            self._xattr_access(row, user, name, True, path)
-            have = cur.one("SELECT 1 FROM meta_xattrs WHERE inode = ? AND name = ?", (row.id, name))
-            if have and flags & XATTR_CREATE:
-                raise E.AlreadyExists(path, "attribute exists")
-            if not have and flags & XATTR_REPLACE:
-                raise E.NoData(path, "no such attribute")
-            if not have:
-                names = [r[0] for r in cur.execute("SELECT name FROM meta_xattrs WHERE inode = ?", (row.id,))]
-                if sum(len(n) + 1 for n in names) + len(name) + 1 > XATTR_LIST_MAX:
-                    raise E.TooBig(path, f"the attribute names would exceed {XATTR_LIST_MAX} bytes")
-                cur.execute("INSERT INTO meta_xattrs VALUES (?, ?, ?)", (row.id, name, value))
-            else:
-                cur.execute(
-                    "UPDATE meta_xattrs SET value = ? WHERE inode = ? AND name = ?", (value, row.id, name)
-                )
-            cur.execute("UPDATE meta_inodes SET ctime_ns = ? WHERE id = ?", (time.time_ns(), row.id))
-
-        self.db.run(fn)
-
-    def get_xattr(self, user: pb.User, path: str, follow: bool, name: bytes) -> bytes:
-        """getxattr(2); ENODATA if unset (or hidden from ``user``)."""
-        name = self._xattr_name(name)
-
-        def fn(cur: Cursor) -> bytes:
-            row = self._existing(cur, user, path, follow=follow)
-            self._xattr_access(row, user, name, False, path)
-            got = cur.one("SELECT value FROM meta_xattrs WHERE inode = ? AND name = ?", (row.id, name))
-            if got is None:
-                raise E.NoData(path, "no such attribute")
-            return bytes(got[0])
-
-        return self.db.run(fn, write=False)
-
-    def list_xattrs(self, user: pb.User, path: str, follow: bool) -> list[bytes]:
-        """listxattr(2): the names ``user`` may see (trusted.* only for root), sorted."""
-
-        def fn(cur: Cursor) -> list[bytes]:
-            row = self._existing(cur, user, path, follow=follow)
-            names = [
-                bytes(r[0]) for r in cur.execute("SELECT name FROM meta_xattrs WHERE inode = ?", (row.id,))
-            ]
-            return sorted(n for n in names if user.uid == 0 or not n.startswith(b"trusted."))
-
-        return self.db.run(fn, write=False)
-
-    def remove_xattr(self, user: pb.User, path: str, follow: bool, name: bytes) -> None:
-        """removexattr(2); ENODATA if unset."""
-        name = self._xattr_name(name)
-
-        def fn(cur: Cursor) -> None:
-            row = self._existing(cur, user, path, follow=follow)
-            self._xattr_access(row, user, name, True, path)
-            if cur.one("SELECT 1 FROM meta_xattrs WHERE inode = ? AND name = ?", (row.id, name)) is None:
-                raise E.NoData(path, "no such attribute")
-            cur.execute("DELETE FROM meta_xattrs WHERE inode = ? AND name = ?", (row.id, name))
-            cur.execute("UPDATE meta_inodes SET ctime_ns = ? WHERE id = ?", (time.time_ns(), row.id))
-
-        self.db.run(fn)
