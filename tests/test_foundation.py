@@ -68,15 +68,3 @@ def test_generated_grpc_stubs_are_fresh():
         [sys.executable, "-m", "fireflyer.protogen", "--check"], cwd=ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
-
-
-def test_test_file_names_are_unique_across_folders():
-    """tests/ has no __init__.py files, so pytest imports each test file by its bare name: two
-    files of one name in different folders stop the whole suite at collection."""
-    seen: dict[str, Path] = {}
-    clashes = []
-    for path in sorted((ROOT / "tests").rglob("test_*.py")):
-        if path.name in seen:
-            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
-        seen.setdefault(path.name, path)
-    assert not clashes, clashes
