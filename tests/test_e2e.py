@@ -54,17 +54,19 @@ def test_up_status_down_leave_nothing_running(tmp_path):
     assert up.returncode == 0, up.stderr
     state = json.loads(up.stdout)
     try:
-        assert set(state["processes"]) == {"mgmtd", "storage-0", "storage-1", "storage-2", "meta", "scheduler",
-                                           "agent-node1", "agent-node2"}  # fmt: skip
+        # mgmtd-1: the standby mgmtd the embedded config runs
+        assert set(state["processes"]) == {"mgmtd", "mgmtd-1", "storage-0", "storage-1", "storage-2", "meta",
+                                           "scheduler", "agent-node1", "agent-node2"}  # fmt: skip
         assert (tmp_path / "client.toml").stat().st_mode & 0o777 == 0o600
         st = subprocess.run([*haictl, "status", "--data-dir", data], capture_output=True, text=True, env=env)
-        assert st.returncode == 0 and st.stdout.count(" up ") == 8, st.stdout
+        assert st.returncode == 0 and st.stdout.count(" up ") == 9, st.stdout
         again = subprocess.run([*haictl, "up", "--data-dir", data], capture_output=True, text=True, env=env)
         assert again.returncode != 0 and "already running" in again.stderr
         nodes = subprocess.run([*haictl, "nodes"], capture_output=True, text=True, env=env)
         assert nodes.returncode == 0 and "node1" in nodes.stdout and "node2" in nodes.stdout, nodes.stderr
         # every fs3 service and the scheduler serve Prometheus metrics where the state says
-        assert set(state["metrics"]) == {"scheduler", "mgmtd", "meta", "storage-0", "storage-1", "storage-2"}
+        assert set(state["metrics"]) == {"scheduler", "mgmtd", "mgmtd-1", "meta", "storage-0", "storage-1",
+                                         "storage-2"}  # fmt: skip
         for name, url in state["metrics"].items():
             with urllib.request.urlopen(url, timeout=10) as rsp:
                 assert b"grpc_server_handled_total" in rsp.read(), name
@@ -110,6 +112,8 @@ def test_training_job_across_hosts_in_network_namespaces(tmp_path):
         services = net.address(0)  # host 0: mgmtd, meta, storage, scheduler; hosts 1, 2: one agent each
         # fixed ports, as on real hosts: "0 = a free port" can only be resolved for this host's addresses
         cfg.mgmtd.host, cfg.mgmtd.port, cfg.mgmtd.metrics_port = services, 9000, 9001
+        for i, sb in enumerate(cfg.mgmtd.standbys):  # the standby mgmtd shares the SQLite file: same host
+            sb.host, sb.port, sb.metrics_port = services, 9002 + 2 * i, 9003 + 2 * i
         cfg.meta.host, cfg.meta.port, cfg.meta.metrics_port = services, 9100, 9101
         for i, srv in enumerate(cfg.storage.servers):
             srv.host, srv.port, srv.metrics_port = services, 9200 + i, 9250 + i

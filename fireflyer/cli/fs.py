@@ -405,6 +405,8 @@ def _status_info(c: Any) -> dict[str, Any]:
         chains.append({"chain_id": chain.chain_id, "version": chain.version, "serving": serving,
                        "replicas": len(targets), "targets": targets})  # fmt: skip
     return {
+        "mgmtd_leader": c.routing_cache.mgmtd_leader,  # the instance that answered, of mgmtd_instances
+        "mgmtd_instances": c.routing_cache.mgmtd_addresses,
         "routing_version": routing.routing_version,
         "chunk_size": routing.chunk_size,
         "stripe": routing.stripe,
@@ -436,6 +438,10 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
         click.echo(
             f"routing version {info['routing_version']}, {len(info['chains'])} chains, "
             f"chunk size {_human(info['chunk_size'])}, stripe {info['stripe']}"
+        )
+        standbys = [a for a in info["mgmtd_instances"] if a != info["mgmtd_leader"]]
+        click.echo(
+            f"mgmtd leader {info['mgmtd_leader']}" + (f", standbys {', '.join(standbys)}" if standbys else "")
         )
         for ch in info["chains"]:
             health = (

@@ -32,6 +32,16 @@ class RoutingCache:
         self._fetched_t = 0.0
         self._refreshing = False  # a background refresh is in flight
 
+    @property
+    def mgmtd_leader(self) -> str:
+        """The mgmtd instance that answered as leader last (``HOST:PORT``)."""
+        return self._mgmtd.leader
+
+    @property
+    def mgmtd_addresses(self) -> list[str]:
+        """Every mgmtd instance this client knows."""
+        return list(self._mgmtd.addresses)
+
     def close(self) -> None:
         """Close the mgmtd channels."""
         self._mgmtd.close()

@@ -10,8 +10,10 @@ import time
 
 import grpc
 import pytest
+from click.testing import CliRunner
 
 from ffcommon.db import Database
+from fireflyer.cli.main import cli
 from fs3 import LocalCluster, LocalClusterConfig
 from fs3.mgmtd.client import NOT_LEADER
 from fs3.mgmtd.leader import LeaderLease, NotLeader
@@ -172,6 +174,8 @@ def takeover_under_load(c: LocalCluster, how: str) -> None:
     assert {ch.chain_id: ch.version for ch in routing.chains} == before
     assert routing.routing_version > old_version
     assert all(t.state == S.SERVING for ch in routing.chains for t in ch.targets)
+    out = CliRunner().invoke(cli, ["fs", "--mgmtd", c.mgmtd_address, "status"])
+    assert out.exit_code == 0 and f"mgmtd leader {standby}, standbys {leader}" in out.output, out.output
     if how == "sigstop":  # the old leader woke up and now stands by, pointing at the new one
         deadline = time.monotonic() + 10
         while True:
