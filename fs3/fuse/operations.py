@@ -5,6 +5,8 @@ own inode id (the backend root's id swapped with ``ROOT_INODE``), and ``_Inodes`
 each known inode was reached by, for as long as the kernel holds a lookup reference or a file handle.
 Backend calls block (gRPC), so each runs on a worker thread: requests from many processes proceed
 concurrently, and a dead cluster yields the backend's timeout error (EIO), never a hung mount.
+
+Split by job: ``inodes.py`` (the inode table), ``files.py`` (file I/O), ``xattrs.py`` (extended attributes).
 """
 
 from __future__ import annotations
@@ -15,108 +17,21 @@ import os
 import stat as stat_mod
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pyfuse3
 import trio
 
-from fs3.fuse.backend import Attr, Backend, BackendFile
+from fs3.fuse.backend import Attr, Backend
+from fs3.fuse.files import _FileOps, _Handle
+from fs3.fuse.inodes import _Inodes, _join, _parent
+from fs3.fuse.xattrs import _XattrOps
 
 log = logging.getLogger("fs3.fuse")
 T = TypeVar("T")
-_CAPS = b"security.capability"  # file capabilities: never stored (a nosuid mount ignores them)
 
 
-@dataclass
-class _Handle:
-    """An open file: the backend file, its inode, and whether writes go to the end (O_APPEND)."""
-
-    file: BackendFile
-    ino: int
-    append: bool
-    writable: bool
-    dirty: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class _Inodes:
-    """FUSE inode → the paths it is known by, with kernel lookup counts (touched from the trio thread only)."""
-
-    def __init__(self) -> None:
-        self.paths: dict[int, set[str]] = {pyfuse3.ROOT_INODE: {"/"}}
-        self.lookups: dict[int, int] = {}
-
-    def path(self, ino: int) -> str:
-        paths = self.paths.get(ino)
-        if not paths:
-            # the name the kernel resolved was replaced or removed meanwhile (e.g. by rename):
-            # ESTALE makes the VFS redo the path walk with a fresh lookup
-            raise pyfuse3.FUSEError(errno.ESTALE)
-        return min(paths)  # deterministic choice among hard links
-
-    def remember(self, ino: int, path: str, lookup: bool = True) -> None:
-        self.paths.setdefault(ino, set()).add(path)
-        if lookup:
-            self.lookups[ino] = self.lookups.get(ino, 0) + 1
-
-    def forget(self, ino: int, n: int, open_inos: set[int]) -> None:
-        left = self.lookups.get(ino, 0) - n
-        if left > 0:
-            self.lookups[ino] = left
-            return
-        self.lookups.pop(ino, None)
-        if ino != pyfuse3.ROOT_INODE and ino not in open_inos:
-            self.paths.pop(ino, None)
-
-    def removed(self, path: str) -> None:
-        """``path`` no longer exists: drop it (and, for a directory, everything below it)."""
-        prefix = path.rstrip("/") + "/"
-        for ino, paths in self.paths.items():
-            if ino == pyfuse3.ROOT_INODE:
-                continue
-            stale = {p for p in paths if p == path or p.startswith(prefix)}
-            paths -= stale
-
-    def exchanged(self, a: str, b: str) -> None:
-        """What lived at or below ``a`` now lives at or below ``b``, and the other way round."""
-        pa, pb = a.rstrip("/") + "/", b.rstrip("/") + "/"
-        for paths in self.paths.values():
-            swapped = {
-                b + p[len(a) :]
-                if p == a or p.startswith(pa)
-                else a + p[len(b) :]
-                if p == b or p.startswith(pb)
-                else p
-                for p in paths
-            }
-            paths.clear()
-            paths |= swapped
-
-    def renamed(self, src: str, dst: str) -> None:
-        """Everything at or below ``src`` now lives at or below ``dst``."""
-        self.removed(dst)
-        prefix = src.rstrip("/") + "/"
-        for paths in self.paths.values():
-            moved = {p for p in paths if p == src or p.startswith(prefix)}
-            if moved:
-                paths -= moved
-                paths |= {dst + p[len(src) :] for p in moved}
-
-
-def _join(parent: str, name: bytes) -> str:
-    n = os.fsdecode(name)
-    if "/" in n or n in ("", ".", ".."):
-        raise pyfuse3.FUSEError(errno.EINVAL)
-    return ("/" if parent == "/" else parent + "/") + n
-
-
-def _parent(path: str) -> str:
-    head = path.rsplit("/", 1)[0]
-    return head or "/"
-
-
-class FS3Operations(pyfuse3.Operations):
+class FS3Operations(_FileOps, _XattrOps, pyfuse3.Operations):
     """The FUSE request handlers; ``read_only`` rejects every modification with EROFS."""
 
     enable_writeback_cache = False
@@ -400,36 +315,6 @@ class FS3Operations(pyfuse3.Operations):
         self._inodes.remember(e.st_ino, path)
         return e
 
-    # --- extended attributes (the kernel checks namespaces and permissions before these) ---------
-
-    def _xattr_path(self, inode: int) -> str:
-        return self._inodes.path(inode)
-
-    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        """One attribute's value (ENODATA if unset)."""
-        if (
-            name == _CAPS
-        ):  # asked before every write: answer here (file capabilities need suid, and we are nosuid)
-            raise pyfuse3.FUSEError(errno.ENODATA)
-        return await self._call(self.backend.getxattr, self._xattr_path(inode), name)
-
-    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
-        """Set one attribute (pyfuse3 checks XATTR_CREATE/XATTR_REPLACE with getxattr first)."""
-        self._check_writable()
-        if name == _CAPS:
-            raise pyfuse3.FUSEError(errno.EPERM)
-        await self._call(self.backend.setxattr, self._xattr_path(inode), name, value)
-
-    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        """Names the caller may see: ``trusted.*`` only for root, as Linux lists them."""
-        names = await self._call(self.backend.listxattr, self._xattr_path(inode))
-        return [n for n in names if ctx.uid == 0 or not n.startswith(b"trusted.")]
-
-    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        """Remove one attribute (ENODATA if unset)."""
-        self._check_writable()
-        await self._call(self.backend.removexattr, self._xattr_path(inode), name)
-
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         """Cluster capacity as ``df`` shows it."""
         s = await self._call(self.backend.statfs)
@@ -444,124 +329,3 @@ class FS3Operations(pyfuse3.Operations):
         d.f_favail = s.free_inodes
         d.f_namemax = s.name_max
         return d
-
-    # --- files ---------------------------------------------------------------------------------
-
-    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        """Open an existing file; O_TRUNC truncates, O_APPEND makes every write land at the end."""
-        acc = flags & os.O_ACCMODE
-        writable = acc in (os.O_WRONLY, os.O_RDWR)
-        if writable or flags & os.O_TRUNC:
-            self._check_writable()
-        path = self._inodes.path(inode)
-        if flags & os.O_TRUNC:
-            await self._push_others(inode, None)
-        f = await self._call(self.backend.open, path, flags & ~(os.O_CREAT | os.O_EXCL))
-        if flags & os.O_TRUNC:
-            self._truncated(inode, 0, None)
-        fh = self._new_fh(_Handle(f, inode, bool(flags & os.O_APPEND), writable))
-        return pyfuse3.FileInfo(fh=fh, keep_cache=False)
-
-    async def create(
-        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
-    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        """Create and open a file owned by the caller (EEXIST if it exists and O_EXCL)."""
-        self._check_writable()
-        path = _join(self._inodes.path(parent_inode), name)
-        f, a = await self._call(
-            self.backend.create, path, stat_mod.S_IMODE(mode) & ~ctx.umask, flags, ctx.uid, ctx.gid
-        )
-        e = self._entry(a)
-        self._inodes.remember(e.st_ino, path)
-        fh = self._new_fh(_Handle(f, e.st_ino, bool(flags & os.O_APPEND), True))
-        return pyfuse3.FileInfo(fh=fh, keep_cache=False), e
-
-    def _truncated(self, ino: int, length: int, fh: int | None) -> None:
-        """``ino`` now has ``length`` bytes: this mount's other handles must neither read past nor
-        report their older writes past it."""
-        self._sizes[ino] = length
-        for other_fh, h in self._handles.items():
-            if other_fh != fh and h.ino == ino:
-                h.file.note_truncate(length)
-
-    async def _push_others(self, ino: int, fh: int | None) -> None:
-        """Send other handles' buffered writes to the backend, so what this mount wrote is readable."""
-        for other_fh, h in list(self._handles.items()):
-            if other_fh != fh and h.ino == ino and h.dirty:
-                h.dirty = False
-                await self._call(h.file.push)
-
-    async def read(self, fh: int, off: int, size: int) -> bytes:
-        """Bytes at ``off`` (holes read as zeros; short only at end of file)."""
-        h = self._handle(fh)
-        await self._push_others(h.ino, fh)
-        known = self._sizes.get(h.ino)
-        if known is not None:
-            h.file.note_size(known)
-        return await self._call(h.file.pread, off, size)
-
-    async def write(self, fh: int, off: int, buf: bytes) -> int:
-        """Write at ``off``, or at the current end for O_APPEND handles."""
-        self._check_writable()
-        h = self._handle(fh)
-        h.dirty = True
-        if not h.append:
-            n = await self._call(h.file.pwrite, buf, off)
-            self._sizes[h.ino] = max(self._sizes.get(h.ino, 0), off + n)
-            return n
-        await self._push_others(h.ino, fh)
-        lock = self._append_locks.setdefault(h.ino, threading.Lock())
-        known = self._sizes.get(h.ino, 0)
-
-        def append() -> tuple[int, int]:
-            with lock:
-                end = max(h.file.fstat().size, known)
-                return h.file.pwrite(buf, end), end
-
-        n, at = await self._call(append)
-        self._sizes[h.ino] = max(self._sizes.get(h.ino, 0), at + n)
-        return n
-
-    async def flush(self, fh: int) -> None:
-        """close(2) of one descriptor: push written data so other clients see it."""
-        h = self._handle(fh)
-        if h.writable:
-            h.dirty = False
-            await self._call(h.file.flush)
-
-    async def fsync(self, fh: int, datasync: bool) -> None:
-        """Make the file's data durable."""
-        h = self._handle(fh)
-        await self._push_others(h.ino, fh)
-        h.dirty = False
-        await self._call(h.file.fsync)
-
-    async def release(self, fh: int) -> None:
-        """Last close of an open file."""
-        h = self._handles.pop(fh, None)
-        if h is None:
-            return
-        try:
-            await self._call(h.file.close)
-        finally:
-            if h.ino not in self._open_inos():
-                self._sizes.pop(h.ino, None)
-                self._append_locks.pop(h.ino, None)
-            if h.ino not in self._inodes.lookups and h.ino not in self._open_inos():
-                if h.ino != pyfuse3.ROOT_INODE:
-                    self._inodes.paths.pop(h.ino, None)
-
-    async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
-        """Permission checks are done by the kernel (default_permissions); only EROFS for writes here."""
-        if mode & os.W_OK and self.read_only:
-            return False
-        return True
-
-    def close_all(self) -> None:
-        """Close every open file (after the mount is gone)."""
-        for h in list(self._handles.values()):
-            try:
-                h.file.close()
-            except Exception:  # best effort at shutdown
-                log.warning("closing a file at unmount failed", exc_info=True)
-        self._handles.clear()
