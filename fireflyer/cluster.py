@@ -1,212 +1,53 @@
-"""A whole Fire-Flyer cluster from one config: the argv of every role, and ``haictl up/down/status``.
+"""A whole Fire-Flyer cluster on this machine: ``haictl up``, ``down``, ``status`` and ``serve``'s restarts.
 
-``service_argv`` is the single mapping from the cluster TOML to each service's own flags: operators'
-``haictl serve ROLE`` (systemd units, Kubernetes pods) and ``haictl up`` (all roles on one machine)
-both go through it. ``up`` writes the resolved config (``cluster.toml``) and a state file
-(``cluster.json``: every process with its pid) under the cluster's data directory, and records that
-directory in the client config, so ``down``, ``status`` and ``serve`` find the cluster from any later
-shell; ``serve`` registers a restarted server there, so ``status`` and ``down`` see it too.
+``up`` writes the resolved config (``cluster.toml``) and a state file (``cluster.json``, see
+``fireflyer.cluster_state``) under the cluster's data directory; ``serve`` registers a restarted
+server there, so ``status`` and ``down`` see it too. Each role's argv comes from
+``fireflyer.services.service_argv``; both names are re-exported here.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ffcommon import db
 from ffcommon.launcher import Launcher
-from ffcommon.ports import free_port
-from fireflyer.config import (
-    ROLES,
-    ClusterAgent,
-    ClusterConfig,
-    ServiceEndpoint,
-    StorageServerConfig,
-    client_config_path,
-    load_config,
-    read_client_config,
+from fireflyer.cluster_state import (
+    CONFIG_FILE,
+    STATE_FILE,
+    _entry,
+    _proc_alive,
+    _StateLock,
+    _write_state,
+    data_dir_candidates,
+    find_cluster,
+    read_state,
+    serve_config,
+    write_client_config,
 )
+from fireflyer.cluster_state import _alive as _alive  # re-exported: tests tell live pids with it
+from fireflyer.config import ClusterConfig, ServiceEndpoint
 from fireflyer.errors import FireflyerError
+from fireflyer.services import (
+    _agent,
+    admin_token_file,
+    chain_table_for,
+    dump_config,
+    resolve_ports,
+    service_argv,
+)
 
-STATE_FILE = "cluster.json"
-CONFIG_FILE = "cluster.toml"
-_LOCK_FILE = ".cluster.lock"
-
-
-def _db_url(database: str, sqlite_file: Path) -> str:
-    """The ``--db`` URL of a service whose config says ``database`` (``sqlite``: ``sqlite_file``)."""
-    return db.sqlite_url(sqlite_file) if database == "sqlite" else database
-
-
-def _fs3_db_url(cfg: ClusterConfig) -> str:
-    """mgmtd and meta share one store (3FS keeps both in FoundationDB)."""
-    return _db_url(cfg.meta.database, cfg.data_dir / "fs3" / "fs3.db")
-
-
-def admin_token_file(cfg: ClusterConfig) -> Path:
-    """Where the scheduler bootstraps the admin token (mode 0600) and agents read it."""
-    return cfg.data_dir / "scheduler" / "admin.token"
-
-
-def _agent(cfg: ClusterConfig, name: str) -> ClusterAgent:
-    for agent in cfg.agents:
-        if agent.name == name:
-            return agent
-    return ClusterAgent(name=name, host=cfg.agents[0].host if cfg.agents else "127.0.0.1")
-
-
-def service_argv(
-    cfg: ClusterConfig, role: str, index: int = 0, name: str = "", mountpoint: str = ""
-) -> list[str]:
-    """The command line that runs ``role`` of ``cfg`` (``index``: storage server or mgmtd instance, 0 the
-    first, 1.. its standbys; ``name``: agent)."""
-    py = [sys.executable, "-m"]
-    mgmtd = cfg.mgmtd.addresses  # every instance: services follow whichever leads
-    if role in ("mgmtd", "meta", "storage"):
-        from fs3 import admin as fs3_admin  # on use: haictl's other commands need no gRPC
-    if role == "mgmtd":
-        instances = cfg.mgmtd.instances
-        if not 0 <= index < len(instances):
-            raise FireflyerError(
-                f"mgmtd index {index}: the config has instances 0..{len(instances) - 1} (1.. are mgmtd.standbys)"
-            )
-        ep = instances[index]
-        return fs3_admin.mgmtd_argv(ep.host, ep.port, _fs3_db_url(cfg), cfg.mgmtd.lease_s,
-                                    ep.metrics_port or None)  # fmt: skip
-    if role == "meta":
-        return fs3_admin.meta_argv(cfg.meta.host, cfg.meta.port, _fs3_db_url(cfg), mgmtd,
-                                   metrics_port=cfg.meta.metrics_port or None)  # fmt: skip
-    if role == "storage":
-        if not 0 <= index < len(cfg.storage.servers):
-            raise FireflyerError(
-                f"storage index {index}: the config has servers 0..{len(cfg.storage.servers) - 1}"
-            )
-        srv = cfg.storage.servers[index]
-        return fs3_admin.storage_argv(index, srv.host, srv.port, cfg.data_dir / f"storage-{index}", mgmtd,
-                                      srv.data_port, metrics_port=srv.metrics_port or None,
-                                      scrub_rate_bytes_s=cfg.storage.scrub_rate_bytes_s)  # fmt: skip
-    if role == "scheduler":
-        sc = cfg.scheduler
-        argv = [*py, "haiplatform.scheduler", "--host", sc.host, "--port", str(sc.port),
-                "--suspend-grace-s", str(sc.suspend_grace_s), "--web-port", str(sc.web_port),
-                "--admin-token-file", str(admin_token_file(cfg)), "--fs3-mgmtd", mgmtd]  # fmt: skip
-        return [*argv, "--db", _db_url(sc.database, cfg.data_dir / "scheduler" / "sched.db")]
-    if role == "agent":
-        agent = _agent(cfg, name or cfg.agents[0].name)
-        mount = ["--fs3-mount", agent.fs3_mount] if agent.fs3_mount else []
-        return [*py, "haiplatform.agent", "--scheduler", cfg.scheduler.address, "--node-name", agent.name,
-                "--slots", str(agent.slots), "--host", agent.host, "--work-dir", str(cfg.data_dir / "agents" / agent.name),
-                "--token-file", str(admin_token_file(cfg)), "--job-env", f"FS3_MGMTD={mgmtd}", *mount]  # fmt: skip
-    if role == "fuse":
-        if not mountpoint:
-            raise FireflyerError("fuse: a mountpoint is required")
-        return [*py, "fs3.fuse", "--mgmtd", mgmtd, mountpoint]
-    raise FireflyerError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
-
-
-def chain_table_for(cfg: ClusterConfig) -> Any:
-    """The chain table ``cfg`` describes (uploaded once, when mgmtd has none)."""
-    from fs3.admin import chain_table_request
-
-    return chain_table_request(len(cfg.storage.servers), cfg.storage.replicas, cfg.storage.chunk_size_bytes)
-
-
-def resolve_ports(cfg: ClusterConfig) -> ClusterConfig:
-    """A copy of ``cfg`` with every port 0 replaced by a port free now (single-machine clusters)."""
-
-    def free(host: str, where: str) -> int:
-        try:
-            return free_port(host)
-        except OSError as exc:
-            raise FireflyerError(
-                f"{where} is 0 (a free port), but {host} is not an address of this machine ({exc.strerror}): "
-                "give it a fixed port"
-            ) from None
-
-    def fix(ep: Any, where: str) -> Any:
-        ep = replace(ep, port=ep.port or free(ep.host, f"{where}.port"))
-        if hasattr(ep, "metrics_port"):
-            ep = replace(ep, metrics_port=ep.metrics_port or free(ep.host, f"{where}.metrics_port"))
-        if isinstance(ep, StorageServerConfig) and not ep.data_port:
-            # on this machine, fixed now like the rest: the server's own bind of port 0 could take a
-            # port chosen here for a service that starts after it. Elsewhere 0 stays 0: that host's
-            # server binds a free port and advertises it through mgmtd.
-            try:
-                ep = replace(ep, data_port=free_port(ep.host))
-            except OSError:
-                pass
-        return ep
-
-    sched = fix(cfg.scheduler, "scheduler")
-    if not sched.web_port:
-        sched = replace(sched, web_port=free(sched.host, "scheduler.web_port"))
-    servers = [fix(s, f"storage.servers[{i}]") for i, s in enumerate(cfg.storage.servers)]
-    mgmtd = fix(cfg.mgmtd, "mgmtd")
-    mgmtd = replace(
-        mgmtd, standbys=[fix(s, f"mgmtd.standbys[{i}]") for i, s in enumerate(cfg.mgmtd.standbys)]
-    )
-    return replace(
-        cfg,
-        mgmtd=mgmtd,
-        meta=fix(cfg.meta, "meta"),
-        storage=replace(cfg.storage, servers=servers),
-        scheduler=sched,
-    )
-
-
-def dump_config(cfg: ClusterConfig) -> str:
-    """``cfg`` as cluster TOML (the inverse of ``fireflyer.config.parse_config``)."""
-
-    def q(s: str) -> str:
-        return json.dumps(s)
-
-    def ep(e: ServiceEndpoint) -> str:
-        data = f", data_port = {e.data_port}" if isinstance(e, StorageServerConfig) else ""
-        return f"{{ host = {q(e.host)}, port = {e.port}, metrics_port = {e.metrics_port}{data} }}"
-
-    standbys = "standbys = [" + ", ".join(ep(s) for s in cfg.mgmtd.standbys) + "]"
-
-    lines = [
-        "[cluster]", f"name = {q(cfg.name)}", f"data_dir = {q(str(cfg.data_dir))}", "",
-        "[mgmtd]", f"host = {q(cfg.mgmtd.host)}", f"port = {cfg.mgmtd.port}", f"metrics_port = {cfg.mgmtd.metrics_port}", f"lease_s = {cfg.mgmtd.lease_s}", standbys, "",
-        "[meta]", f"host = {q(cfg.meta.host)}", f"port = {cfg.meta.port}", f"metrics_port = {cfg.meta.metrics_port}", f"database = {q(cfg.meta.database)}", "",
-        "[storage]", f"replicas = {cfg.storage.replicas}", f"chunk_size_bytes = {cfg.storage.chunk_size_bytes}",
-        f"scrub_rate_bytes_s = {cfg.storage.scrub_rate_bytes_s}",
-        "servers = [" + ", ".join(ep(s) for s in cfg.storage.servers) + "]", "",
-        "[scheduler]", f"host = {q(cfg.scheduler.host)}", f"port = {cfg.scheduler.port}",
-        f"web_port = {cfg.scheduler.web_port}", f"database = {q(cfg.scheduler.database)}",
-        f"suspend_grace_s = {cfg.scheduler.suspend_grace_s}", "",
-    ]  # fmt: skip
-    for a in cfg.agents:
-        mount = [f"fs3_mount = {q(a.fs3_mount)}"] if a.fs3_mount else []
-        lines += ["[[agents]]", f"name = {q(a.name)}", f"host = {q(a.host)}", f"slots = {a.slots}", *mount, ""]  # fmt: skip
-    return "\n".join(lines)
-
-
-def write_client_config(cfg: ClusterConfig, path: Path | None = None) -> Path:
-    """Point ``haictl`` at this cluster (mode 0600): jobs and fs commands at its scheduler (with the
-    admin token) and mgmtd, and ``status``/``down``/``serve`` at its data directory."""
-    path = path or client_config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = (
-        f"# written by haictl up for cluster {cfg.name!r}\n"
-        f"scheduler = {json.dumps(cfg.scheduler.address)}\n"
-        f"token_file = {json.dumps(str(admin_token_file(cfg)))}\n"
-        f"mgmtd = {json.dumps(cfg.mgmtd.addresses)}\n"
-        f"data_dir = {json.dumps(str(cfg.data_dir))}\n"
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return path
+# What callers import from here: this module's verbs, and the parts of services/cluster_state they use.
+__all__ = [
+    "CONFIG_FILE", "STATE_FILE", "admin_token_file", "chain_table_for", "data_dir_candidates", "down",
+    "dump_config", "find_cluster", "process_name", "read_state", "register_foreground", "resolve_ports",
+    "serve_config", "serve_detached", "service_argv", "status", "up", "write_client_config",
+]  # fmt: skip
 
 
 def _wait_agents(cfg: ClusterConfig, timeout_s: float, names: list[str] | None = None) -> None:
@@ -328,113 +169,6 @@ def _raise_if_dead(launcher: Launcher) -> None:
                                f"--- {proc.log_path} ---\n{proc.log_text()[-3000:]}")  # fmt: skip
 
 
-def _start_ticks(pid: int) -> int | None:
-    """When ``pid`` started (clock ticks since boot), which tells a process from a later one with its pid."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _entry(pid: int, argv: list[str], log: str) -> dict[str, Any]:
-    """A process as the state file records it."""
-    return {"pid": pid, "argv": argv, "log": log, "started": _start_ticks(pid)}
-
-
-def _alive(pid: int, started: int | None = None) -> bool:
-    """Whether ``pid`` runs (not a zombie) and, given ``started``, is still the process recorded then."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    # A zombie (our own dead child) still answers kill(0): look at its state.
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] != "Z" and (started is None or int(fields[19]) == started)
-
-
-def _proc_alive(proc: dict[str, Any]) -> bool:
-    return _alive(proc["pid"], proc.get("started"))
-
-
-class _StateLock:
-    """An exclusive lock on a cluster's state file, so ``serve``, ``down`` and ``up`` never interleave."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / _LOCK_FILE
-
-    def __enter__(self) -> _StateLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self._fd)
-
-
-def _write_state(data_dir: Path, state: dict[str, Any]) -> None:
-    path = Path(data_dir) / STATE_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, path)
-
-
-def data_dir_candidates(data_dir: Path | None, config_path: Path | None = None) -> list[tuple[Path, str]]:
-    """Where the cluster a command means may live, each with why it is looked at, in the order tried.
-
-    ``--data-dir`` (or FIREFLYER_DATA_DIR) alone if given; else ``--config``'s data_dir alone; else the
-    data_dir ``haictl up`` recorded in the client config, then the embedded config's default.
-    """
-    if data_dir is not None:
-        return [(Path(data_dir).expanduser().resolve(), "--data-dir / FIREFLYER_DATA_DIR")]
-    if config_path is not None:
-        return [(load_config(config_path).data_dir.resolve(), f"[cluster].data_dir of {config_path}")]
-    out = []
-    recorded = read_client_config().get("data_dir")
-    if isinstance(recorded, str) and recorded:
-        out.append((Path(recorded).expanduser(), f"data_dir in {client_config_path()}, written by haictl up"))
-    default = load_config(None).data_dir
-    if all(d != default for d, _ in out):
-        out.append((default, "the default data_dir"))
-    return out
-
-
-def find_cluster(data_dir: Path | None, config_path: Path | None = None) -> Path:
-    """The data directory of the running-or-last cluster the command means; else an error saying where it looked."""
-    candidates = data_dir_candidates(data_dir, config_path)
-    for path, _why in candidates:
-        if (path / STATE_FILE).exists():
-            return path
-    looked = "; ".join(f"{path / STATE_FILE} ({why})" for path, why in candidates)
-    raise FireflyerError(
-        f"no cluster state: looked for {looked}. Start one with haictl up, or pass --data-dir DIR"
-    )
-
-
-def serve_config(config_path: Path | None, data_dir: Path | None) -> ClusterConfig:
-    """The config ``haictl serve`` runs a role with: ``--config``; else the ``cluster.toml`` that
-    ``haictl up`` wrote into the cluster's data directory (its resolved ports); else the embedded one."""
-    if config_path is not None:
-        cfg = load_config(config_path)
-        if data_dir is not None:
-            cfg.data_dir = Path(data_dir).expanduser().resolve()
-        return cfg
-    for path, _why in data_dir_candidates(data_dir):
-        if (path / CONFIG_FILE).exists():
-            cfg = load_config(path / CONFIG_FILE)
-            cfg.data_dir = path
-            return cfg
-    cfg = load_config(None)
-    if data_dir is not None:
-        cfg.data_dir = Path(data_dir).expanduser().resolve()
-    return cfg
-
-
 def process_name(cfg: ClusterConfig, role: str, index: int = 0, name: str = "") -> str:
     """The name ``up`` gives ``role``'s process (``storage-1``, ``agent-node2``) in the state file."""
     if role == "storage":
@@ -519,15 +253,6 @@ def serve_detached(
         state["processes"][proc_name] = entry
         _write_state(cfg.data_dir, state)
     return {"name": proc_name, **entry}
-
-
-def read_state(data_dir: Path) -> dict[str, Any]:
-    """The state ``up`` wrote for the cluster under ``data_dir``."""
-    path = Path(data_dir).expanduser() / STATE_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FireflyerError(f"no cluster state in {path.parent} (was it started with haictl up?)") from None
 
 
 def _signal(pid: int, sig: int) -> None:

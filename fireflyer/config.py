@@ -14,7 +14,7 @@ from typing import Any
 from ffcommon.config import client_config_path, parse_toml
 from fireflyer.errors import ConfigError
 
-# The server roles of a cluster, each run by ``haictl serve ROLE`` (see ``fireflyer.cluster.service_argv``).
+# The server roles of a cluster, each run by ``haictl serve ROLE`` (see ``fireflyer.services.service_argv``).
 ROLES = ("mgmtd", "meta", "storage", "scheduler", "agent", "fuse")
 
 DEFAULT_CONFIG_TOML = """\

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fireflyer.cluster import dump_config, service_argv
 from fireflyer.config import ConfigError, load_config, parse_config
+from fireflyer.services import dump_config, service_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fireflyer.cluster import service_argv
 from fireflyer.config import DEFAULT_CONFIG_TOML, parse_config
+from fireflyer.services import service_argv
 from fs3 import admin
 
 
