@@ -162,7 +162,7 @@ def test_log_reads_over_the_limit_are_refused(cluster_factory, tmp_path, max_byt
     ],
 )
 def test_agent_refuses_malformed_start_orders(fields, message):
-    from haiplatform.agent.agent import check_start
+    from haiplatform.agent.runs import check_start
     from haiplatform.protos import agent_pb2
 
     base = {"job_id": 1, "run_seq": 1, "command": "true", "workdir": "/", "ranks": [0]}

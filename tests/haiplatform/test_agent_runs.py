@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hai_helpers import processes_with_env, wait_for
 
-from haiplatform.agent.agent import cgroup_v2_parent
+from haiplatform.agent.runs import cgroup_v2_parent
 
 STUBBORN = Path(__file__).resolve().parent / "stubborn_job.py"
 
