@@ -450,10 +450,7 @@ class ChunkIO:
             return
 
         def one(chain_id: int) -> None:
-            deadline = time.monotonic() + self.timeout_s
-            while True:
-                chain = self.routing.chain(chain_id)
-                head = chain.targets[0]
+            def remove(chain: common_pb2.Chain, head: common_pb2.ChainTarget) -> None:
                 req = storage_pb2.RemoveRangeReq(
                     chain_id=chain_id,
                     chain_version=chain.version,
@@ -461,15 +458,27 @@ class ChunkIO:
                     inode_id=ino.inode_id,
                     first_index=first_index,
                 )
-                try:
-                    self.stub(head.node_id).RemoveRange(req, timeout=self.timeout_s)
-                    return
-                except grpc.RpcError as exc:
-                    if time.monotonic() > deadline:
-                        raise errors.from_rpc_error(exc, f"chain {chain_id}") from None
-                    self.routing.wait_new(chain_id, chain.version)
+                self.stub(head.node_id).RemoveRange(req, timeout=self.timeout_s)
+
+            self._on_head(chain_id, remove)
 
         self.parallel([lambda c=c: one(c) for c in sorted(set(ino.layout.chains))])
+
+    def _on_head(
+        self, chain_id: int, call: Callable[[common_pb2.Chain, common_pb2.ChainTarget], None]
+    ) -> None:
+        """Run ``call(chain, head)`` against the chain's head, again on each new routing until it
+        succeeds or ``timeout_s`` passes (then the last gRPC error, as an FS3Error)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            chain = self.routing.chain(chain_id)
+            try:
+                call(chain, chain.targets[0])
+                return
+            except grpc.RpcError as exc:
+                if time.monotonic() > deadline:
+                    raise errors.from_rpc_error(exc, f"chain {chain_id}") from None
+                self.routing.wait_new(chain_id, chain.version)
 
     def cut_chunks(self, ino: common_pb2.Inode, length: int, old_size: int) -> None:
         """After a truncate to ``length``: drop whole chunks past it and cut the boundary chunk."""
@@ -480,10 +489,8 @@ class ChunkIO:
         if length % cs:
             index = length // cs
             chain_id = self._chain_for(ino, index)
-            deadline = time.monotonic() + self.timeout_s
-            while True:
-                chain = self.routing.chain(chain_id)
-                head = chain.targets[0]
+
+            def cut(chain: common_pb2.Chain, head: common_pb2.ChainTarget) -> None:
                 header = storage_pb2.UpdateReq(
                     chain_id=chain_id,
                     chain_version=chain.version,
@@ -494,10 +501,6 @@ class ChunkIO:
                     chunk_size=cs,
                     from_client=True,
                 )
-                try:
-                    self.stub(head.node_id).Update(wire.update_pieces(header, b""), timeout=self.timeout_s)
-                    return
-                except grpc.RpcError as exc:
-                    if time.monotonic() > deadline:
-                        raise errors.from_rpc_error(exc, f"chain {chain_id}") from None
-                    self.routing.wait_new(chain_id, chain.version)
+                self.stub(head.node_id).Update(wire.update_pieces(header, b""), timeout=self.timeout_s)
+
+            self._on_head(chain_id, cut)
