@@ -5,8 +5,6 @@ One of the two rank-side sweeps ``hfreduce.bench`` runs (the other, allreduce, i
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from typing import Any
@@ -15,7 +13,7 @@ import click
 import numpy as np
 
 from hfreduce._bench_rank import _PATTERN, IMPLS, _init_gloo, _quiet_wait, _sizes, memcpy_gbps
-from hfreduce._bench_report import table
+from hfreduce._bench_report import emit_result
 
 
 class _OpBuffers:
@@ -202,24 +200,14 @@ def _worker_op(opts: dict) -> int:
                 f"# {nbytes} bytes done ({time.perf_counter() - t_start:.1f} s)", file=sys.stderr, flush=True
             )
     if rank == 0:
-        res = {
-            "op": op,
-            "np": world,
-            "nodes": topo.num_nodes,
-            "local_world_size": topo.local_size,
-            "dtype": dtype,
-            "kernel_isa": hfreduce.kernel_isa(),
-            "memcpy_gbps": ceiling,
-            "memcpy_bytes": opts["memcpy_bytes"],
-            "checked": opts["check"],
-            "impls": impls,
-            "rows": rows,
-            "wall_s": time.perf_counter() - t_start,
-            "load": list(os.getloadavg()),
-        }
-        print(table(res), flush=True)
-        if opts["json"]:
-            with open(opts["json"], "w") as f:
-                json.dump(res, f, indent=1)
+        emit_result(
+            {"op": op, "np": world, "nodes": topo.num_nodes, "local_world_size": topo.local_size},
+            dtype,
+            ceiling,
+            impls,
+            rows,
+            t_start,
+            opts,
+        )
     comm.Barrier()
     return 0

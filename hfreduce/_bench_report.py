@@ -5,6 +5,11 @@ Rank 0 prints it after a sweep; kept apart so a saved JSON can be rendered witho
 
 from __future__ import annotations
 
+import json
+import os
+import time
+from typing import Any
+
 from ffcommon.bench import Column, render_table
 
 _REF_BYTES = 64 << 20  # the size at which the summary quotes ratios
@@ -75,3 +80,33 @@ def table(res: dict) -> str:
             parts.append("#   " + ", ".join(v for v in vs if v))
         lines += parts
     return "\n".join(lines)
+
+
+def emit_result(
+    shape: dict[str, Any],
+    dtype: str,
+    ceiling: float,
+    impls: list[str],
+    rows: list[dict[str, Any]],
+    t_start: float,
+    opts: dict[str, Any],
+) -> None:
+    """Rank 0's end of a sweep: print the table, and write the same result as JSON when asked."""
+    import hfreduce
+
+    res = {
+        **shape,
+        "dtype": dtype,
+        "kernel_isa": hfreduce.kernel_isa(),
+        "memcpy_gbps": ceiling,
+        "memcpy_bytes": opts["memcpy_bytes"],
+        "checked": opts["check"],
+        "impls": impls,
+        "rows": rows,
+        "wall_s": time.perf_counter() - t_start,
+        "load": list(os.getloadavg()),
+    }
+    print(table(res), flush=True)
+    if opts["json"]:
+        with open(opts["json"], "w") as f:
+            json.dump(res, f, indent=1)
